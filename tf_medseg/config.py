@@ -1,0 +1,370 @@
+"""Experiment configuration: frozen dataclasses mirrored one-to-one by YAML sections.
+
+A config is loaded and validated once (:func:`load_config`), never mutated, and written into
+the run directory (:func:`dump_config`). Every key is typed; an unknown key, a wrong type or a
+bad value raises :class:`~tf_medseg.errors.ConfigError` naming the key's path (``train.epochs``)
+and what is allowed, with a suggestion for a likely typo.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+
+from tf_medseg.errors import ConfigError
+
+CLASSES = ("large_bowel", "small_bowel", "stomach")
+
+
+def _field(default: Any, doc: str, **checks: Any) -> Any:
+    """A dataclass field with a docstring and optional checks (min, max, check)."""
+    if isinstance(default, (list, dict)):
+        raise TypeError("use tuples for sequence defaults")
+    return dataclasses.field(default=default, metadata={"doc": doc, **checks})
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """The ``data:`` section: where slices come from and how they are batched."""
+
+    source: Literal["phantom", "uwmgi"] = _field(
+        "phantom", "phantom (built-in synthetic data) or uwmgi (the Kaggle download in data.root)")
+    root: Optional[str] = _field(
+        None, "Kaggle folder holding train.csv and train/ (data.source uwmgi)")
+    data_dir: str = _field(
+        "~/tensorflow_datasets", "where TFDS writes the prepared TFRecord shards")
+    image_size: tuple[int, int] = _field(
+        (128, 128), "[height, width] the model sees; slices are resized to it", min=16)
+    context: tuple[int, ...] = _field(
+        (0,), "slice offsets stacked as channels: [0] is 2D, [-2, 0, 2] is 2.5D",
+        check=lambda v: (0 in v and len(set(v)) == len(v), "must contain 0 and no repeats"))
+    batch_size: int = _field(16, "global batch size (split across replicas)", min=1)
+    fold: int = _field(0, "validation fold, 0 <= fold < num_folds", min=0)
+    num_folds: int = _field(5, "number of case-grouped folds", min=2)
+    shuffle_buffer: int = _field(2048, "slices in the training shuffle buffer", min=1)
+    cache: bool = _field(True, "cache decoded, resized slices in memory after the first epoch")
+    augment: bool = _field(True, "random affine (rotate, scale, shift) and intensity "
+                                 "(contrast, brightness, gamma) augmentation of training batches")
+    drop_case_days: tuple[str, ...] = _field(
+        ("case7_day0", "case81_day30"), "case-days left out (known faulty in the Kaggle data)")
+    phantom_cases: int = _field(8, "phantom: number of cases (patients)", min=2)
+    phantom_days: int = _field(2, "phantom: scan days per case", min=1)
+    phantom_slices: int = _field(80, "phantom: slices per scan", min=8)
+    phantom_seed: int = _field(0, "phantom: random seed (the data set is deterministic for it)")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The ``model:`` section: which network and its size."""
+
+    name: Literal["unet", "attention_unet"] = _field("unet", "unet or attention_unet")
+    base_filters: int = _field(32, "filters of the first level; doubled at every level", min=1)
+    depth: int = _field(4, "number of down-sampling steps", min=1, max=8)
+    batch_norm: bool = _field(True, "batch normalisation after every convolution")
+    dropout: float = _field(0.0, "dropout rate in the bottleneck", min=0.0, max=0.99)
+    upsampling: Literal["transpose", "bilinear"] = _field(
+        "transpose", "transpose (transposed conv) or bilinear (bilinear resize + conv)")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The ``train:`` section: optimisation, hardware and the run directory."""
+
+    epochs: int = _field(20, "training epochs", min=1)
+    steps_per_epoch: Optional[int] = _field(None, "optional cap on steps per epoch", min=1)
+    learning_rate: float = _field(1e-3, "peak Adam learning rate, cosine-decayed to 5% of it",
+                                  min=0.0)
+    loss: Literal["bce_dice", "bce", "dice"] = _field("bce_dice", "bce_dice, bce or dice")
+    precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = _field(
+        "auto", "auto picks mixed_float16 on recent GPUs, mixed_bfloat16 on AMX/AVX512-BF16 CPUs")
+    jit_compile: Literal["auto", True, False] = _field(
+        "auto", "XLA: auto (on for GPU, off on CPU), true or false")
+    strategy: Literal["auto", "default", "mirrored", "multi_worker"] = _field(
+        "auto", "auto (MirroredStrategy on several GPUs), default, mirrored or multi_worker")
+    run_dir: str = _field("runs/unet", "where checkpoints, logs, metrics and the export go")
+    seed: int = _field(42, "random seed for weights, shuffling and augmentation")
+    threshold: float = _field(0.5, "probability above which a pixel is the organ", min=0.0,
+                              max=1.0)
+    max_minutes: Optional[float] = _field(
+        None, "optional wall-clock budget; training stops after the epoch that crosses it",
+        min=0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class TuneConfig:
+    """The ``tune:`` section: the KerasTuner search (``train.py --tune``)."""
+
+    max_trials: int = _field(10, "number of hyperparameter trials", min=1)
+    space: dict = dataclasses.field(
+        default_factory=dict,
+        metadata={"doc": "search space, key -> {type: choice|int|float, ...}"})
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    """The ``export:`` section: the SavedModel written after training."""
+
+    saved_model: bool = _field(True, "write RUN_DIR/saved_model after training")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """A whole experiment; one attribute per YAML section."""
+
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    tune: TuneConfig = dataclasses.field(default_factory=TuneConfig)
+    export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
+
+    def replace(self, **sections: Any) -> "Config":
+        """A copy with some sections replaced (the original stays frozen)."""
+        return dataclasses.replace(self, **sections)
+
+    def to_dict(self) -> dict:
+        """Plain, YAML-serialisable dict (tuples become lists)."""
+        return _plain(dataclasses.asdict(self))
+
+    def digest(self) -> str:
+        """A short, stable digest of the resolved config."""
+        text = yaml.safe_dump(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+# ------------------------------------------------------------------------------------- loading
+
+def resolve_config_path(path: str | os.PathLike) -> Path:
+    """Find a config file as given, or by name in the project's ``configs/`` folder."""
+    candidate = Path(path)
+    if candidate.is_file():
+        return candidate
+    project_configs = Path(__file__).resolve().parent.parent / "configs"
+    for name in (candidate.name, candidate.name + ".yaml"):
+        if (project_configs / name).is_file():
+            return project_configs / name
+    available = ", ".join(sorted(p.name for p in project_configs.glob("*.yaml")))
+    raise ConfigError(f"config file {path} not found (configs/ has: {available or 'nothing'})")
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: typing.Sequence[str] = ()
+                ) -> Config:
+    """Load a YAML config, apply ``KEY=VALUE`` overrides and validate everything once.
+
+    Args:
+        path: YAML file, or the name of a file in ``configs/``; None for the defaults.
+        overrides: ``section.key=value`` strings; values are parsed as YAML.
+
+    Returns:
+        The validated, frozen :class:`Config`.
+
+    Raises:
+        ConfigError: naming the key for an unknown key, a wrong type or a bad value.
+    """
+    raw: dict = {}
+    if path is not None:
+        file = resolve_config_path(path)
+        try:
+            raw = yaml.safe_load(file.read_text()) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{file}{where}: not valid YAML ({getattr(exc, 'problem', exc)})")
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{file}: the top level must be a mapping of sections "
+                              f"(data, model, train, tune, export)")
+    for item in overrides:
+        _apply_override(raw, item)
+    return from_dict(raw)
+
+
+def _apply_override(raw: dict, item: str) -> None:
+    key, sep, text = item.partition("=")
+    if not sep or "." not in key:
+        raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. train.epochs=1")
+    try:
+        value = yaml.safe_load(text) if text != "" else None
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {item!r}: the value is not valid YAML")
+    section, _, name = key.partition(".")
+    node = raw.setdefault(section, {})
+    if not isinstance(node, dict):
+        raise ConfigError(f"{section}: must be a mapping of keys, got {type(node).__name__}")
+    node[name] = value
+
+
+def from_dict(raw: dict) -> Config:
+    """Build a validated :class:`Config` from a plain nested dict."""
+    sections = {f.name: f.default_factory for f in dataclasses.fields(Config)}
+    _check_unknown(raw.keys(), sections, prefix="")
+    built = {}
+    for name, cls in sections.items():
+        values = raw.get(name) or {}
+        if not isinstance(values, dict):
+            raise ConfigError(f"{name}: must be a mapping of keys, got {values!r}")
+        built[name] = _build_section(cls, values, name)
+    config = Config(**built)
+    _check_cross(config)
+    return config
+
+
+def _check_unknown(keys: typing.Iterable[str], allowed: typing.Iterable[str], prefix: str) -> None:
+    allowed = list(allowed)
+    for key in keys:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f"; did you mean {prefix}{close[0]}?" if close else ""
+            raise ConfigError(f"{prefix}{key}: unknown key{hint} "
+                              f"(allowed: {', '.join(allowed)})")
+
+
+def _build_section(cls: type, values: dict, section: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    _check_unknown(values.keys(), fields, prefix=f"{section}.")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in values.items():
+        path = f"{section}.{name}"
+        value = _coerce(value, hints[name], path)
+        _check_value(value, fields[name].metadata, path)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(str(a).lower() if isinstance(a, bool) else str(a)
+                                     for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _describe(a)
+                           for a in typing.get_args(tp))
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_describe(args[0])}s"
+        return f"a list of {len(args)} {_describe(args[0])}s"
+    return {int: "integer", float: "number", str: "string", bool: "true/false",
+            dict: "mapping"}.get(tp, str(tp))
+
+
+def _coerce(value: Any, tp: Any, path: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it in canonical form."""
+    origin = typing.get_origin(tp)
+    wrong = ConfigError(f"{path}: expected {_describe(tp)}, got {value!r}")
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        for option in allowed:
+            if value == option and type(value) is type(option):
+                return value
+        close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise ConfigError(f"{path}: expected {_describe(tp)}, got {value!r}{hint}")
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, path)
+            except ConfigError:
+                pass
+        raise wrong
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise wrong
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            item_types = [args[0]] * len(value)
+        elif len(value) != len(args):
+            raise wrong
+        else:
+            item_types = list(args)
+        return tuple(_coerce(v, t, f"{path}[{i}]") for i, (v, t) in
+                     enumerate(zip(value, item_types)))
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise wrong
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong
+        return value
+    if tp in (str, bool, dict):
+        if not isinstance(value, tp):
+            raise wrong
+        return value
+    raise TypeError(f"unsupported annotation {tp} for {path}")
+
+
+def _check_value(value: Any, meta: typing.Mapping, path: str) -> None:
+    if value is None:
+        return
+    items = value if isinstance(value, tuple) else (value,)
+    for item in items:
+        if isinstance(item, (int, float)) and not isinstance(item, bool):
+            if "min" in meta and item < meta["min"]:
+                raise ConfigError(f"{path}: must be >= {meta['min']}, got {value!r}")
+            if "max" in meta and item > meta["max"]:
+                raise ConfigError(f"{path}: must be <= {meta['max']}, got {value!r}")
+    if "check" in meta:
+        ok, message = meta["check"](value)
+        if not ok:
+            raise ConfigError(f"{path}: {message}, got {list(value)!r}")
+
+
+def _check_cross(config: Config) -> None:
+    data = config.data
+    if data.fold >= data.num_folds:
+        raise ConfigError(f"data.fold: must be < data.num_folds ({data.num_folds}), "
+                          f"got {data.fold}")
+    if data.source == "uwmgi" and not data.root:
+        raise ConfigError("data.root: required when data.source is uwmgi; set it to the "
+                          "Kaggle folder holding train.csv and train/")
+    if data.source == "phantom" and data.phantom_cases < data.num_folds:
+        raise ConfigError(f"data.phantom_cases: must be >= data.num_folds ({data.num_folds}) "
+                          f"so that every fold has a case, got {data.phantom_cases}")
+    h, w = data.image_size
+    step = 2 ** config.model.depth
+    if h % step or w % step:
+        raise ConfigError(f"data.image_size: {h}x{w} must be divisible by 2**model.depth = "
+                          f"{step}")
+
+
+def dump_config(config: Config, path: str | os.PathLike) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    os.replace(tmp, path)
+
+
+def describe_keys() -> list[tuple[str, str, str, str]]:
+    """(key, type, default, doc) for every config key, for the README and ``--help``."""
+    rows = []
+    for section in dataclasses.fields(Config):
+        cls = section.default_factory
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            rows.append((f"{section.name}.{f.name}", _describe(hints[f.name]),
+                         yaml.safe_dump(_plain(default), default_flow_style=True).strip()
+                         .removesuffix("...").strip(), f.metadata.get("doc", "")))
+    return rows
