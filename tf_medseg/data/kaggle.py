@@ -1,0 +1,246 @@
+"""Read a folder in the Kaggle UW-Madison GI Tract layout.
+
+::
+
+    ROOT/train.csv                          id,class,segmentation (RLE, see rle.py)
+    ROOT/train/caseN/caseN_dayM/scans/slice_XXXX_W_H_PW_PH.png
+
+In ``slice_0057_360_310_1.50_1.50.png`` the first number is the WIDTH: the array is (310, 360).
+Slices are 16-bit grayscale PNGs (8-bit copies are accepted and kept as they are; intensity is
+normalised per scan later, so the bit depth does not matter).
+
+The unit of reading is a scan (one case-day): its slices sorted by number, stacked into a
+(D, H, W) uint16 volume with a (D, H, W, 3) uint8 mask, so that 2.5D context and per-scan
+normalisation can be chosen later without re-reading files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from tf_medseg.config import CLASSES
+from tf_medseg.data import rle
+from tf_medseg.errors import DataError
+
+SLICE_RE = re.compile(r"^slice_(\d{4})_(\d+)_(\d+)_(\d+(?:\.\d+)?)_(\d+(?:\.\d+)?)\.png$")
+CASE_DAY_RE = re.compile(r"^case(\d+)_day(\d+)$")
+ID_RE = re.compile(r"^case(\d+)_day(\d+)_slice_(\d{4})$")
+
+
+@dataclasses.dataclass(frozen=True)
+class SliceFile:
+    """One slice PNG and what its name says about it."""
+
+    path: Path
+    slice_number: int
+    width: int
+    height: int
+    spacing: tuple[float, float]  # (pixel width, pixel height) in mm
+
+
+@dataclasses.dataclass(frozen=True)
+class ScanFiles:
+    """The slice files of one case-day, sorted by slice number."""
+
+    case: int
+    day: int
+    slices: tuple[SliceFile, ...]
+
+    @property
+    def case_day(self) -> str:
+        return f"case{self.case}_day{self.day}"
+
+    def slice_id(self, s: SliceFile) -> str:
+        return f"{self.case_day}_slice_{s.slice_number:04d}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Scan:
+    """One case-day read into memory."""
+
+    case: int
+    day: int
+    slice_numbers: np.ndarray  # (D,) int32
+    image: np.ndarray  # (D, H, W) uint16
+    mask: np.ndarray  # (D, H, W, 3) uint8, channels in CLASSES order
+    spacing: tuple[float, float]
+
+    @property
+    def case_day(self) -> str:
+        return f"case{self.case}_day{self.day}"
+
+
+def parse_slice_filename(path: str | os.PathLike) -> SliceFile:
+    """Parse ``slice_XXXX_W_H_PW_PH.png`` (first number is the width)."""
+    path = Path(path)
+    m = SLICE_RE.match(path.name)
+    if not m:
+        raise DataError(f"{path}: file name does not match slice_XXXX_W_H_PW_PH.png")
+    number, width, height, pw, ph = m.groups()
+    return SliceFile(path, int(number), int(width), int(height), (float(pw), float(ph)))
+
+
+def index_folder(root: str | os.PathLike, drop_case_days: Sequence[str] = ()) -> list[ScanFiles]:
+    """List every scan under ``ROOT/train`` with its slices, sorted by case, day and slice.
+
+    Raises:
+        DataError: if the folder or ``train/`` is missing, holds no slices, or a scan mixes
+            image sizes or repeats a slice number.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"data root {root} does not exist; set data.root to the Kaggle "
+                        f"folder holding train.csv and train/")
+    train = root / "train"
+    if not train.is_dir():
+        raise DataError(f"{train} is missing; data.root must hold train/caseN/caseN_dayM/scans/")
+    scans = []
+    for case_dir in train.iterdir():
+        if not case_dir.is_dir():
+            continue
+        for day_dir in case_dir.iterdir():
+            m = CASE_DAY_RE.match(day_dir.name)
+            if not m or day_dir.name in drop_case_days:
+                continue
+            files = [parse_slice_filename(p) for p in (day_dir / "scans").glob("*.png")]
+            if not files:
+                continue
+            files.sort(key=lambda s: s.slice_number)
+            sizes = {(s.width, s.height) for s in files}
+            if len(sizes) > 1:
+                raise DataError(f"{day_dir}: slices of one scan have different sizes {sizes}")
+            numbers = [s.slice_number for s in files]
+            if len(set(numbers)) != len(numbers):
+                raise DataError(f"{day_dir}: a slice number appears twice")
+            scans.append(ScanFiles(int(m.group(1)), int(m.group(2)), tuple(files)))
+    if not scans:
+        raise DataError(f"{train} holds no slice PNGs (expected "
+                        f"train/caseN/caseN_dayM/scans/slice_*.png)")
+    scans.sort(key=lambda s: (s.case, s.day))
+    return scans
+
+
+def read_labels(csv_path: str | os.PathLike) -> dict[str, dict[str, str]]:
+    """Read train.csv into ``{slice id: {class: rle}}`` (every class present, '' if empty).
+
+    Raises:
+        DataError: for a missing file, missing columns, a malformed id, an unknown class or a
+            duplicated (id, class) row, naming the row.
+    """
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise DataError(f"{csv_path} is missing; the Kaggle folder must hold train.csv")
+    try:
+        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(f"{csv_path}: not a readable CSV ({str(exc).splitlines()[0]})")
+    missing = {"id", "class", "segmentation"} - set(frame.columns)
+    if missing:
+        raise DataError(f"{csv_path}: missing column(s) {sorted(missing)}; expected "
+                        f"id,class,segmentation")
+    labels: dict[str, dict[str, str]] = {}
+    for row, (sid, cls, seg) in enumerate(zip(frame["id"], frame["class"],
+                                              frame["segmentation"]), start=2):
+        if not ID_RE.match(sid):
+            raise DataError(f"{csv_path} line {row}: id {sid!r} is not caseN_dayM_slice_XXXX")
+        if cls not in CLASSES:
+            raise DataError(f"{csv_path} line {row}: unknown class {cls!r} "
+                            f"(expected one of {', '.join(CLASSES)})")
+        entry = labels.setdefault(sid, {})
+        if cls in entry:
+            raise DataError(f"{csv_path} line {row}: duplicate row for {sid} {cls}")
+        entry[cls] = seg.strip()
+    for entry in labels.values():
+        for cls in CLASSES:
+            entry.setdefault(cls, "")
+    return labels
+
+
+def read_png(s: SliceFile) -> np.ndarray:
+    """Read one slice as a (H, W) uint16 array, checking its size against its file name."""
+    image = cv2.imread(str(s.path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise DataError(f"{s.path}: not a readable PNG")
+    if image.ndim == 3:  # some copies are saved as gray RGB; the channels are equal
+        image = image[..., 0]
+    if image.dtype not in (np.uint8, np.uint16):
+        raise DataError(f"{s.path}: expected an 8- or 16-bit grayscale PNG, got {image.dtype}")
+    if image.shape != (s.height, s.width):
+        raise DataError(f"{s.path}: image is {image.shape[1]}x{image.shape[0]} (WxH) but its "
+                        f"name says {s.width}x{s.height}")
+    return image.astype(np.uint16)
+
+
+def read_scan(scan: ScanFiles, labels: dict[str, dict[str, str]]) -> Scan:
+    """Read the slices and decode the masks of one case-day.
+
+    Raises:
+        DataError: if a slice has no rows in train.csv, or an RLE string is malformed (the
+            message names the slice id and class).
+    """
+    first = scan.slices[0]
+    depth = len(scan.slices)
+    image = np.empty((depth, first.height, first.width), np.uint16)
+    mask = np.zeros((depth, first.height, first.width, len(CLASSES)), np.uint8)
+    for i, s in enumerate(scan.slices):
+        image[i] = read_png(s)
+        sid = scan.slice_id(s)
+        if sid not in labels:
+            raise DataError(f"{s.path}: no rows for {sid} in train.csv")
+        for c, cls in enumerate(CLASSES):
+            try:
+                mask[i, ..., c] = rle.decode(labels[sid][cls], s.height, s.width)
+            except DataError as exc:
+                raise DataError(f"train.csv {sid} {cls}: {exc}") from None
+    numbers = np.array([s.slice_number for s in scan.slices], np.int32)
+    return Scan(scan.case, scan.day, numbers, image, mask, first.spacing)
+
+
+def check_complete(scans: Sequence[ScanFiles], labels: dict[str, dict[str, str]],
+                   csv_path: str | os.PathLike, drop_case_days: Sequence[str] = ()) -> None:
+    """Every train.csv id must have an image (ids of dropped case-days excepted)."""
+    have = {scan.slice_id(s) for scan in scans for s in scan.slices}
+    dropped = tuple(f"{cd}_slice_" for cd in drop_case_days)
+    orphans = sorted(i for i in labels if i not in have and not i.startswith(dropped or ("\0",)))
+    if orphans:
+        more = f" and {len(orphans) - 1} more" if len(orphans) > 1 else ""
+        raise DataError(f"{csv_path}: id {orphans[0]}{more} has no image under train/")
+
+
+def iter_scans(root: str | os.PathLike, drop_case_days: Sequence[str] = ()) -> Iterator[Scan]:
+    """Index, validate and read every scan of a Kaggle-layout folder."""
+    root = Path(root).expanduser()
+    scans = index_folder(root, drop_case_days)
+    labels = read_labels(root / "train.csv")
+    check_complete(scans, labels, root / "train.csv", drop_case_days)
+    for scan in scans:
+        yield read_scan(scan, labels)
+
+
+def fingerprint(root: str | os.PathLike, drop_case_days: Sequence[str] = ()) -> str:
+    """A digest of a folder's train.csv and slice files (names, sizes, modification times).
+
+    Prepared records carry it, so that records built from one folder, or from an earlier state
+    of it, are never reused for another.
+    """
+    root = Path(root).expanduser().resolve()
+    digest = hashlib.sha256(str(root).encode())
+    csv_path = root / "train.csv"
+    if not csv_path.is_file():
+        raise DataError(f"{csv_path} is missing; the Kaggle folder must hold train.csv")
+    digest.update(csv_path.read_bytes())
+    digest.update(repr(sorted(drop_case_days)).encode())
+    for scan in index_folder(root, drop_case_days):
+        for s in scan.slices:
+            st = s.path.stat()
+            digest.update(f"{s.path.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
