@@ -1,0 +1,1 @@
+"""TFDS dataset builders: ``uw_madison_gi`` (the Kaggle download) and ``gi_phantom``."""

@@ -1,0 +1,67 @@
+"""TFDS builder for the UW-Madison GI Tract Image Segmentation data (Kaggle).
+
+The data cannot be downloaded automatically: point ``manual_dir`` (``data.root`` in a config)
+at the unpacked Kaggle folder holding ``train.csv`` and ``train/``. Each builder config is keyed
+to its source: the config name carries a fingerprint of the folder path, train.csv and the list of
+slice files (sizes and modification times), so records built from one folder, or from an earlier
+state of it, are never reused for another.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import tensorflow_datasets as tfds
+
+from datasets import kaggle_layout
+from tf_medseg.data import features, kaggle
+
+
+class SourceConfig(tfds.core.BuilderConfig):
+    """A builder config tied to one Kaggle-layout folder."""
+
+    def __init__(self, *, root: str, drop_case_days: Sequence[str], **kwargs):
+        super().__init__(**kwargs)
+        self.root = root
+        self.drop_case_days = tuple(drop_case_days)
+
+
+def source_config(root: str, drop_case_days: Sequence[str] = ()) -> SourceConfig:
+    """The config for a folder: its name is a fingerprint of the folder's contents."""
+    root = str(Path(root).expanduser().resolve())
+    digest = kaggle.fingerprint(root, drop_case_days)
+    return SourceConfig(name=f"src_{digest}", description=f"Kaggle-layout folder {root}",
+                        root=root, drop_case_days=drop_case_days)
+
+
+class UwMadisonGi(tfds.core.GeneratorBasedBuilder):
+    """One example per scan (case-day); see ``tf_medseg.data.features``."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "One record per scan: uint16 volume + 3-class masks."}
+    MANUAL_DOWNLOAD_INSTRUCTIONS = """
+    Download and unzip https://www.kaggle.com/competitions/uw-madison-gi-tract-image-segmentation
+    and set data.root (manual_dir) to the folder that holds train.csv and train/.
+    """
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(
+            features=features.FEATURES,
+            homepage="https://www.kaggle.com/competitions/uw-madison-gi-tract-image-segmentation",
+            disable_shuffling=True,
+            metadata=tfds.core.MetadataDict(),
+        )
+
+    def _root(self, dl_manager) -> Path:
+        config = self.builder_config
+        return Path(getattr(config, "root", None) or dl_manager.manual_dir)
+
+    def _split_generators(self, dl_manager):
+        root = self._root(dl_manager)
+        drop = getattr(self.builder_config, "drop_case_days", ())
+        scans, labels = kaggle_layout.inventory(self.info, root, drop)
+        return {"train": self._generate_examples(scans, labels)}
+
+    def _generate_examples(self, scans, labels):
+        yield from kaggle_layout.examples(scans, labels)
