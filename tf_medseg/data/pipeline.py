@@ -1,0 +1,142 @@
+"""The tf.data input pipeline: prepared scan records -> batches of (image, mask).
+
+Stages are small functions composed in :func:`make_dataset`::
+
+    scan record -> normalize (per scan) -> stack_context (2.5D) -> resize -> unbatch slices
+                -> cache -> shuffle -> batch -> augment (training only) -> prefetch
+
+Intensity normalisation (shared by training, evaluation and export): every scan is divided by
+its own 99.5th intensity percentile and clipped to [0, 1.5], so scans whose maxima range from a
+few hundred to 13,000, 8-bit copies included, land on one scale; the percentile ignores the
+bright outliers a maximum would follow.
+
+Folds are grouped by case (patient): all days of a case are in the same fold.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from tf_medseg.config import Config
+from tf_medseg.data.augment import augment
+from tf_medseg.errors import DataError
+
+PERCENTILE = 99.5
+CLIP = 1.5
+
+
+def fold_cases(cases: Sequence[int], fold: int, num_folds: int) -> tuple[list[int], list[int]]:
+    """(training cases, validation cases): cases shuffled with a fixed seed, dealt round-robin.
+
+    Raises:
+        DataError: if there are fewer cases than folds.
+    """
+    cases = sorted(int(c) for c in cases)
+    if len(cases) < num_folds:
+        raise DataError(f"the data set has {len(cases)} case(s), fewer than data.num_folds "
+                        f"({num_folds}); lower data.num_folds")
+    order = np.random.default_rng(20220512).permutation(cases)
+    val = sorted(int(c) for i, c in enumerate(order) if i % num_folds == fold)
+    train = sorted(c for c in cases if c not in val)
+    return train, val
+
+
+def intensity_scale(image: tf.Tensor) -> tf.Tensor:
+    """The per-scan scale: the 99.5th percentile of a (D, H, W) volume (at least 1)."""
+    flat = tf.reshape(image, [-1])
+    # Every 4th voxel is plenty for a percentile and keeps the sort cheap.
+    flat = tf.sort(tf.cast(flat[::4], tf.float32))
+    n = tf.shape(flat)[0]
+    k = tf.minimum(tf.cast(tf.cast(n - 1, tf.float32) * PERCENTILE / 100.0, tf.int32), n - 1)
+    return tf.maximum(flat[k], 1.0)
+
+
+def normalize(image: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
+    """Raw intensities -> float32 in [0, CLIP], given the scan's scale."""
+    return tf.clip_by_value(tf.cast(image, tf.float32) / scale, 0.0, CLIP)
+
+
+def stack_context(volume: tf.Tensor, offsets: Sequence[int]) -> tf.Tensor:
+    """(D, H, W) -> (D, H, W, len(offsets)): channel k of slice i is slice i + offsets[k],
+    clamped at the scan's ends."""
+    depth = tf.shape(volume)[0]
+    index = tf.range(depth)
+    channels = [tf.gather(volume, tf.clip_by_value(index + o, 0, depth - 1)) for o in offsets]
+    return tf.stack(channels, axis=-1)
+
+
+def resize(image: tf.Tensor, mask: tf.Tensor, size: Sequence[int]) -> tuple[tf.Tensor, tf.Tensor]:
+    """Bilinear for images, nearest-neighbour for masks (labels are never interpolated)."""
+    image = tf.image.resize(image, size, method="bilinear")
+    mask = tf.image.resize(mask, size, method="nearest")
+    return image, mask
+
+
+def prepare_scan(example: dict, context: Sequence[int], size: Sequence[int]):
+    """One scan record -> (images (D, h, w, C) float32, masks (D, h, w, 3) float32)."""
+    volume = normalize(example["image"], intensity_scale(example["image"]))
+    image = stack_context(volume, context)
+    image, mask = resize(image, example["mask"], size)
+    return image, tf.cast(mask, tf.float32)
+
+
+def scan_dataset(config: Config, split: str, *, with_count: bool = False):
+    """The scan records of a split (``train`` or ``val``; ``all`` for every case).
+
+    With ``with_count``, returns (dataset, number of slices in the split).
+    """
+    from tf_medseg.data.prepare import prepare  # noqa: PLC0415 (TFDS import is slow)
+
+    builder = prepare(config.data)
+    cases = builder.info.metadata["cases"]
+    if split == "all":
+        keep = cases
+    elif split in ("train", "val"):
+        train, val = fold_cases(cases, config.data.fold, config.data.num_folds)
+        keep = train if split == "train" else val
+    else:
+        raise ValueError(f"split must be train, val or all, got {split!r}")
+    counts = builder.info.metadata["slices_per_case_day"]
+    num_slices = sum(n for cd, n in counts.items() if int(cd[4:].split("_")[0]) in keep)
+    keep = tf.constant(keep, tf.int32)
+    ds = builder.as_dataset(split="train", shuffle_files=False)
+    ds = ds.filter(lambda ex: tf.reduce_any(tf.equal(ex["case"], keep)))
+    return (ds, num_slices) if with_count else ds
+
+
+def make_dataset(config: Config, split: str, *, batch_size: int | None = None,
+                 shuffle: bool | None = None) -> tf.data.Dataset:
+    """Batches of (image (B, h, w, C) float32, mask (B, h, w, 3) float32).
+
+    Args:
+        config: The experiment config (``data`` section).
+        split: ``train`` (shuffled, repeated when ``train.steps_per_epoch`` is set), ``val`` or
+            ``all``.
+        batch_size: Overrides ``data.batch_size`` (global batch).
+        shuffle: Overrides the default (shuffle only ``train``).
+    """
+    data = config.data
+    shuffle = (split == "train") if shuffle is None else shuffle
+    ds, num_slices = scan_dataset(config, split, with_count=True)
+    ds = ds.map(lambda ex: prepare_scan(ex, data.context, data.image_size),
+                num_parallel_calls=tf.data.AUTOTUNE)
+    # Known length, so that Keras shows epoch progress and ends epochs without a warning.
+    ds = ds.unbatch().apply(tf.data.experimental.assert_cardinality(num_slices))
+    if data.cache:
+        ds = ds.cache()
+    if shuffle:
+        ds = ds.shuffle(data.shuffle_buffer, seed=config.train.seed,
+                        reshuffle_each_iteration=True)
+    if split == "train" and config.train.steps_per_epoch:
+        ds = ds.repeat()
+    ds = ds.batch(batch_size or data.batch_size, drop_remainder=False)
+    if split == "train" and data.augment:
+        # New, seeded random numbers every epoch: deterministic for train.seed.
+        seeds = tf.data.Dataset.random(seed=config.train.seed,
+                                       rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip(ds, seeds).map(
+            lambda batch, seed: augment(*batch, seed), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
