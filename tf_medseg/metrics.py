@@ -1,0 +1,140 @@
+"""Metrics: a streaming Dice for training, and the competition score on 3-D volumes.
+
+Competition score of one case-day volume (D, H, W, C), as in DESIGN.md:
+``0.4 * mean Dice + 0.6 * (1 - mean 3-D Hausdorff)``. Dice is per (slice, class) pair; the
+Hausdorff distance is per class over the whole volume on voxel coordinates (unit steps on every
+axis), divided by sqrt(D^2 + H^2 + W^2) and capped at 1. A pair empty in only one of prediction
+and truth scores Dice 0 and Hausdorff 1; a pair empty in both is skipped by default
+(``both_empty="skip"``), or counted as 1 (perfect) or 0 with ``"one"`` / ``"zero"``.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import keras
+import numpy as np
+from keras import ops
+from scipy import ndimage
+
+from tf_medseg.config import CLASSES
+
+BOTH_EMPTY = ("skip", "one", "zero")
+
+
+class DiceScore(keras.metrics.Metric):
+    """Dice of thresholded predictions, accumulated over all pixels of an epoch.
+
+    ``class_index`` None averages the per-class Dice over classes.
+    """
+
+    def __init__(self, num_classes: int = len(CLASSES), class_index: int | None = None,
+                 threshold: float = 0.5, name: str = "dice", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.num_classes, self.class_index, self.threshold = num_classes, class_index, threshold
+        self.intersection = self.add_variable((num_classes,), initializer="zeros",
+                                              name="intersection")
+        self.total = self.add_variable((num_classes,), initializer="zeros", name="total")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = ops.cast(y_true, "float32")
+        logit = float(np.log(self.threshold / (1 - self.threshold)))
+        pred = ops.cast(ops.cast(y_pred, "float32") > logit, "float32")
+        axes = tuple(range(len(y_true.shape) - 1))
+        self.intersection.assign_add(ops.sum(pred * y_true, axis=axes))
+        self.total.assign_add(ops.sum(pred, axis=axes) + ops.sum(y_true, axis=axes))
+
+    def result(self):
+        dice = ops.where(self.total > 0, 2.0 * self.intersection / ops.maximum(self.total, 1e-9),
+                         1.0)
+        return dice[self.class_index] if self.class_index is not None else ops.mean(dice)
+
+    def reset_state(self):
+        for v in (self.intersection, self.total):
+            v.assign(ops.zeros_like(v))
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes,
+                "class_index": self.class_index, "threshold": self.threshold}
+
+
+def training_metrics(threshold: float = 0.5) -> list[keras.metrics.Metric]:
+    """Mean Dice (``dice``) and one Dice per class (``dice_large_bowel`` ...)."""
+    return [DiceScore(threshold=threshold, name="dice")] + [
+        DiceScore(class_index=i, threshold=threshold, name=f"dice_{c}")
+        for i, c in enumerate(CLASSES)]
+
+
+def _check_both_empty(both_empty: str) -> None:
+    if both_empty not in BOTH_EMPTY:
+        raise ValueError(f"both_empty must be one of {BOTH_EMPTY}, got {both_empty!r}")
+
+
+def slice_dice(pred: np.ndarray, true: np.ndarray, both_empty: str = "skip") -> np.ndarray:
+    """Dice per (slice, class) of boolean (D, H, W, C) volumes; NaN marks a skipped pair."""
+    _check_both_empty(both_empty)
+    pred, true = pred.astype(bool), true.astype(bool)
+    inter = (pred & true).sum(axis=(1, 2))
+    total = pred.sum(axis=(1, 2)) + true.sum(axis=(1, 2))
+    dice = np.where(total > 0, 2.0 * inter / np.maximum(total, 1), np.nan)
+    fill = {"skip": np.nan, "one": 1.0, "zero": 0.0}[both_empty]
+    return np.where(total > 0, dice, fill)
+
+
+def hausdorff(pred: np.ndarray, true: np.ndarray, both_empty: str = "skip") -> np.ndarray:
+    """Normalised symmetric 3-D Hausdorff distance per class; NaN marks a skipped class."""
+    _check_both_empty(both_empty)
+    pred, true = pred.astype(bool), true.astype(bool)
+    diag = float(np.sqrt(sum(n * n for n in pred.shape[:3])))
+    out = np.empty(pred.shape[-1])
+    for c in range(pred.shape[-1]):
+        p, t = pred[..., c], true[..., c]
+        if not p.any() and not t.any():
+            out[c] = {"skip": np.nan, "one": 0.0, "zero": 1.0}[both_empty]
+        elif not p.any() or not t.any():
+            out[c] = 1.0
+        else:
+            # Distance from every voxel to the nearest voxel of the other set.
+            to_t = ndimage.distance_transform_edt(~t)
+            to_p = ndimage.distance_transform_edt(~p)
+            out[c] = min(max(to_t[p].max(), to_p[t].max()) / diag, 1.0)
+    return out
+
+
+def competition_score(pred: np.ndarray, true: np.ndarray, both_empty: str = "skip") -> dict:
+    """The competition metric of one case-day.
+
+    Args:
+        pred, true: Boolean volumes (D, H, W, C).
+        both_empty: ``skip`` (default), ``one`` or ``zero``, for pairs empty in both.
+
+    Returns:
+        ``{"dice", "hausdorff", "score"}`` plus per-class ``dice_<class>`` and
+        ``hausdorff_<class>`` (NaN where every pair of that class was skipped). Use
+        :func:`slice_dice`, :func:`hausdorff` and :func:`summarize` to aggregate case-days.
+    """
+    if pred.shape != true.shape or pred.ndim != 4:
+        raise ValueError(f"expected two (D, H, W, C) volumes of one shape, got {pred.shape} "
+                         f"and {true.shape}")
+    sd = slice_dice(pred, true, both_empty)
+    hd = hausdorff(pred, true, both_empty)
+    return summarize([sd], [hd])
+
+
+def _nanmean(values: np.ndarray) -> float:
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if values.size else float("nan")
+
+
+def summarize(slice_dices: Iterable[np.ndarray], class_hausdorffs: Iterable[np.ndarray]
+              ) -> dict:
+    """Aggregate over case-days the competition's way: Dice over all (slice, class) pairs,
+    Hausdorff over all (case-day, class) pairs; skipped (NaN) pairs count in neither."""
+    sd = np.concatenate([np.asarray(s).reshape(-1, len(CLASSES)) for s in slice_dices])
+    hd = np.stack([np.asarray(h) for h in class_hausdorffs])
+    dice, hd_mean = _nanmean(sd), _nanmean(hd)
+    result = {"dice": dice, "hausdorff": hd_mean, "score": 0.4 * dice + 0.6 * (1 - hd_mean)}
+    for c, name in enumerate(CLASSES):
+        result[f"dice_{name}"] = _nanmean(sd[:, c])
+        result[f"hausdorff_{name}"] = _nanmean(hd[:, c])
+    return result

@@ -1,0 +1,53 @@
+"""Attention U-Net (Oktay et al. 2018) for multi-label segmentation, returning logits."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+from keras import layers
+
+from tf_medseg.models.blocks import check_input, decoder, encoder, input_layer, logits_head
+
+
+def attention_gate(skip, gating, inter_filters: int, name: str, *, batch_norm: bool = True):
+    """Additive attention gate of Oktay et al. 2018 (their grid-attention variant).
+
+    The skip features are brought to the coarser gating grid by a strided 2x2 conv without bias
+    (W_x), the gating signal from the level below goes through a 1x1 conv (W_g); their sum goes
+    through ReLU and a 1x1 conv to one channel (psi), a sigmoid gives coefficients in [0, 1],
+    which are resampled (bilinear) to the skip's size and multiplied into the skip; a 1x1 conv +
+    batch norm then mixes the gated features. This is the paper's variant because computing the
+    gate on the coarse grid halves its cost and uses the gating signal at its own resolution,
+    as in the authors' reference implementation.
+    """
+    theta_x = layers.Conv2D(inter_filters, 2, strides=2, use_bias=False,
+                            name=f"{name}_theta_x")(skip)
+    phi_g = layers.Conv2D(inter_filters, 1, name=f"{name}_phi_g")(gating)
+    f = layers.Activation("relu", name=f"{name}_relu")(layers.Add(name=f"{name}_add")(
+        [theta_x, phi_g]))
+    psi = layers.Conv2D(1, 1, name=f"{name}_psi")(f)
+    alpha = layers.Activation("sigmoid", name=f"{name}_coefficients")(psi)
+    alpha = layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_resample")(alpha)
+    gated = layers.Multiply(name=f"{name}_multiply")([skip, alpha])
+    y = layers.Conv2D(skip.shape[-1], 1, use_bias=not batch_norm, name=f"{name}_out")(gated)
+    if batch_norm:
+        y = layers.BatchNormalization(name=f"{name}_out_bn")(y)
+    return y
+
+
+def build_attention_unet(input_shape: Sequence[int], num_classes: int, *,
+                         base_filters: int = 32, depth: int = 4, batch_norm: bool = True,
+                         dropout: float = 0.0, upsampling: str = "transpose",
+                         name: str = "attention_unet") -> keras.Model:
+    """A 2D Attention U-Net: a U-Net whose skip connections pass through attention gates.
+
+    Arguments and output are those of :func:`tf_medseg.models.build_unet`.
+    """
+    check_input(input_shape, depth)
+    inputs = input_layer(input_shape)
+    x, skips = encoder(inputs, base_filters=base_filters, depth=depth, batch_norm=batch_norm,
+                       dropout=dropout)
+    x = decoder(x, skips, base_filters=base_filters, batch_norm=batch_norm,
+                upsampling=upsampling, gate=attention_gate)
+    return keras.Model(inputs, logits_head(x, num_classes), name=name)
