@@ -1,0 +1,85 @@
+"""One tiny end-to-end run: phantom -> TFDS -> tf.data -> fit -> metrics -> SavedModel."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import yaml
+
+from tf_medseg.config import CLASSES, load_config
+from tf_medseg.training import resolve_runtime, train
+
+from conftest import ROOT, tiny_overrides
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    config = load_config("unet.yaml", tiny_overrides(tmp))
+    result = train(config, verbose=0)
+    return config, tmp / "run", result
+
+
+def test_run_directory(tiny_run):
+    config, run, result = tiny_run
+    for name in ("config.yaml", "runtime.json", "history.csv", "metrics.json",
+                 "checkpoints/best.weights.h5", "saved_model/saved_model.pb",
+                 "saved_model/metadata.json"):
+        assert (run / name).exists(), name
+    assert list((run / "logs" / "train").glob("events.out.tfevents.*"))
+    assert yaml.safe_load((run / "config.yaml").read_text())["model"]["base_filters"] == 4
+    with (run / "history.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert {"loss", "dice", "val_dice", "val_dice_stomach"} <= set(rows[0])
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in ("dice", "hausdorff", "score", *(f"dice_{c}" for c in CLASSES)):
+        assert key in metrics
+    assert 0 <= metrics["dice"] <= 1 and 0 <= metrics["hausdorff"] <= 1
+    assert metrics["score"] == pytest.approx(0.4 * metrics["dice"]
+                                             + 0.6 * (1 - metrics["hausdorff"]))
+    assert len(metrics["case_days"]) == 4 and metrics == result | {}
+    runtime = json.loads((run / "runtime.json").read_text())
+    assert (runtime["precision"], runtime["jit_compile"]) == resolve_runtime()
+
+
+def test_saved_model_serves_raw_slices(tiny_run):
+    config, run, _ = tiny_run
+    loaded = tf.saved_model.load(str(run / "saved_model"))
+    serve = loaded.signatures["serving_default"]
+    raw = tf.constant(np.random.default_rng(0).integers(0, 4000, (3, 310, 360, 1)), tf.uint16)
+    out = serve(image=raw)["probabilities"].numpy()
+    assert out.shape == (3, 310, 360, 3)
+    assert out.min() >= 0 and out.max() <= 1
+    meta = json.loads((run / "saved_model" / "metadata.json").read_text())
+    assert meta["classes"] == list(CLASSES) and meta["context_offsets"] == [0]
+    assert meta["input"]["dtype"] == "uint16" and meta["config_digest"] == config.digest()
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_cli_config_error_is_one_line():
+    proc = _cli("train.py", "--config", "unet.yaml", "--set", "train.epocs=1")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: train.epocs: unknown key; did you mean train.epochs? (allowed: "
+        + proc.stderr.split("(allowed: ")[1].strip())
+    assert "Traceback" not in proc.stderr
+
+
+def test_cli_phantom(tmp_path):
+    out = tmp_path / "ph"
+    proc = _cli("-m", "tf_medseg", "phantom", "--out", str(out), "--cases", "1", "--days", "2",
+                "--slices", "8")
+    assert proc.returncode == 0, proc.stderr
+    assert len(list(out.rglob("*.png"))) == 16 and (out / "train.csv").is_file()
+    again = _cli("-m", "tf_medseg", "phantom", "--out", str(out))
+    assert again.returncode == 2 and "exists and is not empty" in again.stderr
+    assert "Traceback" not in again.stderr

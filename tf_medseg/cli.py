@@ -1,0 +1,96 @@
+"""Command line: ``python -m tf_medseg {train,phantom} ...`` (``train.py`` is a shortcut).
+
+User errors (bad config, bad data) print one line and exit with status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+from tf_medseg.errors import MedsegError
+
+
+def _quiet_tensorflow() -> None:
+    # C++ info logs (oneDNN, CUDA probing) and absl notices drown the progress output.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import absl.logging
+    absl.logging.set_verbosity(absl.logging.ERROR)
+
+
+def train_main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="train.py", description="Train a U-Net / Attention U-Net as a YAML config says.")
+    parser.add_argument("--config", required=True,
+                        help="YAML config (a name such as unet.yaml is also looked up in "
+                             "configs/)")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="override config keys; values are YAML, e.g. train.epochs=1 "
+                             "data.image_size=[64,64]")
+    args = parser.parse_args(argv)
+    _quiet_tensorflow()
+    return _run(lambda: _train(args))
+
+
+def _train(args) -> None:
+    from tf_medseg.config import load_config
+    config = load_config(args.config, args.set)
+    from tf_medseg.training import train
+    train(config)
+
+
+def phantom_main(argv: Sequence[str] | None = None) -> int:
+    from tf_medseg.config import DataConfig
+    d = DataConfig()
+    parser = argparse.ArgumentParser(
+        prog="python -m tf_medseg phantom",
+        description="Write the synthetic abdominal MRI data set in the Kaggle layout.")
+    parser.add_argument("--out", required=True, help="destination folder (new or empty)")
+    parser.add_argument("--cases", type=int, default=d.phantom_cases)
+    parser.add_argument("--days", type=int, default=d.phantom_days)
+    parser.add_argument("--slices", type=int, default=d.phantom_slices)
+    parser.add_argument("--seed", type=int, default=d.phantom_seed)
+    args = parser.parse_args(argv)
+    return _run(lambda: _phantom(args))
+
+
+def _phantom(args) -> None:
+    from tqdm.auto import tqdm
+
+    from tf_medseg.data.phantom import write_phantom
+    for name in ("cases", "days", "slices"):
+        if getattr(args, name) < 1:
+            raise MedsegError(f"--{name} must be at least 1")
+    with tqdm(total=args.cases * args.days, desc="Writing phantom scans", unit="scan") as bar:
+        try:
+            out = write_phantom(args.out, cases=args.cases, days=args.days, slices=args.slices,
+                                seed=args.seed, progress=lambda done, total: bar.update(1))
+        except FileExistsError as exc:
+            raise MedsegError(str(exc)) from None
+    print(f"Wrote {args.cases * args.days} scans ({args.cases * args.days * args.slices} "
+          f"slices) to {out}")
+
+
+def _run(fn) -> int:
+    try:
+        fn()
+    except MedsegError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+COMMANDS = {"train": train_main, "phantom": phantom_main}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        print(f"usage: python -m tf_medseg {{{','.join(COMMANDS)}}} ...", file=sys.stderr)
+        return 2
+    return COMMANDS[argv[0]](argv[1:])

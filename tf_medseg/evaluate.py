@@ -1,0 +1,38 @@
+"""Score a model on whole case-day volumes with the competition metric."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from tf_medseg import metrics
+from tf_medseg.config import Config
+from tf_medseg.data.pipeline import prepare_scan, scan_dataset
+
+
+def predict_scan(model, example: dict, config: Config, batch_size: int) -> np.ndarray:
+    """Boolean (D, H, W, 3) prediction of one scan record at its native size."""
+    images, _ = prepare_scan(example, config.data.context, config.data.image_size)
+    height, width = example["image"].shape[1:3]
+    out = []
+    for start in range(0, images.shape[0], batch_size):
+        logits = tf.cast(model(images[start:start + batch_size], training=False), tf.float32)
+        out.append(tf.image.resize(logits, (height, width), method="bilinear").numpy())
+    threshold = config.train.threshold
+    return np.concatenate(out) > np.log(threshold / (1 - threshold))
+
+
+def evaluate_scans(model, config: Config, split: str = "val", both_empty: str = "skip"
+                   ) -> tuple[dict, list[dict]]:
+    """(aggregate, per case-day rows) of the competition metric over a split's scans."""
+    rows, slice_dices, class_hds = [], [], []
+    for example in scan_dataset(config, split):
+        pred = predict_scan(model, example, config, config.data.batch_size)
+        true = example["mask"].numpy().astype(bool)
+        sd = metrics.slice_dice(pred, true, both_empty)
+        hd = metrics.hausdorff(pred, true, both_empty)
+        slice_dices.append(sd)
+        class_hds.append(hd)
+        rows.append({"case_day": example["case_day"].numpy().decode(),
+                     **metrics.summarize([sd], [hd])})
+    return metrics.summarize(slice_dices, class_hds), rows

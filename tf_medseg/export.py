@@ -1,0 +1,80 @@
+"""SavedModel export whose serving signature takes raw slices.
+
+``serving_default`` (the signature TensorFlow Serving calls) takes a batch of raw slices,
+uint16, (B, H, W, C) with C the number of 2.5D context offsets, any H and W, and returns per-class
+probabilities (B, H, W, 3) at the input size. Normalisation and resizing are inside the graph, so
+they cannot drift from training. The batch is normalised as one scan (the pipeline's per-scan
+99.5th-percentile scale): send the slices of one scan together. ``metadata.json`` beside it
+states the contract.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from tf_medseg.config import CLASSES, Config
+from tf_medseg.data.pipeline import CLIP, PERCENTILE, intensity_scale, normalize
+
+
+def serving_fn(model: keras.Model, image_size):
+    """raw uint16 (B, H, W, C) -> probabilities (B, H, W, 3) float32."""
+    def serve(raw):
+        height, width = tf.shape(raw)[1], tf.shape(raw)[2]
+        x = normalize(raw, intensity_scale(raw))
+        x = tf.image.resize(x, image_size, method="bilinear")
+        logits = tf.cast(model(x, training=False), tf.float32)
+        logits = tf.image.resize(logits, tf.stack([height, width]), method="bilinear")
+        return {"probabilities": tf.sigmoid(logits)}
+    return serve
+
+
+def export_saved_model(model: keras.Model, config: Config, out_dir: str | os.PathLike,
+                       extra_metadata: dict | None = None) -> Path:
+    """Write ``out_dir`` (SavedModel) and ``out_dir/metadata.json``, atomically."""
+    out_dir = Path(out_dir)
+    channels = len(config.data.context)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        name="serving_default",
+        fn=tf.function(serving_fn(model, config.data.image_size)),
+        input_signature=[tf.TensorSpec([None, None, None, channels], tf.uint16, name="image")],
+    )
+    tmp = Path(tempfile.mkdtemp(prefix=".saved_model.partial-", dir=out_dir.parent))
+    try:
+        archive.write_out(str(tmp), verbose=False)
+        metadata = {
+            "format": "tf_saved_model",
+            "signature": "serving_default",
+            "classes": list(CLASSES),
+            "context_offsets": list(config.data.context),
+            "input": {"name": "image", "dtype": "uint16", "shape": ["batch", "height", "width",
+                                                                    channels],
+                      "value_range": [0, 65535],
+                      "note": "raw slices of one scan; any height and width"},
+            "output": {"name": "probabilities", "dtype": "float32",
+                       "shape": ["batch", "height", "width", len(CLASSES)],
+                       "activation": "sigmoid, one independent channel per class"},
+            "normalization": {"method": "divide by the batch's intensity percentile, clip",
+                              "percentile": PERCENTILE, "clip": [0.0, CLIP]},
+            "model_input_size": list(config.data.image_size),
+            "model": config.model.name,
+            "threshold": config.train.threshold,
+            "config_digest": config.digest(),
+            **(extra_metadata or {}),
+        }
+        (tmp / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
