@@ -20,6 +20,9 @@ def inventory(info: tfds.core.DatasetInfo, root: Path, drop_case_days: Sequence[
     info.metadata["cases"] = sorted({s.case for s in scans})
     info.metadata["case_days"] = [s.case_day for s in scans]
     info.metadata["slices_per_case_day"] = {s.case_day: len(s.slices) for s in scans}
+    info.metadata["organ_slices_per_case_day"] = {
+        s.case_day: sum(any(labels.get(s.slice_id(f), {}).values()) for f in s.slices)
+        for s in scans}
     return scans, labels
 
 

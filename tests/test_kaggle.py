@@ -75,7 +75,8 @@ def test_bad_inputs_are_refused_with_the_file_named(tiny_phantom, tmp_path):
     root = _copy(tiny_phantom, tmp_path / "c")
     png = sorted(root.rglob("*.png"))[0]
     cv2.imwrite(str(png), np.zeros((10, 12), np.uint16))
-    with pytest.raises(DataError, match=r"image is 12x10 \(WxH\) but its name says 360x310"):
+    with pytest.raises(DataError, match=r"slice_0001_266_266_1.50_1.50.png: image is 12x10 "
+                                        r"\(WxH\) but its name says 266x266"):
         list(kaggle.iter_scans(root))
 
 

@@ -51,12 +51,15 @@ def test_saved_model_serves_raw_slices(tiny_run):
     config, run, _ = tiny_run
     loaded = tf.saved_model.load(str(run / "saved_model"))
     serve = loaded.signatures["serving_default"]
-    raw = tf.constant(np.random.default_rng(0).integers(0, 4000, (3, 310, 360, 1)), tf.uint16)
+    channels = len(config.data.context)
+    raw = tf.constant(np.random.default_rng(0).integers(0, 4000, (3, 310, 360, channels)),
+                      tf.uint16)
     out = serve(image=raw)["probabilities"].numpy()
     assert out.shape == (3, 310, 360, 3)
     assert out.min() >= 0 and out.max() <= 1
     meta = json.loads((run / "saved_model" / "metadata.json").read_text())
-    assert meta["classes"] == list(CLASSES) and meta["context_offsets"] == [0]
+    assert meta["classes"] == list(CLASSES)
+    assert meta["context_offsets"] == list(config.data.context)
     assert meta["input"]["dtype"] == "uint16" and meta["config_digest"] == config.digest()
 
 

@@ -51,6 +51,9 @@ class DataConfig:
     num_folds: int = _field(5, "number of case-grouped folds", min=2)
     shuffle_buffer: int = _field(2048, "slices in the training shuffle buffer", min=1)
     cache: bool = _field(True, "cache decoded, resized slices in memory after the first epoch")
+    organ_fraction: Optional[float] = _field(
+        None, "share of training slices that show an organ (slices resampled each epoch); "
+              "null keeps the data's own share", min=0.0, max=1.0)
     augment: bool = _field(True, "random affine (rotate, scale, shift) and intensity "
                                  "(contrast, brightness, gamma) augmentation of training batches")
     drop_case_days: tuple[str, ...] = _field(

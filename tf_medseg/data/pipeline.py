@@ -86,7 +86,7 @@ def prepare_scan(example: dict, context: Sequence[int], size: Sequence[int]):
 def scan_dataset(config: Config, split: str, *, with_count: bool = False):
     """The scan records of a split (``train`` or ``val``; ``all`` for every case).
 
-    With ``with_count``, returns (dataset, number of slices in the split).
+    With ``with_count``, returns (dataset, slices in the split, slices showing an organ).
     """
     from tf_medseg.data.prepare import prepare  # noqa: PLC0415 (TFDS import is slow)
 
@@ -99,12 +99,32 @@ def scan_dataset(config: Config, split: str, *, with_count: bool = False):
         keep = train if split == "train" else val
     else:
         raise ValueError(f"split must be train, val or all, got {split!r}")
-    counts = builder.info.metadata["slices_per_case_day"]
-    num_slices = sum(n for cd, n in counts.items() if int(cd[4:].split("_")[0]) in keep)
-    keep = tf.constant(keep, tf.int32)
+    meta = builder.info.metadata
+
+    def count(key):
+        return sum(n for cd, n in meta[key].items() if int(cd[4:].split("_")[0]) in keep)
+    keep_cases = tf.constant(keep, tf.int32)
     ds = builder.as_dataset(split="train", shuffle_files=False)
-    ds = ds.filter(lambda ex: tf.reduce_any(tf.equal(ex["case"], keep)))
-    return (ds, num_slices) if with_count else ds
+    ds = ds.filter(lambda ex: tf.reduce_any(tf.equal(ex["case"], keep_cases)))
+    if with_count:
+        return ds, count("slices_per_case_day"), count("organ_slices_per_case_day")
+    return ds
+
+
+def has_organ(image: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    return tf.reduce_any(mask > 0)
+
+
+def resample_organs(ds: tf.data.Dataset, fraction: float, length: int, seed: int
+                    ) -> tf.data.Dataset:
+    """Epochs of ``length`` slices of which about ``fraction`` show an organ, drawn anew
+    (and deterministically for ``seed``) every epoch."""
+    organ = ds.filter(has_organ).repeat()
+    empty = ds.filter(lambda i, m: tf.logical_not(has_organ(i, m))).repeat()
+    mixed = tf.data.Dataset.sample_from_datasets(
+        [organ, empty], weights=[fraction, 1.0 - fraction], seed=seed,
+        rerandomize_each_iteration=True)
+    return mixed.take(length)
 
 
 def make_dataset(config: Config, split: str, *, batch_size: int | None = None,
@@ -120,14 +140,15 @@ def make_dataset(config: Config, split: str, *, batch_size: int | None = None,
     """
     data = config.data
     shuffle = (split == "train") if shuffle is None else shuffle
-    ds, num_slices = scan_dataset(config, split, with_count=True)
+    ds, num_slices, num_organ = scan_dataset(config, split, with_count=True)
     ds = ds.map(lambda ex: prepare_scan(ex, data.context, data.image_size),
                 num_parallel_calls=tf.data.AUTOTUNE)
     # Known length, so that Keras shows epoch progress and ends epochs without a warning.
     ds = ds.unbatch().apply(tf.data.experimental.assert_cardinality(num_slices))
     if data.cache:
         ds = ds.cache()
-    if shuffle:
+    if split == "train" and data.organ_fraction is not None and 0 < num_organ < num_slices:
+        ds = resample_organs(ds, data.organ_fraction, num_slices, config.train.seed)
         ds = ds.shuffle(data.shuffle_buffer, seed=config.train.seed,
                         reshuffle_each_iteration=True)
     if split == "train" and config.train.steps_per_epoch:
