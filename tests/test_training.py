@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 
@@ -86,3 +87,24 @@ def test_cli_phantom(tmp_path):
     again = _cli("-m", "tf_medseg", "phantom", "--out", str(out))
     assert again.returncode == 2 and "exists and is not empty" in again.stderr
     assert "Traceback" not in again.stderr
+
+
+def test_bad_data_stops_before_the_run_directory_is_touched(tiny_phantom, tmp_path):
+    root = tmp_path / "kaggle"
+    shutil.copytree(tiny_phantom, root)
+    csv_path = root / "train.csv"
+    lines = csv_path.read_text().splitlines()
+    row = next(i for i, line in enumerate(lines) if i and not line.endswith(","))
+    lines[row] += " 7"  # odd number of RLE values
+    csv_path.write_text("\n".join(lines) + "\n")
+    run = tmp_path / "run"
+    proc = _cli("train.py", "--config", "unet.yaml", "--set", "data.source=uwmgi",
+                f"data.root={root}", f"data.data_dir={tmp_path / 'tfds'}", "data.num_folds=2",
+                f"train.run_dir={run}")
+    assert proc.returncode == 2
+    sid, cls = lines[row].split(",")[:2]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: train.csv {sid} {cls}: RLE has an odd number of values "
+        f"({len(lines[row].split(',')[2].split())}); expected 'start length' pairs")
+    assert not run.exists()
+    assert not list((tmp_path / "tfds").rglob("*.tfrecord*"))

@@ -141,20 +141,24 @@ def train(config: Config, verbose: int | None = None) -> dict:
     from tf_medseg.metrics import training_metrics
     from tf_medseg.models import build_model
 
+    keras.utils.set_random_seed(config.train.seed)
+    policy, jit = runtime_for(config)
+    strategy = get_strategy(config)
+    # Data first: bad input stops here, before the run directory is touched.
+    train_ds = make_dataset(config, "train")
+    val_ds = make_dataset(config, "val")
+
     run_dir = Path(config.train.run_dir).expanduser()
     ckpt_dir, backup_dir = run_dir / "checkpoints", run_dir / "checkpoints" / "backup"
     history = run_dir / "history.csv"
     resuming = backup_dir.is_dir() and any(backup_dir.iterdir())
-    if not resuming:  # a fresh run must not append to an earlier run's history
+    if not resuming:  # a fresh run must not mix with an earlier run's outputs
         for stale in (history, run_dir / "metrics.json", ckpt_dir / "best.weights.h5"):
             stale.unlink(missing_ok=True)
+        shutil.rmtree(run_dir / "saved_model", ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir.mkdir(exist_ok=True)
     dump_config(config, run_dir / "config.yaml")
-
-    keras.utils.set_random_seed(config.train.seed)
-    policy, jit = runtime_for(config)
-    strategy = get_strategy(config)
     runtime = {"precision": policy, "jit_compile": jit,
                "strategy": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync,
                "devices": [d.name for d in tf.config.list_logical_devices()],
@@ -165,8 +169,6 @@ def train(config: Config, verbose: int | None = None) -> dict:
           f"{'resuming from the last backup' if resuming else 'starting'} in {run_dir}",
           flush=True)
 
-    train_ds = make_dataset(config, "train")
-    val_ds = make_dataset(config, "val")
     steps = config.train.steps_per_epoch or int(train_ds.cardinality())
     schedule = keras.optimizers.schedules.CosineDecay(
         config.train.learning_rate, decay_steps=max(1, steps * config.train.epochs), alpha=0.05)
