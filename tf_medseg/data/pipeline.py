@@ -149,6 +149,7 @@ def make_dataset(config: Config, split: str, *, batch_size: int | None = None,
         ds = ds.cache()
     if split == "train" and data.organ_fraction is not None and 0 < num_organ < num_slices:
         ds = resample_organs(ds, data.organ_fraction, num_slices, config.train.seed)
+    if shuffle:
         ds = ds.shuffle(data.shuffle_buffer, seed=config.train.seed,
                         reshuffle_each_iteration=True)
     if split == "train" and config.train.steps_per_epoch:
