@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_medseg import metrics
-from tf_medseg.config import Config
+from tf_medseg.config import CLASSES, Config
 from tf_medseg.data.pipeline import prepare_scan, scan_dataset
 
 
@@ -24,15 +24,27 @@ def predict_scan(model, example: dict, config: Config, batch_size: int) -> np.nd
 
 def evaluate_scans(model, config: Config, split: str = "val", both_empty: str = "skip"
                    ) -> tuple[dict, list[dict]]:
-    """(aggregate, per case-day rows) of the competition metric over a split's scans."""
+    """(aggregate, per case-day rows) of the competition metric over a split's scans.
+
+    The aggregate also has ``dice_pooled`` (and ``dice_pooled_<class>``): Dice of all voxels of
+    the split pooled per class, averaged over classes.
+    """
     rows, slice_dices, class_hds = [], [], []
+    inter, total = np.zeros(len(CLASSES)), np.zeros(len(CLASSES))
     for example in scan_dataset(config, split):
         pred = predict_scan(model, example, config, config.data.batch_size)
         true = example["mask"].numpy().astype(bool)
+        inter += (pred & true).sum(axis=(0, 1, 2))
+        total += pred.sum(axis=(0, 1, 2)) + true.sum(axis=(0, 1, 2))
         sd = metrics.slice_dice(pred, true, both_empty)
         hd = metrics.hausdorff(pred, true, both_empty)
         slice_dices.append(sd)
         class_hds.append(hd)
         rows.append({"case_day": example["case_day"].numpy().decode(),
                      **metrics.summarize([sd], [hd])})
-    return metrics.summarize(slice_dices, class_hds), rows
+    result = metrics.summarize(slice_dices, class_hds)
+    # Dice of all voxels pooled per class (what the Keras metric reports, at native size).
+    pooled = np.where(total > 0, 2 * inter / np.maximum(total, 1), np.nan)
+    result["dice_pooled"] = float(np.nanmean(pooled))
+    result.update({f"dice_pooled_{c}": float(v) for c, v in zip(CLASSES, pooled)})
+    return result, rows
