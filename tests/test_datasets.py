@@ -18,7 +18,7 @@ def test_gi_phantom_builder(tmp_path):
     config = DataConfig(data_dir=str(tmp_path), phantom_cases=2, phantom_days=2,
                         phantom_slices=8, phantom_seed=1)
     builder = prepare.prepare(config)
-    assert builder.info.full_name == "gi_phantom/c2_d2_s8_seed1_g2/1.0.0"
+    assert builder.info.full_name == "gi_phantom/c2_d2_s8_seed1_g1/1.0.0"
     assert _records(builder) and str(builder.data_path).startswith(str(tmp_path))
     examples = list(tfds.as_numpy(builder.as_dataset(split="train")))
     assert [e["case_day"].decode() for e in examples] == builder.info.metadata["case_days"]

@@ -42,7 +42,7 @@ from tf_medseg.config import CLASSES
 from tf_medseg.data import rle
 
 # Bump when the generated images or masks change: prepared records are keyed to it.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 1
 SIZES = ((266, 266), (360, 310))  # (width, height), as in the Kaggle file names
 PIXEL_MM = 1.5
 COVERAGE_MM = 240.0  # head-to-foot extent of a scan, whatever its number of slices
@@ -274,8 +274,7 @@ def render_scan(anatomy: Anatomy, depth: int, width: int, height: int,
     for c, d in enumerate(organ_d):
         inside = (d < 0) & body
         mask[..., c] = inside
-        # Contents vary between loop segments more than within one (cells of ~20 mm).
-        content_field = _smooth_noise(tex, shape, (max(2, depth / 16), 14, 14))
+        content_field = _smooth_noise(tex, shape, (max(2, depth / 16), 8, 8))
         # Gas (dark), chyme (mid) and fluid (bright) in varying proportions.
         content = np.interp(content_field, [-1.2, -0.4, 0.4, 1.2], [0.05, 0.4, 0.55, 0.95])
         content = content.astype(np.float32) * (1 + 0.08 * tissue_tex)
