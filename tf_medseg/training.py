@@ -221,8 +221,9 @@ def train(config: Config, verbose: int | None = None) -> dict:
         export_saved_model(model, config, run_dir / "saved_model",
                            extra_metadata={"validation": {k: result[k] for k in
                                                           ("dice", "hausdorff", "score")}})
-    print(f"Validation: dice {result['dice']}, hausdorff {result['hausdorff']}, "
-          f"score {result['score']}; outputs in {run_dir}", flush=True)
+    summary = ", ".join(f"{k} {result[k]:.4f}" if result[k] is not None else f"{k} n/a"
+                        for k in ("dice_pooled", "dice", "hausdorff", "score"))
+    print(f"Validation (kept model, whole scans): {summary}; outputs in {run_dir}", flush=True)
     return result
 
 
