@@ -128,10 +128,6 @@ class Config:
     tune: TuneConfig = dataclasses.field(default_factory=TuneConfig)
     export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
 
-    def replace(self, **sections: Any) -> "Config":
-        """A copy with some sections replaced (the original stays frozen)."""
-        return dataclasses.replace(self, **sections)
-
     def to_dict(self) -> dict:
         """Plain, YAML-serialisable dict (tuples become lists)."""
         return _plain(dataclasses.asdict(self))
