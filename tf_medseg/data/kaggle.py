@@ -210,7 +210,7 @@ def check_complete(scans: Sequence[ScanFiles], labels: dict[str, dict[str, str]]
     """Every train.csv id must have an image (ids of dropped case-days excepted)."""
     have = {scan.slice_id(s) for scan in scans for s in scan.slices}
     dropped = tuple(f"{cd}_slice_" for cd in drop_case_days)
-    orphans = sorted(i for i in labels if i not in have and not i.startswith(dropped or ("\0",)))
+    orphans = sorted(i for i in labels if i not in have and not i.startswith(dropped))
     if orphans:
         more = f" and {len(orphans) - 1} more" if len(orphans) > 1 else ""
         raise DataError(f"{csv_path}: id {orphans[0]}{more} has no image under train/")
