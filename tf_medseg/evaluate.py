@@ -22,8 +22,8 @@ def predict_scan(model, example: dict, config: Config, batch_size: int) -> np.nd
     return np.concatenate(out) > np.log(threshold / (1 - threshold))
 
 
-def evaluate_scans(model, config: Config, split: str = "val", both_empty: str = "skip"
-                   ) -> tuple[dict, list[dict]]:
+def evaluate_scans(model, config: Config, split: str = "val", both_empty: str = "skip",
+                   builder=None) -> tuple[dict, list[dict]]:
     """(aggregate, per case-day rows) of the competition metric over a split's scans.
 
     The aggregate also has ``dice_pooled`` (and ``dice_pooled_<class>``): Dice of all voxels of
@@ -31,7 +31,7 @@ def evaluate_scans(model, config: Config, split: str = "val", both_empty: str = 
     """
     rows, slice_dices, class_hds = [], [], []
     inter, total = np.zeros(len(CLASSES)), np.zeros(len(CLASSES))
-    for example in scan_dataset(config, split):
+    for example in scan_dataset(config, split, builder=builder):
         pred = predict_scan(model, example, config, config.data.batch_size)
         true = example["mask"].numpy().astype(bool)
         inter += (pred & true).sum(axis=(0, 1, 2))

@@ -135,6 +135,7 @@ def train(config: Config, verbose: int | None = None) -> dict:
         The metrics written to ``metrics.json``.
     """
     from tf_medseg.data.pipeline import make_dataset
+    from tf_medseg.data.prepare import prepare
     from tf_medseg.evaluate import evaluate_scans
     from tf_medseg.export import export_saved_model
     from tf_medseg.losses import get_loss
@@ -144,9 +145,11 @@ def train(config: Config, verbose: int | None = None) -> dict:
     keras.utils.set_random_seed(config.train.seed)
     policy, jit = runtime_for(config)
     strategy = get_strategy(config)
-    # Data first: bad input stops here, before the run directory is touched.
-    train_ds = make_dataset(config, "train")
-    val_ds = make_dataset(config, "val")
+    # Data first: bad input stops here, before the run directory is touched. Prepared once
+    # (the Kaggle source is fingerprinted once) for both splits and the final scoring.
+    builder = prepare(config.data)
+    train_ds = make_dataset(config, "train", builder=builder)
+    val_ds = make_dataset(config, "val", builder=builder)
 
     run_dir = Path(config.train.run_dir).expanduser()
     ckpt_dir, backup_dir = run_dir / "checkpoints", run_dir / "checkpoints" / "backup"
@@ -211,7 +214,7 @@ def train(config: Config, verbose: int | None = None) -> dict:
 
     print("Scoring the kept model on the validation cases (3-D competition metric)...",
           flush=True)
-    result, per_case_day = evaluate_scans(model, config, "val")
+    result, per_case_day = evaluate_scans(model, config, "val", builder=builder)
     result = _json_safe({**result, "case_days": per_case_day})
     result["epochs_trained"] = _epochs_logged(history)
     tmp = run_dir / "metrics.json.tmp"

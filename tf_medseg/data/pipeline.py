@@ -83,14 +83,16 @@ def prepare_scan(example: dict, context: Sequence[int], size: Sequence[int]):
     return image, tf.cast(mask, tf.float32)
 
 
-def scan_dataset(config: Config, split: str, *, with_count: bool = False):
+def scan_dataset(config: Config, split: str, *, with_count: bool = False, builder=None):
     """The scan records of a split (``train`` or ``val``; ``all`` for every case).
 
-    With ``with_count``, returns (dataset, slices in the split, slices showing an organ).
+    Args:
+        builder: The prepared TFDS builder, if the caller has one; else it is prepared here.
+        with_count: Return (dataset, slices in the split, slices showing an organ).
     """
-    from tf_medseg.data.prepare import prepare  # noqa: PLC0415 (TFDS import is slow)
-
-    builder = prepare(config.data)
+    if builder is None:
+        from tf_medseg.data.prepare import prepare  # noqa: PLC0415 (TFDS import is slow)
+        builder = prepare(config.data)
     cases = builder.info.metadata["cases"]
     if split == "all":
         keep = cases
@@ -128,7 +130,7 @@ def resample_organs(ds: tf.data.Dataset, fraction: float, length: int, seed: int
 
 
 def make_dataset(config: Config, split: str, *, batch_size: int | None = None,
-                 shuffle: bool | None = None) -> tf.data.Dataset:
+                 shuffle: bool | None = None, builder=None) -> tf.data.Dataset:
     """Batches of (image (B, h, w, C) float32, mask (B, h, w, 3) float32).
 
     Args:
@@ -137,10 +139,12 @@ def make_dataset(config: Config, split: str, *, batch_size: int | None = None,
             ``all``.
         batch_size: Overrides ``data.batch_size`` (global batch).
         shuffle: Overrides the default (shuffle only ``train``).
+        builder: The prepared TFDS builder, so that callers making several splits prepare
+            (and fingerprint) the source once.
     """
     data = config.data
     shuffle = (split == "train") if shuffle is None else shuffle
-    ds, num_slices, num_organ = scan_dataset(config, split, with_count=True)
+    ds, num_slices, num_organ = scan_dataset(config, split, with_count=True, builder=builder)
     ds = ds.map(lambda ex: prepare_scan(ex, data.context, data.image_size),
                 num_parallel_calls=tf.data.AUTOTUNE)
     # Known length, so that Keras shows epoch progress and ends epochs without a warning.
