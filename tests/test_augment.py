@@ -2,51 +2,155 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tf_medseg.config import AugmentConfig
 from tf_medseg.data import augment
+from tf_medseg.data.features import pack_mask
+
+# Every geometric and intensity op off: each test turns on the one it checks.
+NONE = AugmentConfig(rotate_deg=0.0, scale=(1.0, 1.0), shift=0.0, contrast=(1.0, 1.0),
+                     brightness=0.0, gamma=(1.0, 1.0))
+MODES = ["eager", "tf.data"]
 
 
-def _batch():
-    image = np.zeros((2, 32, 32, 3), np.float32)
-    mask = np.zeros((2, 32, 32, 3), np.float32)
-    image[:, 10:20, 12:22, :] = 1.0
-    mask[:, 10:20, 12:22, 1] = 1.0
-    return tf.constant(image), tf.constant(mask)
+def _batch(size=32):
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0, 0.2, (2, size, size, 3)).astype(np.float32)
+    mask = np.zeros((2, size, size, 3), np.float32)
+    image[:, 8:18, 12:26, :] += 1.0  # an off-centre, non-square bright organ
+    mask[:, 8:18, 12:26, 1] = 1.0
+    return image, mask
 
 
-def _run(mode, seed):
-    image, mask = _batch()
+def _run(mode, params, seed=(3, 4), image=None, mask=None):
+    if image is None:
+        image, mask = _batch()
+    image, mask, seed = tf.constant(image), tf.constant(mask), tf.constant(seed, tf.int64)
     if mode == "eager":
-        return augment.augment(image, mask, tf.constant(seed))
-    ds = tf.data.Dataset.from_tensors((image, mask)).map(
-        lambda i, m: augment.augment(i, m, tf.constant(seed)))
-    return next(iter(ds))
+        out = augment.augment(image, mask, seed, params)
+    else:
+        ds = tf.data.Dataset.from_tensors((image, mask)).map(
+            lambda i, m: augment.augment(i, m, seed, params))
+        out = next(iter(ds))
+    return out[0].numpy(), out[1].numpy()
 
 
-@pytest.mark.parametrize("mode", ["eager", "tf.data"])
-def test_image_and_mask_move_together(mode):
-    image, mask = _run(mode, [3, 4])
-    assert image.shape == mask.shape == (2, 32, 32, 3)
-    assert set(np.unique(mask.numpy())) <= {0.0, 1.0}
-    inside = mask.numpy()[..., 1] > 0
-    assert inside.sum() > 40
-    # The bright square and the mask stay aligned under the same transform (intensity aside).
-    img = image.numpy()[..., 0]
-    assert img[inside].mean() > 2 * img[~inside].mean()
+@pytest.mark.parametrize("mode", MODES)
+def test_all_off_is_the_identity(mode):
+    image, mask = _batch()
+    out_image, out_mask = _run(mode, NONE)
+    np.testing.assert_allclose(out_image, image, atol=1e-5)
+    np.testing.assert_array_equal(out_mask, mask)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("flip, axis", [("flip_lr", 2), ("flip_ud", 1)])
+def test_flips_mirror_image_and_mask(mode, flip, axis):
+    image, mask = _batch()
+    params = AugmentConfig(**{**NONE.__dict__, flip: 1.0})
+    out_image, out_mask = _run(mode, params)
+    np.testing.assert_allclose(out_image, np.flip(image, axis), atol=1e-5)
+    np.testing.assert_array_equal(out_mask, np.flip(mask, axis))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_scale_zooms_about_the_centre(mode):
+    image, mask = np.zeros((1, 40, 40, 1), np.float32), np.zeros((1, 40, 40, 1), np.float32)
+    image[:, 15:25, 15:25] = mask[:, 15:25, 15:25] = 1.0
+    params = AugmentConfig(**{**NONE.__dict__, "scale": (2.0, 2.0)})
+    out_image, out_mask = _run(mode, params, image=image, mask=mask)
+    assert out_mask.sum() == pytest.approx(400, rel=0.1)  # 10x10 -> 20x20
+    ys, xs = np.nonzero(out_mask[0, ..., 0])
+    assert ys.mean() == pytest.approx(19.5, abs=0.6) and xs.mean() == pytest.approx(19.5, abs=0.6)
+    assert abs(out_image.sum() - 400) < 25
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_rotation_keeps_area_and_centre(mode):
+    image, mask = np.zeros((1, 40, 40, 1), np.float32), np.zeros((1, 40, 40, 1), np.float32)
+    image[:, 12:28, 16:24] = mask[:, 12:28, 16:24] = 1.0  # a centred 16x8 bar
+    params = AugmentConfig(**{**NONE.__dict__, "rotate_deg": 60.0})
+    out_image, out_mask = _run(mode, params, seed=(5, 6), image=image, mask=mask)
+    assert out_mask.sum() == pytest.approx(128, rel=0.15)
+    assert not np.array_equal(out_mask, mask)  # the bar turned
+    ys, xs = np.nonzero(out_mask[0, ..., 0])
+    assert ys.mean() == pytest.approx(19.5, abs=1) and xs.mean() == pytest.approx(19.5, abs=1)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_shift_moves_image_and_mask_together(mode):
+    image, mask = _batch()
+    params = AugmentConfig(**{**NONE.__dict__, "shift": 0.2})
+    out_image, out_mask = _run(mode, params)
+    assert not np.array_equal(out_mask, mask)
+    for b in range(2):  # the organ moved as far as its mask, and kept its size
+        ys, xs = np.nonzero(out_mask[b, ..., 1])
+        assert len(ys) == 140
+        bright_ys, bright_xs = np.nonzero(out_image[b, ..., 0] > 0.6)
+        assert abs(ys.mean() - bright_ys.mean()) < 0.5 and abs(xs.mean() - bright_xs.mean()) < 0.5
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_elastic_deforms_smoothly_and_keeps_alignment(mode):
+    image, mask = _batch(48)
+    params = AugmentConfig(**{**NONE.__dict__, "elastic": 1.0, "elastic_strength": 0.08})
+    out_image, out_mask = _run(mode, params, image=image, mask=mask)
+    assert not np.array_equal(out_mask, mask)
+    assert set(np.unique(out_mask)) <= {0.0, 1.0}
+    inside = out_mask[..., 1] > 0
+    assert out_image[..., 0][inside].mean() > 1.0 > out_image[..., 0][~inside].mean() + 0.5
+    field = augment.elastic_field(tf.constant([1, 2], tf.int64), 2, 48, 48, params).numpy()
+    assert np.abs(field).max() <= 0.08 * 48 + 1e-3
+    assert np.abs(np.diff(field, axis=1)).max() < 1.0  # smooth: < 1 px change per pixel
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_intensity_contrast_brightness_gamma(mode):
+    image, mask = _batch()
+    only = lambda **kw: AugmentConfig(**{**NONE.__dict__, **kw})  # noqa: E731
+    out, out_mask = _run(mode, only(contrast=(2.0, 2.0)))
+    np.testing.assert_allclose(out, 2 * image, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(out_mask, mask)  # masks are untouched by intensity
+    out, _ = _run(mode, only(gamma=(2.0, 2.0)))
+    np.testing.assert_allclose(out, image ** 2, rtol=1e-4, atol=1e-5)
+    out, _ = _run(mode, only(brightness=0.3))
+    offset = out - image
+    for b in range(2):  # one offset per slice, within the range
+        assert np.ptp(offset[b][image[b] > 0.5]) < 1e-4 and abs(offset[b].max()) <= 0.3
+
+
+def test_sampler_matches_tensorflows_projective_transform():
+    rng = np.random.default_rng(1)
+    image = tf.constant(rng.uniform(size=(2, 24, 28, 3)).astype(np.float32))
+    mask = tf.constant((rng.uniform(size=(2, 24, 28, 3)) > 0.5).astype(np.float32))
+    m = augment.affine_matrices(tf.constant([7, 8], tf.int64), 2, 24, 28,
+                                AugmentConfig(rotate_deg=30.0, shift=0.1))
+    ys, xs = augment._source_coords(m, 24, 28)
+    projective = tf.concat([m, tf.zeros([2, 2])], axis=1)
+
+    def reference(x, interpolation):
+        return tf.raw_ops.ImageProjectiveTransformV3(
+            images=x, transforms=projective, output_shape=[24, 28], fill_value=0.0,
+            interpolation=interpolation, fill_mode="CONSTANT").numpy()
+    np.testing.assert_allclose(augment.sample_bilinear(image, ys, xs).numpy(),
+                               reference(image, "BILINEAR"), atol=1e-5)
+    nearest = augment.sample_nearest(mask, ys, xs).numpy()
+    assert np.mean(nearest != reference(mask, "NEAREST")) < 1e-3  # ties at .5 may round apart
+
+
+def test_packed_masks_follow_the_same_geometry():
+    image, mask = _batch()
+    params = AugmentConfig(rotate_deg=20.0, shift=0.1, elastic=1.0)
+    _, out_float = _run("eager", params, image=image, mask=mask)
+    _, out_packed = _run("eager", params, image=image, mask=pack_mask(mask))
+    assert out_packed.dtype == np.uint8 and out_packed.shape == (2, 32, 32)
+    np.testing.assert_array_equal(pack_mask(out_float), out_packed)
 
 
 def test_deterministic_and_seed_dependent():
-    a_img, a_mask = _run("eager", [1, 2])
-    b_img, b_mask = _run("tf.data", [1, 2])
-    np.testing.assert_allclose(a_img.numpy(), b_img.numpy(), atol=1e-5)
-    np.testing.assert_array_equal(a_mask.numpy(), b_mask.numpy())
-    c_img, _ = _run("eager", [1, 3])
-    assert not np.allclose(a_img.numpy(), c_img.numpy())
-
-
-def test_identity_transform_when_ranges_are_zero(monkeypatch):
-    for name, value in [("ROTATION_DEG", 0.0), ("SCALE", (1.0, 1.0)), ("SHIFT", 0.0)]:
-        monkeypatch.setattr(augment, name, value)
-    image, mask = _batch()
-    m = augment.affine_matrices(tf.constant([0, 1], tf.int64), 2, 32, 32)
-    np.testing.assert_allclose(m.numpy(), [[1, 0, 0, 0, 1, 0, 0, 0]] * 2, atol=1e-5)
-    np.testing.assert_array_equal(augment.transform(mask, m, "NEAREST").numpy(), mask.numpy())
+    params = AugmentConfig(elastic=0.5, flip_lr=0.5)
+    a_img, a_mask = _run("eager", params, seed=(1, 2))
+    b_img, b_mask = _run("tf.data", params, seed=(1, 2))
+    np.testing.assert_allclose(a_img, b_img, atol=1e-5)
+    np.testing.assert_array_equal(a_mask, b_mask)
+    c_img, _ = _run("eager", params, seed=(1, 3))
+    assert not np.allclose(a_img, c_img)

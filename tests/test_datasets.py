@@ -8,6 +8,7 @@ import tensorflow_datasets as tfds
 
 from tf_medseg.config import DataConfig
 from tf_medseg.data import kaggle, prepare
+from tf_medseg.data.features import pack_mask
 
 
 def _records(builder):
@@ -18,7 +19,7 @@ def test_gi_phantom_builder(tmp_path):
     config = DataConfig(data_dir=str(tmp_path), phantom_cases=2, phantom_days=2,
                         phantom_slices=8, phantom_seed=1)
     builder = prepare.prepare(config)
-    assert builder.info.full_name == "gi_phantom/c2_d2_s8_seed1_g1/1.0.0"
+    assert builder.info.full_name == "gi_phantom/c2_d2_s8_seed1_g1/2.0.0"
     assert _records(builder) and str(builder.data_path).startswith(str(tmp_path))
     examples = list(tfds.as_numpy(builder.as_dataset(split="train")))
     assert [e["case_day"].decode() for e in examples] == builder.info.metadata["case_days"]
@@ -27,7 +28,7 @@ def test_gi_phantom_builder(tmp_path):
     source = builder.info.metadata["source"]
     first = next(kaggle.iter_scans(source))
     np.testing.assert_array_equal(examples[0]["image"], first.image)
-    np.testing.assert_array_equal(examples[0]["mask"], first.mask)
+    np.testing.assert_array_equal(examples[0]["mask"], pack_mask(first.mask))
     # Second use reuses the records.
     mtime = os.stat(builder.data_path).st_mtime_ns
     assert os.stat(prepare.prepare(config).data_path).st_mtime_ns == mtime
@@ -54,4 +55,6 @@ def test_uw_madison_gi_on_real_slices(sample_dir, tmp_path):
     (example,) = list(tfds.as_numpy(builder.as_dataset(split="train")))
     assert example["case_day"] == b"case139_day0"
     assert example["image"].shape == (108, 234, 234)
-    assert int(example["mask"].any(axis=(1, 2)).sum()) == 117
+    # Masks are bit-packed: bit k is class k; 117 (slice, class) pairs are not empty.
+    unpacked = (example["mask"][..., None] & np.array([1, 2, 4], np.uint8)) > 0
+    assert int(unpacked.any(axis=(1, 2)).sum()) == 117

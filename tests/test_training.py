@@ -104,7 +104,7 @@ def test_bad_data_stops_before_the_run_directory_is_touched(tiny_phantom, tmp_pa
     assert proc.returncode == 2
     sid, cls = lines[row].split(",")[:2]
     assert proc.stderr.strip().splitlines()[-1] == (
-        f"error: train.csv {sid} {cls}: RLE has an odd number of values "
+        f"error: {csv_path}: {sid} {cls}: RLE has an odd number of values "
         f"({len(lines[row].split(',')[2].split())}); expected 'start length' pairs")
     assert not run.exists()
     assert not list((tmp_path / "tfds").rglob("*.tfrecord*"))

@@ -52,6 +52,10 @@ def phantom_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=d.phantom_days)
     parser.add_argument("--slices", type=int, default=d.phantom_slices)
     parser.add_argument("--seed", type=int, default=d.phantom_seed)
+    parser.add_argument("--kaggle-scale", action="store_true",
+                        help="the size and shape of the real training set instead: 85 cases, "
+                             "274 case-days, 38,496 slices in all four image sizes "
+                             "(ignores --cases/--days/--slices; about 5 GB)")
     args = parser.parse_args(argv)
     return _run(lambda: _phantom(args))
 
@@ -59,18 +63,19 @@ def phantom_main(argv: Sequence[str] | None = None) -> int:
 def _phantom(args) -> None:
     from tqdm.auto import tqdm
 
-    from tf_medseg.data.phantom import write_phantom
+    from tf_medseg.data.phantom import kaggle_scale_plan, plan, write_phantom
     for name in ("cases", "days", "slices"):
         if getattr(args, name) < 1:
             raise MedsegError(f"--{name} must be at least 1")
-    with tqdm(total=args.cases * args.days, desc="Writing phantom scans", unit="scan") as bar:
+    scans = (kaggle_scale_plan(args.seed) if args.kaggle_scale
+             else plan(args.cases, args.days, args.slices, args.seed))
+    with tqdm(total=len(scans), desc="Writing phantom scans", unit="scan") as bar:
         try:
-            out = write_phantom(args.out, cases=args.cases, days=args.days, slices=args.slices,
-                                seed=args.seed, progress=lambda done, total: bar.update(1))
+            out = write_phantom(args.out, seed=args.seed, scans=scans,
+                                progress=lambda done, total: bar.update(1))
         except FileExistsError as exc:
             raise MedsegError(str(exc)) from None
-    print(f"Wrote {args.cases * args.days} scans ({args.cases * args.days * args.slices} "
-          f"slices) to {out}")
+    print(f"Wrote {len(scans)} scans ({sum(s.slices for s in scans)} slices) to {out}")
 
 
 def _run(fn) -> int:

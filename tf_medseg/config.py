@@ -54,14 +54,54 @@ class DataConfig:
     organ_fraction: Optional[float] = _field(
         None, "share of training slices that show an organ (slices resampled each epoch); "
               "null keeps the data's own share", min=0.0, max=1.0)
-    augment: bool = _field(True, "random affine (rotate, scale, shift) and intensity "
-                                 "(contrast, brightness, gamma) augmentation of training batches")
+    augment: bool = _field(True, "augment training batches as the augment: section says "
+                                 "(affine, flips, elastic, contrast, brightness, gamma)")
     drop_case_days: tuple[str, ...] = _field(
         ("case7_day0", "case81_day30"), "case-days left out (known faulty in the Kaggle data)")
+    unmatched: Literal["error", "drop"] = _field(
+        "error", "a train.csv id without an image, or an image without rows: error (stop and "
+                 "name it) or drop (leave out the id, or the image's whole case-day, and "
+                 "report it)")
     phantom_cases: int = _field(8, "phantom: number of cases (patients)", min=2)
     phantom_days: int = _field(2, "phantom: scan days per case", min=1)
     phantom_slices: int = _field(80, "phantom: slices per scan", min=8)
     phantom_seed: int = _field(0, "phantom: random seed (the data set is deterministic for it)")
+
+
+def _range(lo: float, hi: float):
+    return lambda v: (len(v) == 2 and lo <= v[0] <= v[1] <= hi,
+                      f"must be [low, high] with {lo} <= low <= high <= {hi}")
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+    """The ``augment:`` section: the random transforms of training batches (``data.augment``
+    turns them on). Image and mask go through the same geometric transform."""
+
+    flip_lr: float = _field(0.0, "probability of a left-right flip (off: the organs are "
+                                 "lateralised, the stomach is on the patient's left)",
+                            min=0.0, max=1.0)
+    flip_ud: float = _field(0.0, "probability of an up-down (anterior-posterior) flip",
+                            min=0.0, max=1.0)
+    rotate_deg: float = _field(10.0, "largest in-plane rotation, degrees either way",
+                               min=0.0, max=180.0)
+    scale: tuple[float, float] = _field((0.9, 1.1), "[low, high] isotropic zoom factor",
+                                        check=_range(0.1, 10.0))
+    shift: float = _field(0.06, "largest shift, as a fraction of the image size", min=0.0,
+                          max=0.5)
+    elastic: float = _field(0.0, "probability of an elastic deformation (0 turns it off)",
+                            min=0.0, max=1.0)
+    elastic_strength: float = _field(
+        0.03, "elastic: largest displacement, as a fraction of the image size", min=0.0,
+        max=0.5)
+    elastic_grid: int = _field(5, "elastic: random control points per side (fewer = smoother)",
+                               min=2, max=64)
+    contrast: tuple[float, float] = _field((0.85, 1.15), "[low, high] intensity factor",
+                                           check=_range(0.0, 10.0))
+    brightness: float = _field(0.1, "largest intensity offset either way (normalised units)",
+                               min=0.0, max=1.0)
+    gamma: tuple[float, float] = _field((0.8, 1.25), "[low, high] gamma exponent",
+                                        check=_range(0.05, 20.0))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +163,7 @@ class Config:
     """A whole experiment; one attribute per YAML section."""
 
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     tune: TuneConfig = dataclasses.field(default_factory=TuneConfig)

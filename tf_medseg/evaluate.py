@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from tf_medseg import metrics
 from tf_medseg.config import CLASSES, Config
-from tf_medseg.data.pipeline import prepare_scan, scan_dataset
+from tf_medseg.data.pipeline import parse, prepare_scan, scan_dataset
 
 
 def predict_scan(model, example: dict, config: Config, batch_size: int) -> np.ndarray:
@@ -33,7 +33,7 @@ def evaluate_scans(model, config: Config, split: str = "val", both_empty: str = 
     inter, total = np.zeros(len(CLASSES)), np.zeros(len(CLASSES))
     for example in scan_dataset(config, split, builder=builder):
         pred = predict_scan(model, example, config, config.data.batch_size)
-        true = example["mask"].numpy().astype(bool)
+        true = parse(example)["mask"].numpy().astype(bool)
         inter += (pred & true).sum(axis=(0, 1, 2))
         total += pred.sum(axis=(0, 1, 2)) + true.sum(axis=(0, 1, 2))
         sd = metrics.slice_dice(pred, true, both_empty)

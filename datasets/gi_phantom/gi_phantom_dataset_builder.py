@@ -35,16 +35,17 @@ def phantom_config(cases: int = 8, days: int = 2, slices: int = 80, seed: int = 
 class GiPhantom(tfds.core.GeneratorBasedBuilder):
     """Synthetic abdominal MRI in the Kaggle layout; one example per scan."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First phantom."}
+    VERSION = tfds.core.Version("2.0.0")
+    RELEASE_NOTES = {"1.0.0": "First phantom.",
+                     "2.0.0": "Records as in uw_madison_gi 2.0.0 (raw volume, bit-packed masks)."}
     BUILDER_CONFIGS = [phantom_config()]
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
             features=features.FEATURES,
             description=phantom.__doc__,
-            disable_shuffling=True,
             metadata=tfds.core.MetadataDict(),
+            # Shuffled (hashed) record order on purpose: kaggle_layout.py says why.
         )
 
     def _split_generators(self, dl_manager):
@@ -56,8 +57,8 @@ class GiPhantom(tfds.core.GeneratorBasedBuilder):
                 phantom.write_phantom(root, cases=config.cases, days=config.days,
                                       slices=config.slices, seed=config.seed,
                                       progress=lambda done, total: bar.update(1))
-        scans, labels = kaggle_layout.inventory(self.info, root)
-        return {"train": self._generate_examples(scans, labels)}
+        inv = kaggle_layout.inventory(self.info, root)
+        return {"train": self._generate_examples(inv)}
 
-    def _generate_examples(self, scans, labels):
-        yield from kaggle_layout.examples(scans, labels)
+    def _generate_examples(self, inv):
+        yield from kaggle_layout.examples(inv)

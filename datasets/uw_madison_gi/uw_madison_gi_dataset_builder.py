@@ -21,25 +21,31 @@ from tf_medseg.data import features, kaggle
 class SourceConfig(tfds.core.BuilderConfig):
     """A builder config tied to one Kaggle-layout folder."""
 
-    def __init__(self, *, root: str, drop_case_days: Sequence[str], **kwargs):
+    def __init__(self, *, root: str, drop_case_days: Sequence[str], unmatched: str, **kwargs):
         super().__init__(**kwargs)
         self.root = root
         self.drop_case_days = tuple(drop_case_days)
+        self.unmatched = unmatched
 
 
-def source_config(root: str, drop_case_days: Sequence[str] = ()) -> SourceConfig:
-    """The config for a folder: its name is a fingerprint of the folder's contents."""
+def source_config(root: str, drop_case_days: Sequence[str] = (),
+                  unmatched: str = "error") -> SourceConfig:
+    """The config for a folder: its name is a fingerprint of the folder's contents and of the
+    rules that choose what is read (``drop_case_days``, ``unmatched``)."""
     root = str(Path(root).expanduser().resolve())
-    digest = kaggle.fingerprint(root, drop_case_days)
+    digest = kaggle.fingerprint(root, drop_case_days, unmatched)
     return SourceConfig(name=f"src_{digest}", description=f"Kaggle-layout folder {root}",
-                        root=root, drop_case_days=drop_case_days)
+                        root=root, drop_case_days=drop_case_days, unmatched=unmatched)
 
 
 class UwMadisonGi(tfds.core.GeneratorBasedBuilder):
     """One example per scan (case-day); see ``tf_medseg.data.features``."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "One record per scan: uint16 volume + 3-class masks."}
+    VERSION = tfds.core.Version("2.0.0")
+    RELEASE_NOTES = {
+        "1.0.0": "One record per scan: uint16 volume + 3-class masks.",
+        "2.0.0": "Raw (not zlib) uint16 volume, bit-packed masks; scans read in parallel.",
+    }
     MANUAL_DOWNLOAD_INSTRUCTIONS = """
     Download and unzip https://www.kaggle.com/competitions/uw-madison-gi-tract-image-segmentation
     and set data.root (manual_dir) to the folder that holds train.csv and train/.
@@ -49,8 +55,8 @@ class UwMadisonGi(tfds.core.GeneratorBasedBuilder):
         return self.dataset_info_from_configs(
             features=features.FEATURES,
             homepage="https://www.kaggle.com/competitions/uw-madison-gi-tract-image-segmentation",
-            disable_shuffling=True,
             metadata=tfds.core.MetadataDict(),
+            # Shuffled (hashed) record order on purpose: kaggle_layout.py says why.
         )
 
     def _root(self, dl_manager) -> Path:
@@ -59,9 +65,10 @@ class UwMadisonGi(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         root = self._root(dl_manager)
-        drop = getattr(self.builder_config, "drop_case_days", ())
-        scans, labels = kaggle_layout.inventory(self.info, root, drop)
-        return {"train": self._generate_examples(scans, labels)}
+        config = self.builder_config
+        inv = kaggle_layout.inventory(self.info, root, getattr(config, "drop_case_days", ()),
+                                      getattr(config, "unmatched", "error"))
+        return {"train": self._generate_examples(inv)}
 
-    def _generate_examples(self, scans, labels):
-        yield from kaggle_layout.examples(scans, labels)
+    def _generate_examples(self, inv):
+        yield from kaggle_layout.examples(inv)

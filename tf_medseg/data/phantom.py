@@ -31,7 +31,7 @@ import shutil
 import tempfile
 from concurrent import futures
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -202,14 +202,15 @@ def _ellipse(y, x, cy, cx, ay, ax, angle=0.0):
 
 
 def render_scan(anatomy: Anatomy, depth: int, width: int, height: int,
-                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Render one scan.
+                rng: np.random.Generator, spacing: float = PIXEL_MM
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Render one scan (``spacing``: in-plane pixel size in mm).
 
     Returns:
         image: (depth, height, width) uint16.
         mask: (depth, height, width, 3) uint8 in CLASSES order.
     """
-    z, y, x = _grid(depth, height, width, PIXEL_MM)
+    z, y, x = _grid(depth, height, width, spacing)
     Z = z[:, None, None] / COVERAGE_MM  # 0 at the top slice, 1 at the bottom
     Y, X = y[None, :, None], x[None, None, :]
     shape = (depth, height, width)
@@ -302,36 +303,82 @@ def _spline(points: np.ndarray, step_mm: float = 2.0) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------ writing
 
-def _write_scan(tmp: Path, seed: int, case: int, day: int, slices: int, width: int,
-                height: int) -> list[str]:
+@dataclasses.dataclass(frozen=True)
+class ScanPlan:
+    """What one phantom scan will be: its ids, size, number of slices and pixel spacing."""
+
+    case: int
+    day: int
+    width: int
+    height: int
+    slices: int
+    spacing: float = PIXEL_MM
+
+
+def _write_scan(tmp: Path, seed: int, scan: ScanPlan) -> list[str]:
     """Render one scan, write its PNGs under ``tmp``; return its train.csv rows."""
+    case, day = scan.case, scan.day
     anatomy = Anatomy.sample(np.random.default_rng([seed, case]))
     day_rng = np.random.default_rng([seed, case, day])
-    image, mask = render_scan(anatomy.for_day(day_rng), slices, width, height, day_rng)
+    image, mask = render_scan(anatomy.for_day(day_rng), scan.slices, scan.width, scan.height,
+                              day_rng, scan.spacing)
     scan_dir = tmp / "train" / f"case{case}" / f"case{case}_day{day}" / "scans"
     scan_dir.mkdir(parents=True)
     rows = []
-    for i in range(slices):
-        name = f"slice_{i + 1:04d}_{width}_{height}_{PIXEL_MM:.2f}_{PIXEL_MM:.2f}.png"
+    for i in range(scan.slices):
+        name = (f"slice_{i + 1:04d}_{scan.width}_{scan.height}_"
+                f"{scan.spacing:.2f}_{scan.spacing:.2f}.png")
         cv2.imwrite(str(scan_dir / name), image[i])
         sid = f"case{case}_day{day}_slice_{i + 1:04d}"
         rows += [f"{sid},{cls},{rle.encode(mask[i, ..., c])}" for c, cls in enumerate(CLASSES)]
     return rows
 
 
-def plan(cases: int, days: int, seed: int, sizes: tuple = SIZES) -> list[tuple]:
-    """(case, day, width, height) of every scan: cases alternate sizes, day 0 first."""
+def _days(seed: int, case: int, days: int) -> list[int]:
+    later = np.random.default_rng([seed, case, 10**6]).choice(
+        np.arange(1, 30), days - 1, replace=False)
+    return [0, *sorted(later.tolist())]
+
+
+def plan(cases: int, days: int, slices: int, seed: int, sizes: tuple = SIZES) -> list[ScanPlan]:
+    """Every scan of a small phantom: cases alternate sizes, day 0 first."""
     scans = []
     for case in range(1, cases + 1):
         width, height = sizes[(case - 1) % len(sizes)]
-        later = np.random.default_rng([seed, case, 10**6]).choice(
-            np.arange(1, 30), days - 1, replace=False)
-        scans += [(case, day, width, height) for day in [0, *sorted(later.tolist())]]
+        scans += [ScanPlan(case, day, width, height, slices) for day in _days(seed, case, days)]
+    return scans
+
+
+# The real training set: 85 cases, 274 case-days, 38,496 slices, in these kinds of scan
+# (checked on the real file names, ../shared/data/uwmgi_sample/slices.csv).
+KAGGLE_SCANS = (  # (case-days, width, height, slices, spacing mm)
+    (180, 266, 266, 144, 1.50),
+    (78, 360, 310, 144, 1.50),
+    (15, 276, 276, 80, 1.63),
+    (1, 234, 234, 144, 1.50),
+)
+KAGGLE_CASES = 85
+
+
+def kaggle_scale_plan(seed: int) -> list[ScanPlan]:
+    """A phantom the size and shape of the real training set (38,496 slices in all four
+    image sizes), for measuring ingestion at full scale."""
+    kinds = [kind[1:] for kind in KAGGLE_SCANS for _ in range(kind[0])]
+    total = len(kinds)
+    kinds = [kinds[i] for i in np.random.default_rng([seed, 7]).permutation(total)]
+    # 274 case-days over 85 cases: 19 cases with 4 days, 66 with 3.
+    per_case = [total // KAGGLE_CASES + (c < total % KAGGLE_CASES) for c in range(KAGGLE_CASES)]
+    scans, k = [], 0
+    for case, days in enumerate(per_case, start=1):
+        for day in _days(seed, case, days):
+            scans.append(ScanPlan(case, day, *kinds[k]))
+            k += 1
     return scans
 
 
 def write_phantom(out: str | os.PathLike, *, cases: int = 8, days: int = 2, slices: int = 80,
-                  seed: int = 0, sizes: tuple = SIZES, workers: int | None = None,
+                  seed: int = 0, sizes: tuple = SIZES, scans: Sequence[ScanPlan] | None = None,
+                  workers: int | None = None,
                   progress: Optional[Callable[[int, int], None]] = None) -> Path:
     """Write the phantom in the Kaggle layout under ``out`` (atomically).
 
@@ -346,6 +393,8 @@ def write_phantom(out: str | os.PathLike, *, cases: int = 8, days: int = 2, slic
         cases, days, slices: Patients, scan days per patient, slices per scan.
         seed: Everything is a deterministic function of it.
         sizes: (width, height) pairs used in turn.
+        scans: An explicit plan (e.g. :func:`kaggle_scale_plan`) instead of cases, days,
+            slices and sizes.
         workers: Processes rendering scans (default: one per CPU core, at most 4).
         progress: Called as ``progress(done, total)`` after every scan.
 
@@ -357,14 +406,13 @@ def write_phantom(out: str | os.PathLike, *, cases: int = 8, days: int = 2, slic
         raise FileExistsError(f"{out} exists and is not empty; choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    scans = plan(cases, days, seed, sizes)
+    scans = list(scans) if scans is not None else plan(cases, days, slices, seed, sizes)
     workers = workers or min(4, os.cpu_count() or 1, len(scans))
     try:
         results = {}
         # spawn, not fork: the caller may have TensorFlow's threads running.
         with futures.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            jobs = {pool.submit(_write_scan, tmp, seed, *scan[:2], slices, *scan[2:]): scan
-                    for scan in scans}
+            jobs = {pool.submit(_write_scan, tmp, seed, scan): scan for scan in scans}
             for job in futures.as_completed(jobs):
                 results[jobs[job]] = job.result()
                 if progress:

@@ -2,15 +2,26 @@
 
 ``train.py`` calls :func:`prepare` before training: the first time it runs the TFDS builder
 (``gi_phantom`` or ``uw_madison_gi``), which validates the source and writes versioned TFRecord
-shards under ``data.data_dir``; later runs find them and reuse them. TFDS writes into a
-temporary folder and renames it when complete, so a killed build leaves nothing that is reused.
+shards under ``data.data_dir``; later runs find them and reuse them.
+
+A build killed at any point (even with kill -9) leaves nothing that is reused: TFDS writes into
+an ``incomplete.*`` folder and renames it only when complete. The next build takes a lock on the
+dataset's folder, removes such leftovers (they hold up to the size of the data set) and builds
+again; a second process preparing the same data meanwhile waits for the first.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import sys
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no lock, leftovers are still never trusted
+    fcntl = None
 
 import tensorflow_datasets as tfds
 
@@ -46,19 +57,47 @@ def get_builder(config: DataConfig) -> tfds.core.DatasetBuilder:
     if not root.is_dir():
         raise DataError(f"data.root {root} does not exist; set it to the Kaggle folder "
                         f"holding train.csv and train/")
-    return UwMadisonGi(config=source_config(str(root), config.drop_case_days),
+    return UwMadisonGi(config=source_config(str(root), config.drop_case_days, config.unmatched),
                        data_dir=data_dir(config))
+
+
+@contextlib.contextmanager
+def _exclusive(folder: Path):
+    """Hold an exclusive lock on ``folder`` (released by the OS if the process dies)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".prepare.lock", "a") as lock:
+        if fcntl is not None:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print(f"Waiting for another process preparing {folder} ...", flush=True)
+                fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _remove_leftovers(folder: Path) -> None:
+    for leftover in sorted(folder.glob("incomplete.*")):
+        print(f"Removing {leftover.name}, left by an interrupted build", flush=True)
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def prepare(config: DataConfig) -> tfds.core.DatasetBuilder:
     """Build the records if they are not there yet; return the ready builder."""
     builder = get_builder(config)
-    if not builder.is_prepared():
-        print(f"Preparing {builder.info.full_name} in {builder.data_dir} (first use only)",
-              flush=True)
-    download_config = tfds.download.DownloadConfig(
-        manual_dir=config.root if config.source == "uwmgi" else None,
-        try_download_gcs=False,  # custom data sets: never look on the network
-    )
-    builder.download_and_prepare(download_config=download_config)
+    if builder.is_prepared():
+        return builder
+    config_dir = Path(builder.data_dir).parent  # data_dir/name/config/version
+    with _exclusive(config_dir):
+        if not builder.is_prepared():  # another process may have built it meanwhile
+            _remove_leftovers(config_dir)
+            print(f"Preparing {builder.info.full_name} in {builder.data_dir} (first use only)",
+                  flush=True)
+            download_config = tfds.download.DownloadConfig(
+                manual_dir=config.root if config.source == "uwmgi" else None,
+                try_download_gcs=False,  # custom data sets: never look on the network
+            )
+            # One progress bar of our own (scans and slices, with a total); TFDS's own bars
+            # count examples without a total and interleave with it.
+            tfds.disable_progress_bar()
+            builder.download_and_prepare(download_config=download_config)
     return builder
