@@ -90,7 +90,13 @@ def _run(fn) -> int:
     return 0
 
 
-COMMANDS = {"train": train_main, "phantom": phantom_main}
+def benchmark_main(argv: Sequence[str] | None = None) -> int:
+    _quiet_tensorflow()
+    from tf_medseg.benchmark import main as benchmark
+    return benchmark(argv)
+
+
+COMMANDS = {"train": train_main, "phantom": phantom_main, "benchmark": benchmark_main}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

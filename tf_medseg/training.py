@@ -126,6 +126,27 @@ def _best_so_far(history: Path, monitor: str) -> float | None:
 
 # ------------------------------------------------------------------------------------- train
 
+def compiled_model(config: Config, policy: str, jit: bool, total_steps: int) -> keras.Model:
+    """The configured model built under ``policy`` and compiled for training (Adam with the
+    learning rate cosine-decayed over ``total_steps`` to 5%, the configured loss, Dice).
+    Call it inside the strategy's scope."""
+    from tf_medseg.losses import get_loss
+    from tf_medseg.metrics import training_metrics
+    from tf_medseg.models import build_model
+
+    schedule = keras.optimizers.schedules.CosineDecay(
+        config.train.learning_rate, decay_steps=max(1, total_steps), alpha=0.05)
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        model = build_model(config)
+        model.compile(optimizer=keras.optimizers.Adam(schedule),
+                      loss=get_loss(config.train.loss),
+                      metrics=training_metrics(config.train.threshold), jit_compile=jit)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    return model
+
+
 def train(config: Config, verbose: int | None = None) -> dict:
     """Train, keep the best model, score it on the validation cases and export it.
 
@@ -138,9 +159,6 @@ def train(config: Config, verbose: int | None = None) -> dict:
     from tf_medseg.data.prepare import prepare
     from tf_medseg.evaluate import evaluate_scans
     from tf_medseg.export import export_saved_model
-    from tf_medseg.losses import get_loss
-    from tf_medseg.metrics import training_metrics
-    from tf_medseg.models import build_model
 
     keras.utils.set_random_seed(config.train.seed)
     policy, jit = runtime_for(config)
@@ -173,18 +191,8 @@ def train(config: Config, verbose: int | None = None) -> dict:
           flush=True)
 
     steps = config.train.steps_per_epoch or int(train_ds.cardinality())
-    schedule = keras.optimizers.schedules.CosineDecay(
-        config.train.learning_rate, decay_steps=max(1, steps * config.train.epochs), alpha=0.05)
-    keras.mixed_precision.set_global_policy(policy)
-    try:
-        with strategy.scope():
-            model = build_model(config)
-            model.compile(optimizer=keras.optimizers.Adam(schedule),
-                          loss=get_loss(config.train.loss),
-                          metrics=training_metrics(config.train.threshold),
-                          jit_compile=jit)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
+    with strategy.scope():
+        model = compiled_model(config, policy, jit, steps * config.train.epochs)
 
     best_path = ckpt_dir / "best.weights.h5"
     nan_guard = NanGuard()

@@ -22,6 +22,7 @@ import math
 import tensorflow as tf
 
 from tf_medseg.config import AugmentConfig
+from tf_medseg.data.features import unpack_mask
 
 
 def _uniform(seed: tf.Tensor, shape, low=0.0, high=1.0) -> tf.Tensor:
@@ -142,13 +143,20 @@ def adjust_intensity(images: tf.Tensor, params: tf.Tensor, max_value: float | No
     return images if max_value is None else tf.minimum(images, max_value)
 
 
-def _apply(images, masks, matrices, field, intensity, max_value):
+def _apply(images, masks, matrices, field, intensity, max_value, channels_first,
+           unpack_masks):
+    if channels_first:
+        images = tf.transpose(images, [0, 2, 3, 1])
+    images = tf.cast(images, tf.float32)
     shape = tf.shape(images)
     ys, xs = _source_coords(matrices, shape[1], shape[2])
     if field is not None:
         ys, xs = ys + field[..., 0], xs + field[..., 1]
     images = adjust_intensity(sample_bilinear(images, ys, xs), intensity, max_value)
-    return images, sample_nearest(masks, ys, xs)
+    masks = sample_nearest(masks, ys, xs)
+    if unpack_masks:
+        masks = tf.cast(unpack_mask(masks), tf.float32)
+    return images, masks
 
 
 # One fused XLA computation (compiled once per batch shape).
@@ -156,7 +164,8 @@ _apply_xla = tf.function(_apply, jit_compile=True, reduce_retracing=True)
 
 
 def augment(images: tf.Tensor, masks: tf.Tensor, seed: tf.Tensor,
-            params: AugmentConfig = AugmentConfig(), max_value: float | None = None):
+            params: AugmentConfig = AugmentConfig(), max_value: float | None = None, *,
+            channels_first: bool = False, unpack_masks: bool = False):
     """Augment a batch.
 
     Args:
@@ -166,15 +175,19 @@ def augment(images: tf.Tensor, masks: tf.Tensor, seed: tf.Tensor,
         params: Ranges and probabilities (the ``augment:`` config section).
         max_value: Clip augmented intensities to [0, max_value] (the pipeline passes its
             normalisation range, so that training never sees values inference cannot).
+        channels_first: ``images`` are (B, C, H, W), of any float dtype; the output is
+            channels-last float32. Lets the pipeline fuse its decoding into this computation.
+        unpack_masks: ``masks`` are bit-packed; return them as (B, H, W, K) float32.
 
     Returns:
-        (images, masks) with the shapes and dtypes given.
+        (images, masks), with the shapes and dtypes given unless converted as above.
     """
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=3)
-    shape = tf.shape(images)
+    shape = tf.shape(masks)
     batch, height, width = shape[0], shape[1], shape[2]
     matrices = affine_matrices(seeds[0], batch, height, width, params)
     field = (elastic_field(seeds[1], batch, height, width, params) if params.elastic > 0
              else None)
     intensity = intensity_params(seeds[2], batch, params)
-    return _apply_xla(images, masks, matrices, field, intensity, max_value)
+    return _apply_xla(images, masks, matrices, field, intensity, max_value, channels_first,
+                      unpack_masks)

@@ -52,13 +52,21 @@ def fold_cases(cases: Sequence[int], fold: int, num_folds: int) -> tuple[list[in
 
 
 def intensity_scale(image: tf.Tensor) -> tf.Tensor:
-    """The per-scan scale: the 99.5th percentile of a (D, H, W) volume (at least 1)."""
-    flat = tf.reshape(image, [-1])
-    # Every 4th voxel is plenty for a percentile and keeps the sort cheap.
-    flat = tf.sort(tf.cast(flat[::4], tf.float32))
-    n = tf.shape(flat)[0]
-    k = tf.minimum(tf.cast(tf.cast(n - 1, tf.float32) * PERCENTILE / 100.0, tf.int32), n - 1)
-    return tf.maximum(flat[k], 1.0)
+    """The per-scan scale: the 99.5th percentile of a volume of raw integer intensities (at
+    least 1), exact, over every voxel.
+
+    Intensities are 8- or 16-bit integers, so a histogram of at most 65,536 bins finds the
+    percentile without sorting: 25 ms for a 144 x 310 x 360 scan where sorting every 4th voxel
+    took 530 ms.
+    """
+    values = tf.reshape(tf.cast(image, tf.int32), [-1])
+    counts = tf.math.bincount(values, minlength=1, dtype=tf.int64)
+    below = tf.cumsum(counts)  # below[v] = voxels <= v
+    n = tf.size(values, out_type=tf.int64)
+    k = tf.cast(tf.cast(n - 1, tf.float64) * PERCENTILE / 100.0, tf.int64)
+    # The k-th smallest voxel (0-based) is the first value with more than k voxels <= it.
+    value = tf.reduce_sum(tf.cast(below <= k, tf.int64))
+    return tf.maximum(tf.cast(value, tf.float32), 1.0)
 
 
 def normalize(image: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
@@ -154,7 +162,8 @@ def resample_organs(ds: tf.data.Dataset, fraction: float, length: int, seed: int
 
 
 def make_dataset(config: Config, split: str, *, batch_size: int | None = None,
-                 shuffle: bool | None = None, builder=None) -> tf.data.Dataset:
+                 shuffle: bool | None = None, augment_batches: bool | None = None,
+                 builder=None) -> tf.data.Dataset:
     """Batches of (image (B, h, w, C) float32, mask (B, h, w, 3) float32).
 
     Args:
@@ -163,11 +172,14 @@ def make_dataset(config: Config, split: str, *, batch_size: int | None = None,
             set), ``val`` or ``all``.
         batch_size: Overrides ``data.batch_size`` (global batch).
         shuffle: Overrides the default (shuffle only ``train``).
+        augment_batches: Overrides the default (augment only ``train``, if ``data.augment``).
         builder: The prepared TFDS builder, so that callers making several splits prepare
             (and fingerprint) the source once.
     """
     data = config.data
     shuffle = (split == "train") if shuffle is None else shuffle
+    if augment_batches is None:
+        augment_batches = split == "train" and data.augment
     seed = config.train.seed
     ds, num_scans, num_slices, num_organ = scan_dataset(config, split, with_count=True,
                                                         builder=builder)
@@ -180,7 +192,7 @@ def make_dataset(config: Config, split: str, *, batch_size: int | None = None,
         ds = ds.cache()
     if shuffle:
         ds = ds.shuffle(num_scans, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(lambda volume, packed: (stack_context(volume, data.context), packed),
+    ds = ds.map(lambda volume, packed: (_context_first(volume, data.context), packed),
                 num_parallel_calls=tf.data.AUTOTUNE)
     # Known length, so that Keras shows epoch progress and ends epochs without a warning.
     ds = ds.unbatch().apply(tf.data.experimental.assert_cardinality(num_slices))
@@ -192,7 +204,7 @@ def make_dataset(config: Config, split: str, *, batch_size: int | None = None,
         ds = ds.repeat()
     ds = ds.batch(batch_size or data.batch_size, drop_remainder=False,
                   num_parallel_calls=tf.data.AUTOTUNE)
-    if split == "train" and data.augment:
+    if augment_batches:
         # New, seeded random numbers every epoch: deterministic for train.seed.
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip(ds, seeds).map(
@@ -203,10 +215,25 @@ def make_dataset(config: Config, split: str, *, batch_size: int | None = None,
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def _context_first(volume: tf.Tensor, offsets: Sequence[int]) -> tf.Tensor:
+    """(D, h, w) -> (D, C, h, w): :func:`stack_context` with channels first, as one gather of
+    whole slices (5x faster than stacking channels last; batches are made channels-last in an
+    XLA pass, :func:`_decode` or augmentation)."""
+    depth = tf.shape(volume)[0]
+    index = tf.range(depth)[:, None] + tf.constant(offsets, tf.int32)[None, :]
+    return tf.gather(volume, tf.clip_by_value(index, 0, depth - 1))
+
+
+@tf.function(jit_compile=True)
 def _decode(images: tf.Tensor, packed: tf.Tensor):
-    return tf.cast(images, tf.float32), tf.cast(unpack_mask(packed), tf.float32)
+    """(B, C, h, w) float16, (B, h, w) packed -> channels-last float32 images, (B, h, w, 3)
+    float32 masks, in one XLA pass."""
+    images = tf.transpose(tf.cast(images, tf.float32), [0, 2, 3, 1])
+    return images, tf.cast(unpack_mask(packed), tf.float32)
 
 
 def _augment_and_decode(images, packed, seed, params):
-    # Augmenting the packed masks moves one byte a pixel instead of three floats.
-    return _decode(*augment(tf.cast(images, tf.float32), packed, seed, params, max_value=CLIP))
+    # The packed masks are sampled (one byte a pixel, not three floats), and decoding runs
+    # inside augmentation's XLA computation.
+    return augment(images, packed, seed, params, max_value=CLIP, channels_first=True,
+                   unpack_masks=True)

@@ -1,0 +1,172 @@
+"""``python -m tf_medseg benchmark``: input pipeline, training and inference throughput.
+
+Builds the TFDS records of a Kaggle-layout folder in a temporary folder (removed afterwards),
+then measures, each for about ``--seconds``:
+
+* ``pipeline_slices_per_s``: batches of the training pipeline (shuffled, 2.5D context, default
+  augmentation) once its cache is warm, as every epoch after the first sees it; the first,
+  cold epoch (records read and decoded) is ``pipeline_first_epoch_slices_per_s``;
+* ``train_images_per_s``: ``model.fit`` steps of the configured model, precision and XLA
+  choice, on one batch from the pipeline held in memory (so the model alone is timed);
+* ``infer_images_per_s``: forward passes in inference mode, same model and batch;
+* ``peak_rss_mb``: the peak resident memory of this process.
+
+The last line printed is one JSON object with those keys (``null`` for what ``--only`` left
+out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import tempfile
+import time
+from typing import Sequence
+
+import keras
+
+from tf_medseg.errors import MedsegError
+
+PARTS = ("pipeline", "train", "infer")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m tf_medseg benchmark",
+        description="Measure input pipeline, training and inference throughput on a "
+                    "Kaggle-layout folder; prints one JSON line last.")
+    parser.add_argument("--data-root", required=True,
+                        help="Kaggle-layout folder (train.csv and train/)")
+    parser.add_argument("--image-size", nargs=2, type=int, metavar=("H", "W"),
+                        help="model input size (default: the config's data.image_size)")
+    parser.add_argument("--only", choices=PARTS, help="measure one part only")
+    parser.add_argument("--config", default="unet.yaml",
+                        help="config for model, context, batch size and augmentation "
+                             "(default: configs/unet.yaml)")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="config overrides, as for train.py")
+    parser.add_argument("--seconds", type=float, default=15.0,
+                        help="how long to time each part (default 15)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from tf_medseg.cli import _run
+    args = _parser().parse_args(argv)
+    return _run(lambda: run(args))
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
+
+
+def run(args) -> dict:
+    """Run the benchmark described by parsed ``args``; print and return the results."""
+    from tf_medseg.config import load_config
+    if args.seconds <= 0:
+        raise MedsegError("--seconds must be positive")
+    tmp = tempfile.mkdtemp(prefix="tf_medseg_benchmark_")
+    try:
+        overrides = [*args.set, "data.source=uwmgi", f"data.root={args.data_root}",
+                     f"data.data_dir={tmp}"]
+        if args.image_size:
+            overrides.append(f"data.image_size=[{args.image_size[0]},{args.image_size[1]}]")
+        config = load_config(args.config, overrides)
+        return _measure(config, args)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _measure(config, args) -> dict:
+    import tensorflow as tf
+
+    from tf_medseg.data.pipeline import make_dataset
+    from tf_medseg.data.prepare import prepare
+    from tf_medseg.training import runtime_for
+
+    parts = [args.only] if args.only else list(PARTS)
+    start = time.perf_counter()
+    builder = prepare(config.data)
+    prepared = time.perf_counter() - start
+    slices = sum(builder.info.metadata["slices_per_case_day"].values())
+    policy, jit = runtime_for(config)
+    result = {"pipeline_slices_per_s": None, "pipeline_first_epoch_slices_per_s": None,
+              "train_images_per_s": None, "infer_images_per_s": None,
+              "image_size": list(config.data.image_size), "context": list(config.data.context),
+              "batch_size": config.data.batch_size, "slices": slices,
+              "precision": policy, "jit_compile": jit, "prepare_seconds": round(prepared, 1)}
+    print(f"Prepared {slices} slices in {prepared:.1f} s; image size "
+          f"{config.data.image_size}, context {list(config.data.context)}, batch "
+          f"{config.data.batch_size}", flush=True)
+    ds = make_dataset(config, "all", shuffle=True, augment_batches=config.data.augment,
+                      builder=builder)
+    if "pipeline" in parts:
+        cold, warm = _time_pipeline(ds, args.seconds)
+        result["pipeline_first_epoch_slices_per_s"] = round(cold, 1)
+        result["pipeline_slices_per_s"] = round(warm, 1)
+        print(f"Pipeline: {warm:.0f} slices/s with a warm cache, {cold:.0f} slices/s in the "
+              f"first epoch", flush=True)
+    if "train" in parts or "infer" in parts:
+        images, masks = next(iter(ds))
+        batch = tf.data.Dataset.from_tensors((images, masks)).repeat()
+        from tf_medseg.training import compiled_model
+        model = compiled_model(config, policy, jit, total_steps=10**6)
+        if "train" in parts:
+            result["train_images_per_s"] = round(_time_training(model, batch, args.seconds), 1)
+            print(f"Training: {result['train_images_per_s']:.1f} images/s ({policy}, "
+                  f"jit_compile {jit})", flush=True)
+        if "infer" in parts:
+            result["infer_images_per_s"] = round(
+                _time_inference(model, images, jit, args.seconds), 1)
+            print(f"Inference: {result['infer_images_per_s']:.1f} images/s", flush=True)
+    result["peak_rss_mb"] = round(_peak_rss_mb())
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def _time_pipeline(ds, seconds: float) -> tuple[float, float]:
+    """(slices/s of the first epoch, slices/s of the following epochs, for ``seconds``)."""
+    start, count = time.perf_counter(), 0
+    for images, _ in ds:
+        count += int(images.shape[0])
+    cold = count / (time.perf_counter() - start)
+    start, count = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        for images, _ in ds:
+            count += int(images.shape[0])
+    return cold, count / (time.perf_counter() - start)
+
+
+class _StepTimes(keras.callbacks.Callback):
+    """Records the time at the end of every training step."""
+
+    def __init__(self):
+        super().__init__()
+        self.times = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.times.append(time.perf_counter())
+
+
+def _time_training(model, batch, seconds: float) -> float:
+    timer = _StepTimes()
+    model.fit(batch, steps_per_epoch=3, epochs=1, verbose=0, callbacks=[timer])  # compile
+    step = (timer.times[-1] - timer.times[0]) / 2
+    steps = max(5, int(seconds / max(step, 1e-3)))
+    timer = _StepTimes()
+    model.fit(batch, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[timer])
+    size = int(next(iter(batch))[0].shape[0])
+    return (len(timer.times) - 1) * size / (timer.times[-1] - timer.times[0])
+
+
+def _time_inference(model, images, jit: bool, seconds: float) -> float:
+    import tensorflow as tf
+    forward = tf.function(lambda x: model(x, training=False), jit_compile=jit)
+    forward(images).numpy()  # compile
+    start, count = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        forward(images).numpy()
+        count += int(images.shape[0])
+    return count / (time.perf_counter() - start)
