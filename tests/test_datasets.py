@@ -2,6 +2,12 @@
 
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
+
+from pathlib import Path
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -9,6 +15,8 @@ import tensorflow_datasets as tfds
 from tf_medseg.config import DataConfig
 from tf_medseg.data import kaggle, prepare
 from tf_medseg.data.features import pack_mask
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _records(builder):
@@ -22,13 +30,15 @@ def test_gi_phantom_builder(tmp_path):
     assert builder.info.full_name == "gi_phantom/c2_d2_s8_seed1_g1/2.0.0"
     assert _records(builder) and str(builder.data_path).startswith(str(tmp_path))
     examples = list(tfds.as_numpy(builder.as_dataset(split="train")))
-    assert [e["case_day"].decode() for e in examples] == builder.info.metadata["case_days"]
+    # Records are in TFDS's hashed order (fixed for the data set), one per case-day.
+    by_case_day = {e["case_day"].decode(): e for e in examples}
+    assert sorted(by_case_day) == sorted(builder.info.metadata["case_days"])
     assert examples[0]["image"].dtype == np.uint16 and examples[0]["image"].shape[0] == 8
     # The records hold exactly what the Kaggle-layout files say.
     source = builder.info.metadata["source"]
     first = next(kaggle.iter_scans(source))
-    np.testing.assert_array_equal(examples[0]["image"], first.image)
-    np.testing.assert_array_equal(examples[0]["mask"], pack_mask(first.mask))
+    np.testing.assert_array_equal(by_case_day[first.case_day]["image"], first.image)
+    np.testing.assert_array_equal(by_case_day[first.case_day]["mask"], pack_mask(first.mask))
     # Second use reuses the records.
     mtime = os.stat(builder.data_path).st_mtime_ns
     assert os.stat(prepare.prepare(config).data_path).st_mtime_ns == mtime
@@ -58,3 +68,27 @@ def test_uw_madison_gi_on_real_slices(sample_dir, tmp_path):
     # Masks are bit-packed: bit k is class k; 117 (slice, class) pairs are not empty.
     unpacked = (example["mask"][..., None] & np.array([1, 2, 4], np.uint8)) > 0
     assert int(unpacked.any(axis=(1, 2)).sum()) == 117
+
+
+def test_build_killed_with_sigkill_is_never_trusted_and_reruns(tiny_phantom, tmp_path):
+    """kill -9 mid-build leaves only an incomplete.* folder; the next prepare removes it and
+    builds the records completely."""
+    data_dir = tmp_path / "tfds"
+    code = ("from tf_medseg.config import DataConfig; from tf_medseg.data import prepare; "
+            f"prepare.prepare(DataConfig(source='uwmgi', root={str(tiny_phantom)!r}, "
+            f"data_dir={str(data_dir)!r}))")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list(data_dir.glob("uw_madison_gi/*/incomplete.*")) and time.time() < deadline:
+        assert proc.poll() is None, "the build ended before it could be killed"
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)  # the builder and its reader processes
+    proc.wait()
+    config = DataConfig(source="uwmgi", root=str(tiny_phantom), data_dir=str(data_dir))
+    assert not prepare.get_builder(config).is_prepared()
+    leftovers = list(data_dir.glob("uw_madison_gi/*/incomplete.*"))
+    assert leftovers
+    builder = prepare.prepare(config)
+    assert builder.is_prepared() and not any(p.exists() for p in leftovers)
+    assert len(list(tfds.as_numpy(builder.as_dataset(split="train")))) == 8

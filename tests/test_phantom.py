@@ -40,3 +40,16 @@ def test_not_separable_by_intensity(tiny_phantom):
             for pred in (image > t, image < t):
                 best = max(best, 2 * (pred & truth).sum() / (pred.sum() + truth.sum()))
         assert best < 0.5, (name, best)
+
+
+def test_kaggle_scale_plan_matches_the_real_training_set():
+    from collections import Counter
+
+    from tf_medseg.data.phantom import kaggle_scale_plan
+    scans = kaggle_scale_plan(0)
+    assert len(scans) == 274 and sum(s.slices for s in scans) == 38496
+    assert len({s.case for s in scans}) == 85
+    kinds = Counter((s.width, s.height, s.slices, s.spacing) for s in scans)
+    assert kinds == {(266, 266, 144, 1.5): 180, (360, 310, 144, 1.5): 78,
+                     (276, 276, 80, 1.63): 15, (234, 234, 144, 1.5): 1}
+    assert len({(s.case, s.day) for s in scans}) == 274

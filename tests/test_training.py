@@ -108,3 +108,16 @@ def test_bad_data_stops_before_the_run_directory_is_touched(tiny_phantom, tmp_pa
         f"({len(lines[row].split(',')[2].split())}); expected 'start length' pairs")
     assert not run.exists()
     assert not list((tmp_path / "tfds").rglob("*.tfrecord*"))
+
+
+def test_benchmark_prints_one_json_line_last(tiny_phantom):
+    proc = _cli("-m", "tf_medseg", "benchmark", "--data-root", str(tiny_phantom),
+                "--image-size", "32", "32", "--seconds", "0.5", "--set", "model.base_filters=4",
+                "model.depth=2", "data.batch_size=4")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    for key in ("pipeline_slices_per_s", "train_images_per_s", "infer_images_per_s",
+                "peak_rss_mb"):
+        assert result[key] > 0, key
+    assert result["image_size"] == [32, 32] and result["context"] == [-2, 0, 2]
+    assert result["slices"] == 8 * 12
