@@ -39,7 +39,7 @@ def inventory(info: tfds.core.DatasetInfo, root: Path, drop_case_days: Sequence[
     info.metadata["organ_slices_per_case_day"] = {s.case_day: inv.organ_slices(s)
                                                   for s in inv.scans}
     info.metadata["dropped"] = inv.dropped
-    unexpected = {k: v for k, v in inv.dropped.items() if "drop_case_days" not in v}
+    unexpected = {k: v for k, v in inv.dropped.items() if k not in drop_case_days}
     if unexpected:
         first = next(iter(unexpected.items()))
         print(f"warning: data.unmatched is drop: left out {len(unexpected)} id(s)/case-day(s) "
@@ -56,19 +56,12 @@ def examples(inv: kaggle.Inventory, workers: int | None = None) -> Iterator[tupl
     """(key, example) of every scan, in order, with a progress bar.
 
     Args:
-        workers: Reader processes (default: one per CPU core, at most 8; 0 reads in this
-            process).
+        workers: Reader processes (default: one per CPU core, at most 8).
     """
-    workers = min(8, os.cpu_count() or 1) if workers is None else workers
+    workers = workers or min(8, os.cpu_count() or 1)
     bar = tqdm(total=inv.num_slices, desc=f"Reading {len(inv.scans)} scans", unit="slice",
                unit_scale=True, smoothing=0.1)
     with bar:
-        if workers == 0:
-            for scan in inv.scans:
-                yield _read(scan, inv.labels)
-                bar.update(len(scan.slices))
-            print(f"Writing TFRecord shards of {len(inv.scans)} scans ...", flush=True)
-            return
         # spawn, not fork: TensorFlow's threads may be running in this process.
         with futures.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
             todo = iter(inv.scans)

@@ -217,7 +217,6 @@ class Inventory:
             or by the ``unmatched="drop"`` rule; reported, never silent.
     """
 
-    root: Path
     scans: tuple[ScanFiles, ...]
     labels: dict[str, dict[str, str]]
     dropped: dict[str, str]
@@ -360,7 +359,7 @@ def take_inventory(root: str | os.PathLike, drop_case_days: Sequence[str] = (),
                         f"{next(iter(dropped.items()))})")
     check_headers(scans)
     check_masks(scans, labels, csv_path)
-    return Inventory(root, tuple(scans), labels, dropped)
+    return Inventory(tuple(scans), labels, dropped)
 
 
 def iter_scans(root: str | os.PathLike, drop_case_days: Sequence[str] = (),
