@@ -15,7 +15,7 @@ import os
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import yaml
 
@@ -114,7 +114,32 @@ class ModelConfig:
     batch_norm: bool = _field(True, "batch normalisation after every convolution")
     dropout: float = _field(0.0, "dropout rate in the bottleneck", min=0.0, max=0.99)
     upsampling: Literal["transpose", "bilinear"] = _field(
-        "transpose", "transpose (transposed conv) or bilinear (bilinear resize + conv)")
+        "transpose", "transpose (transposed conv, stride 2) or bilinear (bilinear resize + "
+                     "conv + batch norm + ReLU)")
+    up_kernel: Optional[int] = _field(
+        None, "kernel size of the up-convolution; null takes the architecture's default "
+              "(3 for unet, 2 for attention_unet)", min=1, max=7)
+    deep_supervision: bool = _field(
+        False, "also train auxiliary heads on every coarser decoder level (loss weights 1/2, "
+               "1/4, ... of the main head's, normalised); evaluation and export use the main "
+               "head")
+
+
+LOSS_NAMES = ("bce_dice", "bce", "dice", "tversky", "focal_tversky", "lovasz")
+
+
+def _check_loss(value) -> tuple[bool, str]:
+    if not isinstance(value, dict):
+        return True, ""
+    allowed = LOSS_NAMES[1:]
+    bad = [k for k in value if k not in allowed]
+    if bad:
+        return False, f"unknown loss {bad[0]!r} (allowed: {', '.join(allowed)})"
+    weights = list(value.values())
+    if not weights or any(isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0
+                          for w in weights) or not any(weights):
+        return False, "weights must be numbers >= 0, at least one of them > 0"
+    return True, ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,7 +150,19 @@ class TrainConfig:
     steps_per_epoch: Optional[int] = _field(None, "optional cap on steps per epoch", min=1)
     learning_rate: float = _field(1e-3, "peak Adam learning rate, cosine-decayed to 5% of it",
                                   min=0.0)
-    loss: Literal["bce_dice", "bce", "dice"] = _field("bce_dice", "bce_dice, bce or dice")
+    loss: Union[Literal[LOSS_NAMES], dict] = _field(
+        "bce_dice", "a loss name (bce, dice, tversky, focal_tversky, lovasz; bce_dice is BCE + "
+                    "Dice), or a mapping of names to weights, e.g. {bce: 0.5, tversky: 0.5}",
+        check=_check_loss)
+    tversky_fn_weight: float = _field(
+        0.7, "Tversky losses: weight of false negatives (alpha in Abraham & Khan 2019)",
+        min=0.0)
+    tversky_fp_weight: float = _field(
+        0.3, "Tversky losses: weight of false positives (beta)",
+        min=0.0)
+    focal_tversky_gamma: float = _field(
+        4 / 3, "focal_tversky: the loss is (1 - Tversky index) ** (1 / gamma)", min=0.1,
+        max=10.0)
     precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = _field(
         "auto", "auto picks mixed_float16 on recent GPUs, mixed_bfloat16 on AMX/AVX512-BF16 CPUs")
     jit_compile: Literal["auto", True, False] = _field(
@@ -367,7 +404,8 @@ def _check_value(value: Any, meta: typing.Mapping, path: str) -> None:
     if "check" in meta:
         ok, message = meta["check"](value)
         if not ok:
-            raise ConfigError(f"{path}: {message}, got {list(value)!r}")
+            shown = list(value) if isinstance(value, tuple) else value
+            raise ConfigError(f"{path}: {message}, got {shown!r}")
 
 
 def _check_cross(config: Config) -> None:
