@@ -64,6 +64,23 @@ def test_aggregate_over_case_days_weights_pairs():
     assert result["hausdorff"] == pytest.approx(2 / 3)
 
 
+def test_aggregate_score_over_volumes():
+    """Two case-days: pairs pooled over both for Dice, (case-day, class) pairs for Hausdorff."""
+    a_true = _volume(2, 10, 10)
+    a_true[0, 2:4, 2:4, 0] = True
+    b_true, b_pred = _volume(2, 10, 10), _volume(2, 10, 10)
+    b_true[1, 5:7, 5:7, 1] = True
+    b_pred[1, 5:7, 6:8, 1] = True  # shifted one column: Dice 1/2
+    b_pred[0, 0, 0, 2] = True  # a false positive: Dice 0, Hausdorff 1 for class 2
+    result = metrics.aggregate_score([(a_true, a_true), (b_pred, b_true)])
+    assert result["dice"] == pytest.approx((1 + 0.5 + 0) / 3)
+    hd_b1 = 1 / math.sqrt(2 * 2 + 10 * 10 + 10 * 10)
+    assert result["hausdorff"] == pytest.approx((0 + hd_b1 + 1) / 3)
+    assert result["dice_small_bowel"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="no case-day"):
+        metrics.aggregate_score([])
+
+
 def test_real_case_day_volume(sample_dir):
     (scan,) = list(kaggle.iter_scans(sample_dir / "case139_day0_8bit"))
     true = scan.mask.astype(bool)
@@ -73,6 +90,28 @@ def test_real_case_day_volume(sample_dir):
     d, h, w = true.shape[:3]
     assert result["hausdorff"] == pytest.approx(2 / math.sqrt(d * d + h * h + w * w))
     assert 0.5 < result["dice"] < 1.0
+
+
+def test_streaming_iou_metric_per_class():
+    y = np.zeros((1, 4, 4, 3), "float32")
+    y[0, :2, :, 0] = 1  # 8 pixels
+    logits = np.full_like(y, -5.0)
+    logits[0, :3, :, 0] = 5.0  # 12 predicted: intersection 8, union 12
+    logits[0, 0, 0, 1] = 5.0  # class 1: a false positive only -> IoU 0
+    per_class = [metrics.IoUScore(class_index=i) for i in range(3)]
+    mean = metrics.IoUScore()
+    for metric in (*per_class, mean):
+        metric.update_state(y, logits)
+    assert [float(m.result()) for m in per_class] == pytest.approx([8 / 12, 0.0, 1.0])
+    assert float(mean.result()) == pytest.approx((8 / 12 + 0 + 1) / 3)
+    # Deep supervision: channels after the first num_classes (auxiliary heads) are ignored.
+    extra = np.concatenate([logits, np.full_like(logits, 5.0)], axis=-1)
+    mean.reset_state()
+    mean.update_state(y, extra)
+    assert float(mean.result()) == pytest.approx((8 / 12 + 0 + 1) / 3)
+    names = [m.name for m in metrics.training_metrics()]
+    assert names == ["dice", "dice_large_bowel", "dice_small_bowel", "dice_stomach",
+                     "iou", "iou_large_bowel", "iou_small_bowel", "iou_stomach"]
 
 
 def test_streaming_dice_metric():

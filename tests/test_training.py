@@ -36,7 +36,8 @@ def test_run_directory(tiny_run):
     with (run / "history.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [0, 1]
-    assert {"loss", "dice", "val_dice", "val_dice_stomach"} <= set(rows[0])
+    assert {"loss", "dice", "iou", "val_dice", "val_dice_stomach", "val_iou_stomach"
+            } <= set(rows[0])
     metrics = json.loads((run / "metrics.json").read_text())
     for key in ("dice", "hausdorff", "score", *(f"dice_{c}" for c in CLASSES)):
         assert key in metrics
@@ -67,6 +68,47 @@ def test_saved_model_serves_raw_slices(tiny_run):
 def _cli(*args):
     return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)
+
+
+def test_evaluate_cli_scores_the_export_like_training(tiny_run):
+    config, run, result = tiny_run
+    proc = _cli("-m", "tf_medseg", "evaluate", "--model", str(run / "saved_model"),
+                "--config", str(run / "config.yaml"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((run / "evaluation" / "metrics.json").read_text())
+    # The exported graph on the same validation scans gives the figures training wrote.
+    for key in ("dice", "hausdorff", "score", *(f"dice_{c}" for c in CLASSES)):
+        assert report[key] == pytest.approx(result[key], abs=2e-3), key
+    with (run / "evaluation" / "case_days.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["case_day"] for r in rows] == [r["case_day"] for r in report["case_days"]]
+    assert len(rows) == 4 and {f"hausdorff_{c}" for c in CLASSES} <= set(rows[0])
+    for row in rows:
+        assert float(row["score"]) == pytest.approx(
+            0.4 * float(row["dice"]) + 0.6 * (1 - float(row["hausdorff"])), abs=1e-5)
+    assert "score" in proc.stdout.strip().splitlines()[-1]
+
+
+def test_evaluate_refuses_a_mismatched_config(tiny_run):
+    _, run, _ = tiny_run
+    proc = _cli("-m", "tf_medseg", "evaluate", "--model", str(run / "saved_model"),
+                "--config", str(run / "config.yaml"), "--set", "data.context=[0]")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].endswith(
+        "the model was trained with data.context [-2, 0, 2], the config has [0]; pass the "
+        "run's config.yaml")
+
+
+def test_attention_unet_deep_supervision_and_tversky(tmp_path):
+    config = load_config("attention_unet.yaml", tiny_overrides(tmp_path) + [
+        "model.deep_supervision=true", "train.loss={bce: 0.5, focal_tversky: 0.5}",
+        "train.epochs=1"])
+    result = train(config, verbose=0)
+    assert 0 <= result["score"] <= 1
+    loaded = tf.saved_model.load(str(tmp_path / "run" / "saved_model"))
+    raw = tf.zeros((2, 40, 50, len(config.data.context)), tf.uint16)
+    assert loaded.signatures["serving_default"](image=raw)["probabilities"].shape == (
+        2, 40, 50, 3)
 
 
 def test_cli_config_error_is_one_line():

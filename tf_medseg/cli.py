@@ -1,4 +1,4 @@
-"""Command line: ``python -m tf_medseg {train,phantom} ...`` (``train.py`` is a shortcut).
+"""Command line: ``python -m tf_medseg {train,phantom,evaluate,benchmark} ...`` (``train.py`` is a shortcut).
 
 User errors (bad config, bad data) print one line and exit with status 2; no traceback.
 """
@@ -90,13 +90,48 @@ def _run(fn) -> int:
     return 0
 
 
+def evaluate_main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tf_medseg evaluate",
+        description="Score an exported model on the validation fold with the competition "
+                    "metric (per case-day and per class); writes metrics.json and "
+                    "case_days.csv.")
+    parser.add_argument("--model", required=True, help="RUN_DIR/saved_model")
+    parser.add_argument("--config", required=True,
+                        help="the config the model was trained with (RUN_DIR/config.yaml)")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="override config keys, e.g. data.fold=1")
+    parser.add_argument("--split", default="val", choices=["val", "train", "all"],
+                        help="which cases to score (default: the validation fold)")
+    parser.add_argument("--both-empty", default="skip", choices=["skip", "one", "zero"],
+                        help="a (slice, class) pair empty in prediction and truth: skipped "
+                             "(default), or scored as 1 or 0")
+    parser.add_argument("--output", help="report folder (default: evaluation/ beside the "
+                                         "SavedModel, in the run directory)")
+    args = parser.parse_args(argv)
+    _quiet_tensorflow()
+    return _run(lambda: _evaluate(args))
+
+
+def _evaluate(args) -> None:
+    from tf_medseg.config import CLASSES, load_config
+    config = load_config(args.config, args.set)
+    from tf_medseg.evaluate import evaluate_saved_model
+    result, out = evaluate_saved_model(args.model, config, split=args.split,
+                                       both_empty=args.both_empty, out_dir=args.output)
+    print(f"{args.split}: " + ", ".join(
+        f"{k} {result[k]:.4f}" for k in ("dice", "hausdorff", "score")) + "; " + ", ".join(
+        f"dice_{c} {result[f'dice_{c}']:.4f}" for c in CLASSES) + f"; report in {out}")
+
+
 def benchmark_main(argv: Sequence[str] | None = None) -> int:
     _quiet_tensorflow()
     from tf_medseg.benchmark import main as benchmark
     return benchmark(argv)
 
 
-COMMANDS = {"train": train_main, "phantom": phantom_main, "benchmark": benchmark_main}
+COMMANDS = {"train": train_main, "phantom": phantom_main, "evaluate": evaluate_main,
+            "benchmark": benchmark_main}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

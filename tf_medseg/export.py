@@ -1,5 +1,9 @@
 """SavedModel export whose serving signature takes raw slices.
 
+Signatures: ``serving_default`` (raw slices in, probabilities out, below) and ``logits`` (the
+network on normalised, model-size 2.5D stacks as the training pipeline prepares them; float32
+logits out), which ``python -m tf_medseg evaluate`` uses.
+
 ``serving_default`` (the signature TensorFlow Serving calls) takes a batch of raw slices,
 uint16, (B, H, W, C) with C the number of 2.5D context offsets, any H and W, and returns per-class
 probabilities (B, H, W, 3) at the input size. Normalisation and resizing are inside the graph, so
@@ -47,12 +51,21 @@ def export_saved_model(model: keras.Model, config: Config, out_dir: str | os.Pat
         fn=tf.function(serving_fn(model, config.data.image_size)),
         input_signature=[tf.TensorSpec([None, None, None, channels], tf.uint16, name="image")],
     )
+    # The model itself on inputs prepared as in training (what `evaluate` calls).
+    archive.add_endpoint(
+        name="logits",
+        fn=tf.function(lambda image: {"logits": tf.cast(model(image, training=False),
+                                                        tf.float32)}),
+        input_signature=[tf.TensorSpec([None, *config.data.image_size, channels], tf.float32,
+                                       name="image")],
+    )
     tmp = Path(tempfile.mkdtemp(prefix=".saved_model.partial-", dir=out_dir.parent))
     try:
         archive.write_out(str(tmp), verbose=False)
         metadata = {
             "format": "tf_saved_model",
             "signature": "serving_default",
+            "signatures": ["serving_default", "logits"],
             "classes": list(CLASSES),
             "context_offsets": list(config.data.context),
             "input": {"name": "image", "dtype": "uint16", "shape": ["batch", "height", "width",

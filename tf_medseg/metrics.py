@@ -1,4 +1,4 @@
-"""Metrics: a streaming Dice for training, and the competition score on 3-D volumes.
+"""Metrics: streaming Dice and IoU for training, and the competition score on 3-D volumes.
 
 Competition score of one case-day volume (D, H, W, C), as in DESIGN.md:
 ``0.4 * mean Dice + 0.6 * (1 - mean 3-D Hausdorff)``. Dice is per (slice, class) pair; the
@@ -23,14 +23,18 @@ BOTH_EMPTY = ("skip", "one", "zero")
 
 
 class DiceScore(keras.metrics.Metric):
-    """Dice of thresholded predictions, accumulated over all pixels of an epoch.
+    """Dice of thresholded predictions, accumulated over all pixels of an epoch (streaming).
 
-    ``class_index`` None averages the per-class Dice over classes.
+    ``class_index`` None averages the per-class Dice over classes; a class empty in both
+    prediction and truth all epoch counts as 1. Only the first ``num_classes`` channels of
+    the prediction are scored (a deep-supervision model's auxiliary heads follow them).
     """
 
+    kind = "dice"
+
     def __init__(self, num_classes: int = len(CLASSES), class_index: int | None = None,
-                 threshold: float = 0.5, name: str = "dice", **kwargs):
-        super().__init__(name=name, **kwargs)
+                 threshold: float = 0.5, name: str | None = None, **kwargs):
+        super().__init__(name=name or self.kind, **kwargs)
         self.num_classes, self.class_index, self.threshold = num_classes, class_index, threshold
         self.intersection = self.add_variable((num_classes,), initializer="zeros",
                                               name="intersection")
@@ -39,15 +43,18 @@ class DiceScore(keras.metrics.Metric):
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_true = ops.cast(y_true, "float32")
         logit = float(np.log(self.threshold / (1 - self.threshold)))
-        pred = ops.cast(ops.cast(y_pred, "float32") > logit, "float32")
+        pred = ops.cast(ops.cast(y_pred[..., :self.num_classes], "float32") > logit, "float32")
         axes = tuple(range(len(y_true.shape) - 1))
         self.intersection.assign_add(ops.sum(pred * y_true, axis=axes))
         self.total.assign_add(ops.sum(pred, axis=axes) + ops.sum(y_true, axis=axes))
 
+    def _score(self):
+        return ops.where(self.total > 0,
+                         2.0 * self.intersection / ops.maximum(self.total, 1e-9), 1.0)
+
     def result(self):
-        dice = ops.where(self.total > 0, 2.0 * self.intersection / ops.maximum(self.total, 1e-9),
-                         1.0)
-        return dice[self.class_index] if self.class_index is not None else ops.mean(dice)
+        score = self._score()
+        return score[self.class_index] if self.class_index is not None else ops.mean(score)
 
     def reset_state(self):
         for v in (self.intersection, self.total):
@@ -58,11 +65,22 @@ class DiceScore(keras.metrics.Metric):
                 "class_index": self.class_index, "threshold": self.threshold}
 
 
+class IoUScore(DiceScore):
+    """Intersection over union (Jaccard) of thresholded predictions, streaming; as
+    :class:`DiceScore` otherwise."""
+
+    kind = "iou"
+
+    def _score(self):
+        union = self.total - self.intersection
+        return ops.where(union > 0, self.intersection / ops.maximum(union, 1e-9), 1.0)
+
+
 def training_metrics(threshold: float = 0.5) -> list[keras.metrics.Metric]:
-    """Mean Dice (``dice``) and one Dice per class (``dice_large_bowel`` ...)."""
-    return [DiceScore(threshold=threshold, name="dice")] + [
-        DiceScore(class_index=i, threshold=threshold, name=f"dice_{c}")
-        for i, c in enumerate(CLASSES)]
+    """Mean Dice and IoU (``dice``, ``iou``) and one of each per class (``dice_stomach`` ...)."""
+    return [cls(class_index=i, threshold=threshold,
+                name=cls.kind if i is None else f"{cls.kind}_{CLASSES[i]}")
+            for cls in (DiceScore, IoUScore) for i in (None, *range(len(CLASSES)))]
 
 
 def _check_both_empty(both_empty: str) -> None:
@@ -111,7 +129,7 @@ def competition_score(pred: np.ndarray, true: np.ndarray, both_empty: str = "ski
     Returns:
         ``{"dice", "hausdorff", "score"}`` plus per-class ``dice_<class>`` and
         ``hausdorff_<class>`` (NaN where every pair of that class was skipped). Use
-        :func:`slice_dice`, :func:`hausdorff` and :func:`summarize` to aggregate case-days.
+        :func:`aggregate_score` for many case-days.
     """
     if pred.shape != true.shape or pred.ndim != 4:
         raise ValueError(f"expected two (D, H, W, C) volumes of one shape, got {pred.shape} "
@@ -119,6 +137,23 @@ def competition_score(pred: np.ndarray, true: np.ndarray, both_empty: str = "ski
     sd = slice_dice(pred, true, both_empty)
     hd = hausdorff(pred, true, both_empty)
     return summarize([sd], [hd])
+
+
+def aggregate_score(volumes: Iterable[tuple[np.ndarray, np.ndarray]],
+                    both_empty: str = "skip") -> dict:
+    """The competition metric over many case-days: ``volumes`` yields (pred, true) boolean
+    (D, H, W, C) pairs, one per case-day. Returns the keys of :func:`competition_score`,
+    aggregated as :func:`summarize` says."""
+    slice_dices, class_hds = [], []
+    for pred, true in volumes:
+        if pred.shape != true.shape or pred.ndim != 4:
+            raise ValueError(f"expected two (D, H, W, C) volumes of one shape, got "
+                             f"{pred.shape} and {true.shape}")
+        slice_dices.append(slice_dice(pred, true, both_empty))
+        class_hds.append(hausdorff(pred, true, both_empty))
+    if not slice_dices:
+        raise ValueError("no case-day volumes to score")
+    return summarize(slice_dices, class_hds)
 
 
 def _nanmean(values: np.ndarray) -> float:

@@ -128,9 +128,14 @@ def _best_so_far(history: Path, monitor: str) -> float | None:
 
 def compiled_model(config: Config, policy: str, jit: bool, total_steps: int) -> keras.Model:
     """The configured model built under ``policy`` and compiled for training (Adam with the
-    learning rate cosine-decayed over ``total_steps`` to 5%, the configured loss, Dice).
-    Call it inside the strategy's scope."""
-    from tf_medseg.losses import get_loss
+    learning rate cosine-decayed over ``total_steps`` to 5%, the configured loss, Dice and IoU).
+    Call it inside the strategy's scope.
+
+    With ``model.deep_supervision`` the heads are concatenated on the channel axis into one
+    output (so the metrics keep their names) and the loss weights them;
+    :func:`tf_medseg.models.main_output` recovers the full-resolution head.
+    """
+    from tf_medseg.losses import deep_supervision, get_loss
     from tf_medseg.metrics import training_metrics
     from tf_medseg.models import build_model
 
@@ -139,8 +144,12 @@ def compiled_model(config: Config, policy: str, jit: bool, total_steps: int) -> 
     keras.mixed_precision.set_global_policy(policy)
     try:
         model = build_model(config)
-        model.compile(optimizer=keras.optimizers.Adam(schedule),
-                      loss=get_loss(config.train.loss),
+        loss = get_loss(config.train)
+        if len(model.outputs) > 1:
+            loss = deep_supervision(loss, len(model.outputs))
+            model = keras.Model(model.inputs, keras.layers.Concatenate(
+                dtype="float32", name="deep_supervision")(model.outputs), name=model.name)
+        model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss,
                       metrics=training_metrics(config.train.threshold), jit_compile=jit)
     finally:
         keras.mixed_precision.set_global_policy("float32")
@@ -157,8 +166,9 @@ def train(config: Config, verbose: int | None = None) -> dict:
     """
     from tf_medseg.data.pipeline import make_dataset
     from tf_medseg.data.prepare import prepare
-    from tf_medseg.evaluate import evaluate_scans
+    from tf_medseg.evaluate import evaluate_scans, json_safe
     from tf_medseg.export import export_saved_model
+    from tf_medseg.models import main_output
 
     keras.utils.set_random_seed(config.train.seed)
     policy, jit = runtime_for(config)
@@ -219,11 +229,13 @@ def train(config: Config, verbose: int | None = None) -> dict:
                             f"train.learning_rate or use train.precision float32")
     if best_path.is_file():
         model.load_weights(str(best_path))
+    model = main_output(model)
 
     print("Scoring the kept model on the validation cases (3-D competition metric)...",
           flush=True)
-    result, per_case_day = evaluate_scans(model, config, "val", builder=builder)
-    result = _json_safe({**result, "case_days": per_case_day})
+    result, per_case_day = evaluate_scans(lambda x: model(x, training=False), config, "val",
+                                          builder=builder)
+    result = json_safe({**result, "case_days": per_case_day})
     result["epochs_trained"] = _epochs_logged(history)
     tmp = run_dir / "metrics.json.tmp"
     tmp.write_text(json.dumps(result, indent=2) + "\n")
@@ -236,15 +248,6 @@ def train(config: Config, verbose: int | None = None) -> dict:
                         for k in ("dice_pooled", "dice", "hausdorff", "score"))
     print(f"Validation (kept model, whole scans): {summary}; outputs in {run_dir}", flush=True)
     return result
-
-
-def _json_safe(value):
-    """NaN (a class skipped everywhere) becomes null: JSON has no NaN."""
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def _epochs_logged(history: Path) -> int:
