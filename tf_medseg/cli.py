@@ -1,4 +1,5 @@
-"""Command line: ``python -m tf_medseg {train,phantom,evaluate,benchmark} ...`` (``train.py`` is a shortcut).
+"""Command line: ``python -m tf_medseg {train,phantom,evaluate,benchmark} ...``
+(``train.py`` is a shortcut for ``train``).
 
 User errors (bad config, bad data) print one line and exit with status 2; no traceback.
 """
