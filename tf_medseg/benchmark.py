@@ -27,6 +27,7 @@ from typing import Sequence
 
 import keras
 
+from tf_medseg.cli import add_set_argument
 from tf_medseg.errors import MedsegError
 
 PARTS = ("pipeline", "train", "infer")
@@ -45,8 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", default="unet.yaml",
                         help="config for model, context, batch size and augmentation "
                              "(default: configs/unet.yaml)")
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="config overrides, as for train.py")
+    add_set_argument(parser)
     parser.add_argument("--seconds", type=float, default=15.0,
                         help="how long to time each part (default 15)")
     return parser

@@ -21,15 +21,20 @@ def _quiet_tensorflow() -> None:
     absl.logging.set_verbosity(absl.logging.ERROR)
 
 
+def add_set_argument(parser: argparse.ArgumentParser) -> None:
+    """``--set KEY=VALUE ...``: config overrides, parsed as YAML by ``load_config``."""
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="override config keys; values are YAML, e.g. train.epochs=1 "
+                             "data.image_size=[64,64]")
+
+
 def train_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="train.py", description="Train a U-Net / Attention U-Net as a YAML config says.")
     parser.add_argument("--config", required=True,
                         help="YAML config (a name such as unet.yaml is also looked up in "
                              "configs/)")
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="override config keys; values are YAML, e.g. train.epochs=1 "
-                             "data.image_size=[64,64]")
+    add_set_argument(parser)
     args = parser.parse_args(argv)
     _quiet_tensorflow()
     return _run(lambda: _train(args))
@@ -100,8 +105,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", required=True, help="RUN_DIR/saved_model")
     parser.add_argument("--config", required=True,
                         help="the config the model was trained with (RUN_DIR/config.yaml)")
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="override config keys, e.g. data.fold=1")
+    add_set_argument(parser)
     parser.add_argument("--split", default="val", choices=["val", "train", "all"],
                         help="which cases to score (default: the validation fold)")
     parser.add_argument("--both-empty", default="skip", choices=["skip", "one", "zero"],

@@ -125,13 +125,14 @@ class ModelConfig:
                "head")
 
 
-LOSS_NAMES = ("bce_dice", "bce", "dice", "tversky", "focal_tversky", "lovasz")
+LOSS_TERMS = ("bce", "dice", "tversky", "focal_tversky", "lovasz")
+LOSS_NAMES = ("bce_dice", *LOSS_TERMS)  # bce_dice: shorthand for {bce: 1, dice: 1}
 
 
 def _check_loss(value) -> tuple[bool, str]:
     if not isinstance(value, dict):
         return True, ""
-    allowed = LOSS_NAMES[1:]
+    allowed = LOSS_TERMS
     bad = [k for k in value if k not in allowed]
     if bad:
         return False, f"unknown loss {bad[0]!r} (allowed: {', '.join(allowed)})"

@@ -19,8 +19,9 @@ from typing import Callable, Mapping
 import keras
 from keras import ops
 
+from tf_medseg.config import LOSS_TERMS as NAMES
+
 SMOOTH = 1.0
-NAMES = ("bce", "dice", "tversky", "focal_tversky", "lovasz")
 SHORTHANDS = {"bce_dice": {"bce": 1.0, "dice": 1.0}}
 
 
@@ -34,26 +35,28 @@ def bce(y_true, logits):
     return ops.mean(keras.losses.binary_crossentropy(y_true, logits, from_logits=True))
 
 
-def _tversky_index(y_true, logits, fn_weight: float, fp_weight: float):
-    """Per-class Tversky index TP / (TP + fn_weight * FN + fp_weight * FP), soft, smoothed."""
+def _soft_counts(y_true, logits):
+    """Per-class soft TP, FN, FP over the batch (sigmoid probabilities, float32)."""
     y_true, logits = _float32(y_true, logits)
     prob = ops.sigmoid(logits)
     axes = (0, 1, 2)
     tp = ops.sum(prob * y_true, axis=axes)
     fn = ops.sum((1.0 - prob) * y_true, axis=axes)
     fp = ops.sum(prob * (1.0 - y_true), axis=axes)
+    return tp, fn, fp
+
+
+def _tversky_index(y_true, logits, fn_weight: float, fp_weight: float):
+    """Per-class Tversky index TP / (TP + fn_weight * FN + fp_weight * FP), soft, smoothed."""
+    tp, fn, fp = _soft_counts(y_true, logits)
     return (tp + SMOOTH) / (tp + fn_weight * fn + fp_weight * fp + SMOOTH)
 
 
 def soft_dice(y_true, logits):
     """1 - soft Dice (2 TP + 1) / (2 TP + FN + FP + 1) per class over the batch, averaged over
     classes."""
-    y_true, logits = _float32(y_true, logits)
-    prob = ops.sigmoid(logits)
-    axes = (0, 1, 2)
-    inter = ops.sum(prob * y_true, axis=axes)
-    total = ops.sum(prob, axis=axes) + ops.sum(y_true, axis=axes)
-    return 1.0 - ops.mean((2.0 * inter + SMOOTH) / (total + SMOOTH))
+    tp, fn, fp = _soft_counts(y_true, logits)
+    return 1.0 - ops.mean((2.0 * tp + SMOOTH) / (2.0 * tp + fn + fp + SMOOTH))
 
 
 def tversky(fn_weight: float = 0.7, fp_weight: float = 0.3) -> Callable:
