@@ -163,3 +163,184 @@ def test_benchmark_prints_one_json_line_last(tiny_phantom):
         assert result[key] > 0, key
     assert result["image_size"] == [32, 32] and result["context"] == [-2, 0, 2]
     assert result["slices"] == 8 * 12
+
+
+# ------------------------------------------------------------------ runtime and optimisation
+
+def test_precision_policies_loss_scaling_and_jit_flags(tmp_path):
+    import keras
+
+    from tf_medseg.training import compiled_model
+    config = load_config("unet.yaml", tiny_overrides(tmp_path))
+    for policy, jit in (("mixed_float16", True), ("mixed_bfloat16", False),
+                        ("float32", False)):
+        model = compiled_model(config, policy, jit, steps_per_epoch=10)
+        assert model.dtype_policy.name == policy and model.jit_compile is jit
+        # float16 needs loss scaling (its range underflows small gradients); bfloat16 not.
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer) == (
+            policy == "mixed_float16")
+        assert model.outputs[0].dtype == "float32"
+    policy, jit = resolve_runtime()
+    cpuinfo = open("/proc/cpuinfo").read() if sys.platform == "linux" else ""
+    if not tf.config.list_physical_devices("GPU"):
+        assert jit is False
+        assert policy == ("mixed_bfloat16" if "amx_bf16" in cpuinfo or "avx512_bf16" in cpuinfo
+                          else "float32")
+
+
+def test_warmup_cosine_step_and_plateau_schedules(tmp_path):
+    from tf_medseg.training import Warmup, learning_rate_schedule, make_optimizer
+    base = tiny_overrides(tmp_path) + ["train.learning_rate=0.01", "train.epochs=10",
+                                       "train.warmup_epochs=2"]
+    cosine = learning_rate_schedule(load_config("unet.yaml", base).train, steps_per_epoch=5)
+    values = [float(cosine(s)) for s in range(50)]
+    assert values[0] == pytest.approx(0.001) and values[9] == pytest.approx(0.01)
+    assert values[10] == pytest.approx(0.01)
+    assert values[49] == pytest.approx(0.01 * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * 39 / 40))),
+                                       rel=1e-4)
+    assert all(a >= b for a, b in zip(values[9:], values[10:]))  # decays after the warm-up
+    step = learning_rate_schedule(load_config("unet.yaml", base + [
+        "train.schedule=step", "train.step_epochs=3", "train.step_factor=0.1"]).train, 5)
+    assert [round(float(step(s)), 6) for s in (10, 24, 25, 40)] == [0.01, 0.01, 0.001, 0.0001]
+    config = load_config("unet.yaml", base + ["train.schedule=plateau"])
+    assert learning_rate_schedule(config.train, 5) == 0.01
+    assert float(Warmup.from_config(cosine.get_config())(20)) == pytest.approx(values[20])
+    # AdamW leaves biases and batch-norm parameters out of the weight decay.
+    optimizer = make_optimizer(load_config("unet.yaml", base).train, 5)
+    import keras
+    kernel, bias = keras.Variable(np.ones((2, 2)), name="kernel"), keras.Variable(
+        np.ones(2), name="bias")
+    optimizer.build([kernel, bias])
+    assert optimizer._use_weight_decay(kernel) and not optimizer._use_weight_decay(bias)
+    assert optimizer.weight_decay == pytest.approx(1e-4)
+
+
+def test_tensorboard_has_classes_learning_rate_config_and_overlays(tiny_run):
+    _, run, _ = tiny_run
+    tags = {}
+    for event_file in (run / "logs").rglob("events.out.tfevents.*"):
+        for record in tf.data.TFRecordDataset(str(event_file)):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                tags.setdefault(event_file.parent.name, set()).add(value.tag)
+    assert {"epoch_learning_rate", "epoch_dice_stomach", "epoch_iou_large_bowel", "config"
+            } <= tags["train"]
+    assert {"epoch_dice_small_bowel", "epoch_score", "overlays (true | predicted)"
+            } <= tags["validation"]
+
+
+def test_best_checkpoint_kept_by_validation_score(tiny_run):
+    _, run, result = tiny_run
+    with (run / "history.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    scores = [float(r["val_score"]) for r in rows]
+    best = json.loads((run / "checkpoints" / "best.json").read_text())
+    assert best["monitor"] == "val_score" and best["epoch"] == int(np.argmax(scores))
+    assert best["value"] == pytest.approx(max(scores))
+    assert result["kept_epoch"] == best["epoch"]
+    # The kept model's score on whole scans is what the history said for its epoch.
+    assert result["score"] == pytest.approx(best["value"], abs=1e-3)
+    assert not (run / "checkpoints" / "backup").exists()  # removed after a finished run
+
+
+# --------------------------------------------------------------------------------- survival
+
+def _tiny_train_args(tmp_path, *extra):
+    return ["train.py", "--config", "unet.yaml", "--set", *tiny_overrides(tmp_path), *extra]
+
+
+def test_nan_loss_stops_with_a_clear_message(tmp_path):
+    proc = _cli(*_tiny_train_args(tmp_path, "train.learning_rate=1e30",
+                                  "train.warmup_epochs=0"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: loss became NaN in epoch 1, batch ")
+    assert "lower train.learning_rate" in last
+    assert not (tmp_path / "run" / "history.csv").exists()
+    assert not (tmp_path / "run" / "checkpoints" / "backup").exists()
+
+
+def test_kill_9_then_the_same_command_resumes(tmp_path):
+    import os
+    import signal
+    import time
+    args = _tiny_train_args(tmp_path, "train.epochs=5", "train.monitor=val_dice",
+                            "train.overlay_slices=0")
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if len(list((run / "checkpoints" / "backup").glob("ckpt-*.index"))) and len(
+                (run / "history.csv").read_text().splitlines()) >= 3:  # header + 2 epochs
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "training ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = len((run / "history.csv").read_text().splitlines()) - 1
+    assert 2 <= killed_at < 5
+
+    # A changed model cannot continue that run: one line, nothing touched.
+    other = _cli(*args, "model.base_filters=8")
+    assert other.returncode == 2 and "Traceback" not in other.stderr
+    assert other.stderr.strip().splitlines()[-1].startswith(
+        f"error: model: {run} holds an unfinished run with model ")
+
+    again = _cli(*args)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resuming after epoch" in again.stdout
+    with (run / "history.csv").open() as f:
+        epochs = [int(r["epoch"]) for r in csv.DictReader(f)]
+    assert epochs == [0, 1, 2, 3, 4]  # each epoch once
+    assert json.loads((run / "metrics.json").read_text())["epochs_trained"] == 5
+    assert (run / "saved_model" / "saved_model.pb").is_file()
+
+
+def _free_ports(count):
+    import socket
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_multi_worker_on_loopback(tmp_path):
+    """Two worker processes on 127.0.0.1 train in sync; only the chief writes outputs."""
+    import os
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+    args = _tiny_train_args(tmp_path, "train.strategy=multi_worker", "train.epochs=2")
+    procs = []
+    for index in range(2):
+        env = {**os.environ, "TF_CONFIG": json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        procs.append(subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    prints = [[line for line in out.splitlines() if line.startswith("Weights fingerprint")]
+              for out, _ in outs]
+    assert prints[0] and prints[0] == prints[1]  # the same weights on both workers
+    assert "the chief writes the outputs" in outs[1][0]
+    run = tmp_path / "run"
+    runtime = json.loads((run / "runtime.json").read_text())
+    assert runtime["strategy"] == "MultiWorkerMirroredStrategy" and runtime["replicas"] == 2
+    with (run / "history.csv").open() as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1]
+    assert (run / "saved_model" / "saved_model.pb").is_file()
+    assert (run / "metrics.json").is_file()
+
+
+def test_multi_worker_without_tf_config_is_a_config_error(tmp_path):
+    import os
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    proc = subprocess.run([sys.executable, *_tiny_train_args(
+        tmp_path, "train.strategy=multi_worker")], cwd=ROOT, env=env, capture_output=True,
+        text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "error: train.strategy: multi_worker needs the TF_CONFIG environment variable")

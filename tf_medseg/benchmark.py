@@ -6,8 +6,9 @@ then measures, each for about ``--seconds``:
 * ``pipeline_slices_per_s``: batches of the training pipeline (shuffled, 2.5D context, default
   augmentation) once its cache is warm, as every epoch after the first sees it; the first,
   cold epoch (records read and decoded) is ``pipeline_first_epoch_slices_per_s``;
-* ``train_images_per_s``: ``model.fit`` steps of the configured model, precision and XLA
-  choice, on one batch from the pipeline held in memory (so the model alone is timed);
+* ``train_images_per_s``: steps of the training loop (``tf_medseg.loop``) with the configured
+  model, optimiser, precision and XLA choice, on one batch from the pipeline held in memory (so
+  the model alone is timed);
 * ``infer_images_per_s``: forward passes in inference mode, same model and batch;
 * ``peak_rss_mb``: the peak resident memory of this process.
 
@@ -25,7 +26,6 @@ import tempfile
 import time
 from typing import Sequence
 
-import keras
 
 from tf_medseg.cli import add_set_argument
 from tf_medseg.errors import MedsegError
@@ -110,11 +110,14 @@ def _measure(config, args) -> dict:
               f"first epoch", flush=True)
     if "train" in parts or "infer" in parts:
         images, masks = next(iter(ds))
-        batch = tf.data.Dataset.from_tensors((images, masks)).repeat()
+        from tf_medseg.loop import Trainer
         from tf_medseg.training import compiled_model
-        model = compiled_model(config, policy, jit, total_steps=10**6)
+        strategy = tf.distribute.get_strategy()
+        model = compiled_model(config, policy, jit, steps_per_epoch=10**5)
         if "train" in parts:
-            result["train_images_per_s"] = round(_time_training(model, batch, args.seconds), 1)
+            trainer = Trainer(model, strategy, config.train.threshold)
+            result["train_images_per_s"] = round(
+                _time_training(trainer, (images, masks), args.seconds), 1)
             print(f"Training: {result['train_images_per_s']:.1f} images/s ({policy}, "
                   f"jit_compile {jit})", flush=True)
         if "infer" in parts:
@@ -143,26 +146,15 @@ def _time_pipeline(ds, seconds: float) -> tuple[float, float]:
     return cold, count / (time.perf_counter() - start)
 
 
-class _StepTimes(keras.callbacks.Callback):
-    """Records the time at the end of every training step."""
-
-    def __init__(self):
-        super().__init__()
-        self.times = []
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.times.append(time.perf_counter())
-
-
-def _time_training(model, batch, seconds: float) -> float:
-    timer = _StepTimes()
-    model.fit(batch, steps_per_epoch=3, epochs=1, verbose=0, callbacks=[timer])  # compile
-    step = (timer.times[-1] - timer.times[0]) / 2
-    steps = max(5, int(seconds / max(step, 1e-3)))
-    timer = _StepTimes()
-    model.fit(batch, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[timer])
-    size = int(next(iter(batch))[0].shape[0])
-    return (len(timer.times) - 1) * size / (timer.times[-1] - timer.times[0])
+def _time_training(trainer, batch, seconds: float) -> float:
+    """Images per second of the training step on one batch held in memory."""
+    for _ in range(3):  # trace and compile
+        trainer.train_step(batch)[0].numpy()
+    start, count = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds or count < 5 * int(batch[0].shape[0]):
+        trainer.train_step(batch)[0].numpy()
+        count += int(batch[0].shape[0])
+    return count / (time.perf_counter() - start)
 
 
 def _time_inference(model, images, jit: bool, seconds: float) -> float:

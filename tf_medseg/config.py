@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import hashlib
 import os
+import re
 import types
 import typing
 from pathlib import Path
@@ -149,8 +150,41 @@ class TrainConfig:
 
     epochs: int = _field(20, "training epochs", min=1)
     steps_per_epoch: Optional[int] = _field(None, "optional cap on steps per epoch", min=1)
-    learning_rate: float = _field(1e-3, "peak Adam learning rate, cosine-decayed to 5% of it",
+    learning_rate: float = _field(1e-3, "peak learning rate (reached after the warm-up)",
                                   min=0.0)
+    optimizer: Literal["adamw", "adam"] = _field(
+        "adamw", "adamw (decoupled weight decay, not applied to biases and batch-norm "
+                 "parameters) or adam")
+    weight_decay: float = _field(1e-4, "adamw: decoupled weight decay", min=0.0)
+    schedule: Literal["cosine", "step", "plateau", "constant"] = _field(
+        "cosine", "learning-rate schedule after the warm-up: cosine (decay to "
+                  "train.min_lr_fraction over the remaining steps), step (times "
+                  "train.step_factor every train.step_epochs), plateau (times "
+                  "train.plateau_factor when train.monitor stalls for train.plateau_patience "
+                  "epochs) or constant")
+    warmup_epochs: float = _field(1.0, "linear warm-up from 0 to the peak, in epochs (0 for "
+                                       "none)", min=0.0)
+    min_lr_fraction: float = _field(0.05, "cosine: final learning rate as a fraction of the "
+                                          "peak", min=0.0, max=1.0)
+    step_epochs: int = _field(10, "step: epochs between drops", min=1)
+    step_factor: float = _field(0.5, "step: factor of each drop", min=0.0, max=1.0)
+    plateau_patience: int = _field(3, "plateau: epochs without improvement before a drop",
+                                   min=1)
+    plateau_factor: float = _field(0.5, "plateau: factor of each drop", min=0.0, max=1.0)
+    clipnorm: Optional[float] = _field(
+        None, "optional gradient clipping: largest global L2 norm of the gradients", min=0.0)
+    monitor: Literal["val_score", "val_dice", "val_loss"] = _field(
+        "val_score", "what picks the kept (best) checkpoint, early stopping and plateau: "
+                     "val_score (the competition score on whole validation scans, computed "
+                     "after every epoch), val_dice (pooled pixel Dice) or val_loss")
+    early_stopping: Optional[int] = _field(
+        None, "optional: stop after this many epochs without train.monitor improving", min=1)
+    deterministic: bool = _field(
+        False, "deterministic ops (tf.config.experimental.enable_op_determinism): "
+               "repeatable runs, slower")
+    overlay_slices: int = _field(
+        4, "validation slices shown with predicted and true contours in TensorBoard's Images "
+           "tab after every epoch (0 for none)", min=0, max=16)
     loss: Union[Literal[LOSS_NAMES], dict] = _field(
         "bce_dice", "a loss name (bce, dice, tversky, focal_tversky, lovasz; bce_dice is BCE + "
                     "Dice), or a mapping of names to weights, e.g. {bce: 0.5, tversky: 0.5}",
@@ -167,9 +201,12 @@ class TrainConfig:
     precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = _field(
         "auto", "auto picks mixed_float16 on recent GPUs, mixed_bfloat16 on AMX/AVX512-BF16 CPUs")
     jit_compile: Literal["auto", True, False] = _field(
-        "auto", "XLA: auto (on for GPU, off on CPU), true or false")
+        "auto", "XLA: auto (on for GPU; off on CPU, where it was measured slower), true or "
+                "false")
     strategy: Literal["auto", "default", "mirrored", "multi_worker"] = _field(
-        "auto", "auto (MirroredStrategy on several GPUs), default, mirrored or multi_worker")
+        "auto", "auto (MirroredStrategy over all GPUs when there are several, else default), "
+                "default, mirrored (all local GPUs, or CPUs), multi_worker "
+                "(MultiWorkerMirroredStrategy from the TF_CONFIG environment variable)")
     run_dir: str = _field("runs/unet", "where checkpoints, logs, metrics and the export go")
     seed: int = _field(42, "random seed for weights, shuffling and augmentation")
     threshold: float = _field(0.5, "probability above which a pixel is the organ", min=0.0,
@@ -341,6 +378,9 @@ def _describe(tp: Any) -> str:
             dict: "mapping"}.get(tp, str(tp))
 
 
+_EXPONENT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
 def _coerce(value: Any, tp: Any, path: str) -> Any:
     """Check ``value`` against the annotation ``tp``; return it in canonical form."""
     origin = typing.get_origin(tp)
@@ -378,6 +418,9 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
         return tuple(_coerce(v, t, f"{path}[{i}]") for i, (v, t) in
                      enumerate(zip(value, item_types)))
     if tp is float:
+        if isinstance(value, str) and _EXPONENT.match(value.strip()):
+            # YAML 1.1 reads 1e-4 (no dot) as a string; everyone writes it so.
+            return float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise wrong
         return float(value)

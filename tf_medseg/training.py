@@ -1,14 +1,19 @@
-"""Training: runtime choice (precision, XLA, strategy), the Keras fit loop, outputs.
+"""Training: runtime choice (precision, XLA, strategy), optimisation, survival, outputs.
 
 Run directory (``train.run_dir``)::
 
     config.yaml     the resolved config
-    runtime.json    precision policy, jit_compile and strategy picked, and why
-    logs/           TensorBoard (train/ and validation/)
-    checkpoints/    best.weights.h5 (best validation Dice) and backup/ (crash recovery)
-    history.csv     one row per epoch
+    runtime.json    precision policy, jit_compile, strategy and loop picked, and why
+    logs/           TensorBoard: train/ and validation/ (scalars per class, learning rate, the
+                    config as text, overlays of fixed validation slices)
+    checkpoints/    best.weights.h5 + best.json (the kept model: best train.monitor) and
+                    backup/ (the last finished epoch, for resuming after a crash)
+    history.csv     one row per finished epoch
     metrics.json    competition metric of the kept model on the validation cases
     saved_model/    the export, with metadata.json
+
+Only the chief (the one process of single-machine training, or the chief of a multi-worker
+cluster) writes the run directory; other workers keep their backups in a temporary folder.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tf_medseg.config import Config, dump_config
@@ -64,16 +70,156 @@ def runtime_for(config: Config) -> tuple[str, bool]:
 
 
 def get_strategy(config: Config) -> tf.distribute.Strategy:
-    """``train.strategy``: auto (mirrored over several GPUs, else default), default, mirrored."""
+    """``train.strategy``: auto (MirroredStrategy over all GPUs when there are several, else
+    the default strategy), default, mirrored (all GPUs, or all logical CPU devices on a machine
+    without GPUs), multi_worker (MultiWorkerMirroredStrategy from ``TF_CONFIG``).
+
+    Create it before any other TensorFlow work: MultiWorkerMirroredStrategy requires that.
+    """
     name = config.train.strategy
+    if name == "multi_worker":
+        if not os.environ.get("TF_CONFIG"):
+            raise ConfigError("train.strategy: multi_worker needs the TF_CONFIG environment "
+                              "variable (cluster and task of this worker; see the README)")
+        try:
+            json.loads(os.environ["TF_CONFIG"])
+        except ValueError:
+            raise ConfigError("TF_CONFIG: not valid JSON (expected {\"cluster\": {...}, "
+                              "\"task\": {\"type\": ..., \"index\": ...}})") from None
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored" or (name == "auto" and len(gpus) > 1):
-        return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
-        raise ConfigError("train.strategy: multi_worker is not supported yet (Keras fit fails "
-                          "under MultiWorkerMirroredStrategy, keras-team/keras#20585); use "
-                          "auto, default or mirrored")
+        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        return tf.distribute.MirroredStrategy(devices)
     return tf.distribute.get_strategy()
+
+
+def strategy_name(strategy: tf.distribute.Strategy) -> str:
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "MultiWorkerMirroredStrategy"  # its class is CollectiveAllReduceStrategy
+    if isinstance(strategy, tf.distribute.MirroredStrategy):
+        return "MirroredStrategy"
+    return "default strategy"
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True for the process that writes the run directory: the only one, or the chief of a
+    multi-worker cluster (task ``chief``, or worker 0 when the cluster has no chief)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    return (resolver.task_type == "worker" and resolver.task_id == 0
+            and "chief" not in resolver.cluster_spec().as_dict())
+
+
+# --------------------------------------------------------------------------------- optimiser
+
+@keras.saving.register_keras_serializable("tf_medseg")
+class Warmup(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up from ``peak / warmup_steps`` to ``peak`` over ``warmup_steps``, then
+    ``after`` (evaluated from 0 at the end of the warm-up)."""
+
+    def __init__(self, peak: float, warmup_steps: int, after=None):
+        self.peak, self.warmup_steps, self.after = float(peak), int(warmup_steps), after
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        rest = (self.after(keras.ops.maximum(step - self.warmup_steps, 0.0))
+                if self.after is not None else self.peak)
+        if self.warmup_steps <= 0:
+            return keras.ops.cast(rest, "float32")
+        warm = self.peak * (step + 1.0) / self.warmup_steps
+        return keras.ops.where(step < self.warmup_steps, warm, rest)
+
+    def get_config(self):
+        return {"peak": self.peak, "warmup_steps": self.warmup_steps,
+                "after": keras.optimizers.schedules.serialize(self.after)
+                if self.after is not None else None}
+
+    @classmethod
+    def from_config(cls, config):
+        after = config.get("after")
+        return cls(config["peak"], config["warmup_steps"],
+                   keras.optimizers.schedules.deserialize(after) if after else None)
+
+
+class PlateauWarmup(keras.callbacks.Callback):
+    """Linear warm-up of a variable learning rate (the plateau schedule, where
+    ReduceLROnPlateau owns the rate afterwards)."""
+
+    def __init__(self, peak: float, warmup_steps: int):
+        super().__init__()
+        self.peak, self.warmup_steps = peak, warmup_steps
+
+    def on_train_batch_begin(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations)
+        if step < self.warmup_steps:
+            self.model.optimizer.learning_rate = self.peak * (step + 1) / self.warmup_steps
+        elif step == self.warmup_steps:
+            self.model.optimizer.learning_rate = self.peak
+
+
+def learning_rate_schedule(train_config, steps_per_epoch: int):
+    """The learning rate ``train.schedule`` describes, warm-up included: a Keras schedule, or
+    the peak as a number for ``plateau`` (a callback warms it up and lowers it)."""
+    t = train_config
+    warmup = int(round(t.warmup_epochs * steps_per_epoch))
+    rest = max(1, t.epochs * steps_per_epoch - warmup)
+    schedules = keras.optimizers.schedules
+    if t.schedule == "plateau":
+        return float(t.learning_rate)
+    if t.schedule == "cosine":
+        after = schedules.CosineDecay(t.learning_rate, decay_steps=rest,
+                                      alpha=t.min_lr_fraction)
+    elif t.schedule == "step":
+        after = schedules.ExponentialDecay(t.learning_rate, t.step_epochs * steps_per_epoch,
+                                           t.step_factor, staircase=True)
+    else:
+        after = None
+    return Warmup(t.learning_rate, warmup, after)
+
+
+def make_optimizer(train_config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """AdamW (weight decay off for biases and batch-norm parameters) or Adam, with the
+    schedule and optional global-norm gradient clipping."""
+    t = train_config
+    lr = learning_rate_schedule(t, steps_per_epoch)
+    if t.optimizer == "adamw":
+        optimizer = keras.optimizers.AdamW(lr, weight_decay=t.weight_decay,
+                                           global_clipnorm=t.clipnorm)
+        optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+        return optimizer
+    return keras.optimizers.Adam(lr, global_clipnorm=t.clipnorm)
+
+
+def compiled_model(config: Config, policy: str, jit: bool, steps_per_epoch: int
+                   ) -> keras.Model:
+    """The configured model built under ``policy`` and compiled with the configured optimiser,
+    schedule and loss (a LossScaleOptimizer wraps the optimiser under mixed_float16). Call it
+    inside the strategy's scope.
+
+    With ``model.deep_supervision`` the heads are concatenated on the channel axis into one
+    output and the loss weights them; :func:`tf_medseg.models.main_output` recovers the
+    full-resolution head.
+    """
+    from tf_medseg.losses import deep_supervision, get_loss
+    from tf_medseg.models import build_model
+
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        model = build_model(config)
+        loss = get_loss(config.train)
+        if len(model.outputs) > 1:
+            loss = deep_supervision(loss, len(model.outputs))
+            model = keras.Model(model.inputs, keras.layers.Concatenate(
+                dtype="float32", name="deep_supervision")(model.outputs), name=model.name)
+        model.compile(optimizer=make_optimizer(config.train, steps_per_epoch), loss=loss,
+                      jit_compile=jit)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    return model
 
 
 # ----------------------------------------------------------------------------------- callbacks
@@ -103,11 +249,14 @@ class TimeBudget(keras.callbacks.Callback):
 
 
 class NanGuard(keras.callbacks.Callback):
-    """Remembers a NaN/inf loss so that training ends with a clear error."""
+    """Stops training at the first NaN/inf loss and remembers where."""
 
     def __init__(self):
         super().__init__()
-        self.batch = None
+        self.epoch, self.batch = 0, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
@@ -116,45 +265,234 @@ class NanGuard(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def _best_so_far(history: Path, monitor: str) -> float | None:
-    if not history.is_file():
+class ValidationScore(keras.callbacks.Callback):
+    """Adds ``val_score`` and ``val_hausdorff`` (the competition metric on whole validation
+    scans at their native size, as metrics.json) to every epoch's logs. Runs on every worker,
+    so that they all take the same early-stopping decisions."""
+
+    def __init__(self, config: Config, builder):
+        super().__init__()
+        self.config, self.builder = config, builder
+
+    def on_train_begin(self, logs=None):
+        from tf_medseg.models import main_output
+        model = main_output(self.model)
+        self.predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        from tf_medseg.evaluate import evaluate_scans
+        result, _ = evaluate_scans(self.predict, self.config, "val", builder=self.builder)
+        if logs is not None:
+            logs["val_score"] = result["score"]
+            logs["val_hausdorff"] = result["hausdorff"]
+
+
+class HistoryLog(keras.callbacks.Callback):
+    """``history.csv``: one row per finished epoch. On resume the rows of epochs that are
+    about to be trained again (finished after the last backup) are dropped first, so every
+    epoch is listed once whatever the moment of a crash."""
+
+    def __init__(self, path: Path, initial_epoch: int):
+        super().__init__()
+        self.path, self.initial_epoch = path, initial_epoch
+
+    def on_train_begin(self, logs=None):
+        rows = read_history(self.path)
+        kept = [r for r in rows if int(r["epoch"]) < self.initial_epoch]
+        if len(kept) != len(rows) or not self.initial_epoch:
+            self._write(kept, list(rows[0]) if rows else None)
+
+    def _write(self, rows: list[dict], fields: list[str] | None) -> None:
+        if not rows:
+            self.path.unlink(missing_ok=True)
+            return
+        tmp = self.path.with_suffix(".csv.tmp")
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, self.path)
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch, **{k: logs[k] for k in sorted(logs)}}
+        new = not self.path.is_file()
+        with self.path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def read_history(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Keeps the weights of the best epoch by ``monitor`` in ``best.weights.h5`` (written
+    atomically) with ``best.json`` (epoch and value) beside it."""
+
+    def __init__(self, path: Path, monitor: str, best: float | None = None):
+        super().__init__()
+        self.path, self.monitor = path, monitor
+        self.mode = "min" if monitor.endswith("loss") else "max"
+        self.best = best
+
+    def better(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        return value < self.best if self.mode == "min" else value > self.best
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or not math.isfinite(value) or not self.better(value):
+            return
+        self.best = float(value)
+        tmp = self.path.with_name(".partial-" + self.path.name)
+        self.model.save_weights(str(tmp))
+        os.replace(tmp, self.path)
+        record = self.path.with_name("best.json")
+        record.with_suffix(".json.tmp").write_text(json.dumps(
+            {"epoch": epoch, "monitor": self.monitor, "value": self.best}) + "\n")
+        os.replace(record.with_suffix(".json.tmp"), record)
+
+
+def best_record(ckpt_dir: Path, monitor: str) -> float | None:
+    """The best value of a run being resumed (None if it has none, or kept another monitor)."""
+    path = ckpt_dir / "best.json"
+    if not path.is_file() or not (ckpt_dir / "best.weights.h5").is_file():
         return None
-    with history.open() as f:
-        values = [float(r[monitor]) for r in csv.DictReader(f) if r.get(monitor)]
-    return max(values) if values else None
+    record = json.loads(path.read_text())
+    return float(record["value"]) if record.get("monitor") == monitor else None
+
+
+class TensorBoardExtras(keras.callbacks.Callback):
+    """The resolved config as text (once), and after every epoch an image panel of fixed
+    validation slices: true contours on the left, predicted on the right."""
+
+    def __init__(self, log_dir: Path, config: Config, slices: tuple | None):
+        super().__init__()
+        self.log_dir, self.config, self.slices = log_dir, config, slices
+
+    def on_train_begin(self, logs=None):
+        import yaml
+        self.writer = tf.summary.create_file_writer(str(self.log_dir / "validation"))
+        text = yaml.safe_dump(self.config.to_dict(), sort_keys=False)
+        with tf.summary.create_file_writer(str(self.log_dir / "train")).as_default():
+            tf.summary.text("config", "```yaml\n" + text + "```", step=0)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.slices is None:
+            return
+        from tf_medseg.models import main_output
+        from tf_medseg.overlay import side_by_side
+        images, masks = self.slices
+        logits = main_output(self.model)(images, training=False)
+        threshold = self.config.train.threshold
+        pred = tf.cast(logits, tf.float32).numpy() > math.log(threshold / (1 - threshold))
+        centre = self.config.data.context.index(0)
+        panels = [side_by_side(img[..., centre], true, p)
+                  for img, true, p in zip(images.numpy(), masks.numpy() > 0.5, pred)]
+        with self.writer.as_default():
+            tf.summary.image("overlays (true | predicted)", np.stack(panels), step=epoch,
+                             max_outputs=len(panels))
+        self.writer.flush()
+
+
+def overlay_slices(val_ds: tf.data.Dataset, count: int):
+    """``count`` fixed validation slices to watch: those showing the most organ classes, then
+    the largest organ area, taken from the first batches of the (unshuffled) validation set."""
+    if not count:
+        return None
+    images, masks = [], []
+    for x, y in val_ds.take(64):
+        images.append(x.numpy())
+        masks.append(y.numpy())
+    if not images:
+        return None
+    images, masks = np.concatenate(images), np.concatenate(masks)
+    classes = (masks.sum(axis=(1, 2)) > 0).sum(axis=1)
+    order = np.lexsort((-masks.sum(axis=(1, 2, 3)), -classes))[:count]
+    order.sort()
+    return tf.constant(images[order]), tf.constant(masks[order])
+
+
+# ------------------------------------------------------------------------------------ backup
+
+BACKUP_KEYS = ("model", "data.context", "data.image_size", "train.optimizer")
+
+
+def _backup_identity(config: Config) -> dict:
+    d = config.to_dict()
+    return {key: (d[key] if "." not in key else d[key.split(".")[0]][key.split(".")[1]])
+            for key in BACKUP_KEYS}
+
+
+class Backup:
+    """The state of the last finished epoch (model, optimiser with its step, the epoch), as a
+    TensorFlow checkpoint: written to a new file, then published, so a kill during a save
+    leaves the previous backup intact. Non-chief workers write theirs to a temporary folder;
+    every worker restores from the chief's."""
+
+    def __init__(self, model: keras.Model, directory: Path, chief: bool, config: Config):
+        import tempfile
+        self.directory, self.chief, self.config = directory, chief, config
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
+                                              epoch=self.epoch)
+        self.write_dir = directory if chief else Path(tempfile.mkdtemp(prefix="medseg-backup-"))
+        self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.write_dir),
+                                                  max_to_keep=1)
+
+    def latest(self) -> str | None:
+        return tf.train.latest_checkpoint(str(self.directory))
+
+    def check_compatible(self) -> None:
+        """The backup was written for a model this config builds (else a one-line error)."""
+        saved = self.directory / "identity.json"
+        if not saved.is_file():
+            return
+        ours, theirs = _backup_identity(self.config), json.loads(saved.read_text())
+        for key in BACKUP_KEYS:
+            if ours.get(key) != theirs.get(key):
+                raise ConfigError(
+                    f"{key}: {self.directory.parent.parent} holds an unfinished run with "
+                    f"{key} {theirs.get(key)}, this config has {ours.get(key)}; rerun with the "
+                    f"same config to resume, or delete {self.directory} (or use another "
+                    f"train.run_dir) to start over")
+
+    def restore(self) -> int:
+        """Load the latest backup; the number of epochs it finished."""
+        path = self.latest()
+        try:
+            self.checkpoint.restore(path).assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf.errors.OpError) as exc:
+            raise TrainingError(f"{path}: the backup does not fit this model "
+                                f"({str(exc).splitlines()[0][:160]}); delete {self.directory} "
+                                f"to start over") from None
+        return int(self.epoch.numpy())
+
+    def save(self, epoch: int) -> None:
+        self.epoch.assign(epoch + 1)
+        if self.chief:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            identity = self.directory / "identity.json"
+            if not identity.is_file():
+                identity.write_text(json.dumps(_backup_identity(self.config)) + "\n")
+        self.manager.save()
+
+    def close(self, finished: bool) -> None:
+        if not self.chief:
+            shutil.rmtree(self.write_dir, ignore_errors=True)
+        elif finished:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
 
 # ------------------------------------------------------------------------------------- train
-
-def compiled_model(config: Config, policy: str, jit: bool, total_steps: int) -> keras.Model:
-    """The configured model built under ``policy`` and compiled for training (Adam with the
-    learning rate cosine-decayed over ``total_steps`` to 5%, the configured loss, Dice and IoU).
-    Call it inside the strategy's scope.
-
-    With ``model.deep_supervision`` the heads are concatenated on the channel axis into one
-    output (so the metrics keep their names) and the loss weights them;
-    :func:`tf_medseg.models.main_output` recovers the full-resolution head.
-    """
-    from tf_medseg.losses import deep_supervision, get_loss
-    from tf_medseg.metrics import training_metrics
-    from tf_medseg.models import build_model
-
-    schedule = keras.optimizers.schedules.CosineDecay(
-        config.train.learning_rate, decay_steps=max(1, total_steps), alpha=0.05)
-    keras.mixed_precision.set_global_policy(policy)
-    try:
-        model = build_model(config)
-        loss = get_loss(config.train)
-        if len(model.outputs) > 1:
-            loss = deep_supervision(loss, len(model.outputs))
-            model = keras.Model(model.inputs, keras.layers.Concatenate(
-                dtype="float32", name="deep_supervision")(model.outputs), name=model.name)
-        model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss,
-                      metrics=training_metrics(config.train.threshold), jit_compile=jit)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-    return model
-
 
 def train(config: Config, verbose: int | None = None) -> dict:
     """Train, keep the best model, score it on the validation cases and export it.
@@ -162,71 +500,132 @@ def train(config: Config, verbose: int | None = None) -> dict:
     Rerunning with the same run directory after a crash resumes from the last epoch backup.
 
     Returns:
-        The metrics written to ``metrics.json``.
+        The metrics written to ``metrics.json`` (on a non-chief worker: the last epoch's logs).
     """
     from tf_medseg.data.pipeline import make_dataset
     from tf_medseg.data.prepare import prepare
     from tf_medseg.evaluate import evaluate_scans, json_safe
     from tf_medseg.export import export_saved_model
+    from tf_medseg.loop import Trainer, fit
     from tf_medseg.models import main_output
 
+    strategy = get_strategy(config)  # first: MultiWorkerMirroredStrategy requires it
+    chief = is_chief(strategy)
     keras.utils.set_random_seed(config.train.seed)
+    if config.train.deterministic:
+        tf.config.experimental.enable_op_determinism()
     policy, jit = runtime_for(config)
-    strategy = get_strategy(config)
+    replicas = strategy.num_replicas_in_sync
+    if config.data.batch_size < replicas:
+        raise ConfigError(f"data.batch_size: the global batch ({config.data.batch_size}) must "
+                          f"be at least the number of replicas ({replicas})")
     # Data first: bad input stops here, before the run directory is touched. Prepared once
     # (the Kaggle source is fingerprinted once) for both splits and the final scoring.
     builder = prepare(config.data)
-    train_ds = make_dataset(config, "train", builder=builder)
+    # Several replicas: whole training batches only, so that no replica gets an empty one.
+    train_ds = make_dataset(config, "train", builder=builder, drop_remainder=replicas > 1)
     val_ds = make_dataset(config, "val", builder=builder)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        # Every worker reads the whole (small, cached) pipeline and keeps its share of each
+        # batch: TFDS writes few shard files, too few to shard by file.
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.DATA)
+        train_ds, val_ds = train_ds.with_options(options), val_ds.with_options(options)
 
     run_dir = Path(config.train.run_dir).expanduser()
-    ckpt_dir, backup_dir = run_dir / "checkpoints", run_dir / "checkpoints" / "backup"
-    history = run_dir / "history.csv"
-    resuming = backup_dir.is_dir() and any(backup_dir.iterdir())
-    if not resuming:  # a fresh run must not mix with an earlier run's outputs
-        for stale in (history, run_dir / "metrics.json", ckpt_dir / "best.weights.h5"):
-            stale.unlink(missing_ok=True)
-        shutil.rmtree(run_dir / "saved_model", ignore_errors=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_dir.mkdir(exist_ok=True)
-    dump_config(config, run_dir / "config.yaml")
-    runtime = {"precision": policy, "jit_compile": jit,
-               "strategy": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync,
-               "devices": [d.name for d in tf.config.list_logical_devices()],
-               "auto": dict(zip(("precision", "jit_compile"), resolve_runtime()))}
-    (run_dir / "runtime.json").write_text(json.dumps(runtime, indent=2) + "\n")
-    print(f"Runtime: precision {policy}, jit_compile {jit}, {runtime['strategy']} with "
-          f"{runtime['replicas']} replica(s); "
-          f"{'resuming from the last backup' if resuming else 'starting'} in {run_dir}",
-          flush=True)
-
+    ckpt_dir = run_dir / "checkpoints"
+    backup_dir, history = ckpt_dir / "backup", run_dir / "history.csv"
     steps = config.train.steps_per_epoch or int(train_ds.cardinality())
     with strategy.scope():
-        model = compiled_model(config, policy, jit, steps * config.train.epochs)
+        model = compiled_model(config, policy, jit, steps)
+    backup = Backup(model, backup_dir, chief, config)
+    resuming = backup.latest() is not None
+    if resuming:
+        backup.check_compatible()
+    elif chief:
+        stale_backup = backup_dir.is_dir() and any(backup_dir.iterdir())
+        if stale_backup:
+            print(f"Note: {backup_dir} holds no usable backup (an older format or an "
+                  f"interrupted first epoch); starting over", flush=True)
+        # A fresh run must not mix with an earlier run's outputs.
+        for stale in (history, run_dir / "metrics.json", ckpt_dir / "best.weights.h5",
+                      ckpt_dir / "best.json"):
+            stale.unlink(missing_ok=True)
+        for folder in (run_dir / "saved_model", backup_dir):
+            shutil.rmtree(folder, ignore_errors=True)
+    initial_epoch = backup.restore() if resuming else 0
 
-    best_path = ckpt_dir / "best.weights.h5"
+    runtime = {"precision": policy, "jit_compile": jit,
+               "strategy": strategy_name(strategy), "replicas": replicas,
+               "loop": "custom (strategy.run in a tf.function)",
+               "loss_scaling": isinstance(model.optimizer,
+                                          keras.optimizers.LossScaleOptimizer),
+               "devices": [d.name for d in tf.config.list_logical_devices()],
+               "auto": dict(zip(("precision", "jit_compile"), resolve_runtime()))}
+    if chief:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt_dir.mkdir(exist_ok=True)
+        dump_config(config, run_dir / "config.yaml")
+        (run_dir / "runtime.json").write_text(json.dumps(runtime, indent=2) + "\n")
+    where = (f"resuming after epoch {initial_epoch} (the last backup)" if resuming
+             else "starting")
+    print(f"Runtime: precision {policy}, jit_compile {jit}, {runtime['strategy']} with "
+          f"{replicas} replica(s), custom training loop; {where} in {run_dir}"
+          + ("" if chief else " (worker: the chief writes the outputs)"), flush=True)
+
+    monitor = config.train.monitor
     nan_guard = NanGuard()
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(backup_dir)),
-        keras.callbacks.ModelCheckpoint(
-            str(best_path), monitor="val_dice", mode="max", save_best_only=True,
-            save_weights_only=True,
-            initial_value_threshold=_best_so_far(history, "val_dice") if resuming else None),
-        keras.callbacks.CSVLogger(str(history), append=True),
-        keras.callbacks.TensorBoard(str(run_dir / "logs"), update_freq="epoch"),
-        nan_guard,
-    ]
+    callbacks: list[keras.callbacks.Callback] = []
+    if monitor == "val_score":
+        callbacks.append(ValidationScore(config, builder))
+    callbacks.append(nan_guard)
+    if config.train.schedule == "plateau":
+        warmup = int(round(config.train.warmup_epochs * steps))
+        if warmup:
+            callbacks.append(PlateauWarmup(config.train.learning_rate, warmup))
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            monitor=monitor, mode="min" if monitor == "val_loss" else "max",
+            factor=config.train.plateau_factor, patience=config.train.plateau_patience,
+            verbose=1 if chief else 0))
+    best_path = ckpt_dir / "best.weights.h5"
+    if chief:
+        callbacks += [
+            HistoryLog(history, initial_epoch),
+            BestCheckpoint(best_path, monitor,
+                           best_record(ckpt_dir, monitor) if resuming else None),
+            keras.callbacks.TensorBoard(str(run_dir / "logs"), update_freq="epoch",
+                                        write_graph=False),
+            TensorBoardExtras(run_dir / "logs", config,
+                              overlay_slices(val_ds, config.train.overlay_slices)),
+        ]
+    if config.train.early_stopping:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor=monitor, mode="min" if monitor == "val_loss" else "max",
+            patience=config.train.early_stopping, verbose=1 if chief else 0))
     if config.train.max_minutes:
         callbacks.append(TimeBudget(config.train.max_minutes))
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
-    model.fit(train_ds, validation_data=val_ds, epochs=config.train.epochs,
-              steps_per_epoch=config.train.steps_per_epoch, callbacks=callbacks,
-              verbose=verbose)
+    trainer = Trainer(model, strategy, config.train.threshold)
+    fit(trainer, train_ds, val_ds, epochs=config.train.epochs,
+        steps_per_epoch=config.train.steps_per_epoch, initial_epoch=initial_epoch,
+        callbacks=callbacks, verbose=verbose, on_epoch_saved=backup.save)
     if nan_guard.batch is not None:
-        shutil.rmtree(backup_dir, ignore_errors=True)
-        raise TrainingError(f"loss became NaN at batch {nan_guard.batch}; lower "
-                            f"train.learning_rate or use train.precision float32")
+        backup.close(finished=False)
+        kept = (f"the backup of epoch {int(backup.epoch.numpy())} is kept: lower "
+                f"train.learning_rate (or set train.precision float32, or train.clipnorm) and "
+                f"rerun to continue from it" if backup.latest() else
+                "lower train.learning_rate (or set train.precision float32, or "
+                "train.clipnorm) and rerun")
+        raise TrainingError(f"loss became NaN in epoch {nan_guard.epoch + 1}, batch "
+                            f"{nan_guard.batch + 1}; {kept}")
+    backup.close(finished=True)
+    # Every worker prints it: equal fingerprints show that the workers trained in sync.
+    print(f"Weights fingerprint after training: {weights_fingerprint(model):.9e}", flush=True)
+    if not chief:
+        trainer.any_worker(False)  # wait for the chief's outputs, then leave together
+        return {}
     if best_path.is_file():
         model.load_weights(str(best_path))
     model = main_output(model)
@@ -236,7 +635,9 @@ def train(config: Config, verbose: int | None = None) -> dict:
     result, per_case_day = evaluate_scans(lambda x: model(x, training=False), config, "val",
                                           builder=builder)
     result = json_safe({**result, "case_days": per_case_day})
-    result["epochs_trained"] = _epochs_logged(history)
+    result["epochs_trained"] = len(read_history(history))
+    if (ckpt_dir / "best.json").is_file():
+        result["kept_epoch"] = json.loads((ckpt_dir / "best.json").read_text())["epoch"]
     tmp = run_dir / "metrics.json.tmp"
     tmp.write_text(json.dumps(result, indent=2) + "\n")
     os.replace(tmp, run_dir / "metrics.json")
@@ -244,14 +645,16 @@ def train(config: Config, verbose: int | None = None) -> dict:
         export_saved_model(model, config, run_dir / "saved_model",
                            extra_metadata={"validation": {k: result[k] for k in
                                                           ("dice", "hausdorff", "score")}})
+    trainer.any_worker(False)  # the other workers wait for this: the outputs are complete
     summary = ", ".join(f"{k} {result[k]:.4f}" if result[k] is not None else f"{k} n/a"
                         for k in ("dice_pooled", "dice", "hausdorff", "score"))
     print(f"Validation (kept model, whole scans): {summary}; outputs in {run_dir}", flush=True)
     return result
 
 
-def _epochs_logged(history: Path) -> int:
-    if not history.is_file():
-        return 0
-    with history.open() as f:
-        return sum(1 for _ in csv.DictReader(f))
+def weights_fingerprint(model: keras.Model) -> float:
+    """Sum of the absolute values of the trainable weights: equal on workers that trained in
+    sync. (Batch-norm moving statistics are not in it: each worker averages its own
+    batches.)"""
+    return float(sum(np.abs(np.asarray(w, np.float64)).sum()
+                     for w in model.trainable_weights))

@@ -159,7 +159,7 @@ def resample_organs(ds: tf.data.Dataset, fraction: float, length: int, seed: int
 
 def make_dataset(config: Config, split: str, *, batch_size: int | None = None,
                  shuffle: bool | None = None, augment_batches: bool | None = None,
-                 builder=None) -> tf.data.Dataset:
+                 builder=None, drop_remainder: bool = False) -> tf.data.Dataset:
     """Batches of (image (B, h, w, C) float32, mask (B, h, w, 3) float32).
 
     Args:
@@ -171,6 +171,8 @@ def make_dataset(config: Config, split: str, *, batch_size: int | None = None,
         augment_batches: Overrides the default (augment only ``train``, if ``data.augment``).
         builder: The prepared TFDS builder, so that callers making several splits prepare
             (and fingerprint) the source once.
+        drop_remainder: Leave out the last, partial batch (training on several replicas,
+            where a replica must not receive an empty batch).
     """
     data = config.data
     shuffle = (split == "train") if shuffle is None else shuffle
@@ -198,7 +200,7 @@ def make_dataset(config: Config, split: str, *, batch_size: int | None = None,
         ds = ds.shuffle(data.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if split == "train" and config.train.steps_per_epoch:
         ds = ds.repeat()
-    ds = ds.batch(batch_size or data.batch_size, drop_remainder=False,
+    ds = ds.batch(batch_size or data.batch_size, drop_remainder=drop_remainder,
                   num_parallel_calls=tf.data.AUTOTUNE)
     if augment_batches:
         # New, seeded random numbers every epoch: deterministic for train.seed.

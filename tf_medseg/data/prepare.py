@@ -100,4 +100,7 @@ def prepare(config: DataConfig) -> tfds.core.DatasetBuilder:
             # count examples without a total and interleave with it.
             tfds.disable_progress_bar()
             builder.download_and_prepare(download_config=download_config)
-    return builder
+            return builder
+    # Another process built it meanwhile: a new builder reads the finished records' info
+    # (this one was made before they existed and has no metadata).
+    return get_builder(config)

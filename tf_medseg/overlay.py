@@ -1,0 +1,55 @@
+"""Overlays a clinician can look at: the slice in grey with each organ's contour in colour.
+
+Colours (Okabe-Ito, readable with colour-vision deficiency): large bowel orange, small bowel
+sky blue, stomach bluish green. Used by ``predict --overlays`` (PNG files) and by training's
+TensorBoard image panel (true | predicted).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from tf_medseg.config import CLASSES
+
+COLOURS = {"large_bowel": (230, 159, 0), "small_bowel": (86, 180, 233),
+           "stomach": (0, 158, 115)}  # RGB
+
+
+def to_grey(image: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """A slice (any intensities) as uint8 grey: divided by ``scale`` (the scan's intensity
+    scale; 1 for images already normalised to [0, 1]) and clipped to [0, 1]."""
+    grey = np.clip(np.asarray(image, np.float32) / max(float(scale), 1e-6), 0.0, 1.0)
+    return (grey * 255 + 0.5).astype(np.uint8)
+
+
+def contours(grey: np.ndarray, masks: np.ndarray, thickness: int = 1) -> np.ndarray:
+    """(H, W) uint8 grey and (H, W, 3) boolean masks -> (H, W, 3) uint8 RGB with each class's
+    outline drawn in its colour."""
+    rgb = np.repeat(grey[..., None], 3, axis=-1).copy()
+    for c, name in enumerate(CLASSES):
+        mask = np.ascontiguousarray(masks[..., c], dtype=np.uint8)
+        if not mask.any():
+            continue
+        outlines, _ = cv2.findContours(mask, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(rgb, outlines, -1, COLOURS[name], thickness)
+    return rgb
+
+
+def side_by_side(image: np.ndarray, true: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """A normalised slice with the true contours (left) and the predicted ones (right), as one
+    (H, 2W + 2, 3) uint8 image."""
+    grey = to_grey(image)
+    gap = np.full((grey.shape[0], 2, 3), 255, np.uint8)
+    return np.concatenate([contours(grey, true), gap, contours(grey, pred)], axis=1)
+
+
+def write_png(path, rgb: np.ndarray) -> None:
+    """Write an RGB image as PNG (atomically: a file that exists is complete)."""
+    import os
+    from pathlib import Path
+    path = Path(path)
+    tmp = path.with_name(".partial-" + path.name)
+    if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"could not write {path}")
+    os.replace(tmp, path)
