@@ -61,8 +61,8 @@ def evaluate_scans(predict: Callable, config: Config, split: str = "val",
     for example in scans_ds:
         pred = predict_scan(predict, example, config, config.data.batch_size)
         true = parse(example)["mask"].numpy().astype(bool)
-        inter += (pred & true).sum(axis=(0, 1, 2))
-        total += pred.sum(axis=(0, 1, 2)) + true.sum(axis=(0, 1, 2))
+        inter += metrics.slice_counts(pred & true).sum(axis=0)
+        total += metrics.slice_counts(pred).sum(axis=0) + metrics.slice_counts(true).sum(axis=0)
         sd = metrics.slice_dice(pred, true, both_empty)
         hd = metrics.hausdorff(pred, true, both_empty)
         slice_dices.append(sd)
