@@ -1,4 +1,4 @@
-"""Command line: ``python -m tf_medseg {train,phantom,evaluate,benchmark} ...``
+"""Command line: ``python -m tf_medseg {train,phantom,evaluate,predict,benchmark} ...``
 (``train.py`` is a shortcut for ``train``).
 
 User errors (bad config, bad data) print one line and exit with status 2; no traceback.
@@ -129,6 +129,40 @@ def _evaluate(args) -> None:
         f"dice_{c} {result[f'dice_{c}']:.4f}" for c in CLASSES) + f"; report in {out}")
 
 
+def predict_main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tf_medseg predict",
+        description="Predict new scans with an exported model; write a Kaggle submission "
+                    "(id,class,predicted) and optionally contour overlays.")
+    parser.add_argument("--model", required=True, help="RUN_DIR/saved_model")
+    parser.add_argument("--input", required=True,
+                        help="a Kaggle-layout folder (test/ or train/), a caseN or caseN_dayM "
+                             "folder, or a folder of slice PNGs")
+    parser.add_argument("--output", default="submission.csv",
+                        help="the submission CSV (default: submission.csv)")
+    parser.add_argument("--overlays", help="also write one PNG per slice with the predicted "
+                                           "contours to this folder")
+    parser.add_argument("--tta", action="store_true",
+                        help="average with the prediction of the left-right mirrored slice")
+    parser.add_argument("--threshold", type=float,
+                        help="probability above which a pixel is the organ (default: the "
+                             "model's, from metadata.json)")
+    parser.add_argument("--batch-size", type=int, default=16,
+                        help="slices per forward pass (default 16)")
+    args = parser.parse_args(argv)
+    _quiet_tensorflow()
+    return _run(lambda: _predict(args))
+
+
+def _predict(args) -> None:
+    from tf_medseg.predict import predict
+    result = predict(args.model, args.input, args.output, overlays=args.overlays,
+                     tta=args.tta, threshold=args.threshold, batch_size=args.batch_size)
+    print(f"Predicted {result['slices']} slices of {result['scans']} scan(s) in "
+          f"{result['seconds']:.1f} s: {result['rows']} rows in {result['output']}"
+          + (f"; overlays in {args.overlays}" if args.overlays else ""))
+
+
 def benchmark_main(argv: Sequence[str] | None = None) -> int:
     _quiet_tensorflow()
     from tf_medseg.benchmark import main as benchmark
@@ -136,7 +170,7 @@ def benchmark_main(argv: Sequence[str] | None = None) -> int:
 
 
 COMMANDS = {"train": train_main, "phantom": phantom_main, "evaluate": evaluate_main,
-            "benchmark": benchmark_main}
+            "predict": predict_main, "benchmark": benchmark_main}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

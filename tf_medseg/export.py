@@ -1,8 +1,13 @@
 """SavedModel export whose serving signature takes raw slices.
 
-Signatures: ``serving_default`` (raw slices in, probabilities out, below) and ``logits`` (the
-network on normalised, model-size 2.5D stacks as the training pipeline prepares them; float32
-logits out), which ``python -m tf_medseg evaluate`` uses.
+Signatures:
+
+* ``serving_default`` (raw slices in, probabilities out, below), what TensorFlow Serving calls;
+* ``intensity_scale`` (a raw scan (D, H, W) uint16 in, its normalisation scale out) and
+  ``serving_scaled`` (raw slices and that scale in, probabilities out): the same computation
+  split so that ``predict`` can send a long scan in batches and still normalise it as one;
+* ``logits`` (the network on normalised, model-size 2.5D stacks as the training pipeline
+  prepares them; float32 logits out), which ``python -m tf_medseg evaluate`` uses.
 
 ``serving_default`` (the signature TensorFlow Serving calls) takes a batch of raw slices,
 uint16, (B, H, W, C) with C the number of 2.5D context offsets, any H and W, and returns per-class
@@ -27,16 +32,23 @@ from tf_medseg.config import CLASSES, Config
 from tf_medseg.data.pipeline import CLIP, PERCENTILE, intensity_scale, normalize
 
 
-def serving_fn(model: keras.Model, image_size):
-    """raw uint16 (B, H, W, C) -> probabilities (B, H, W, 3) float32."""
-    def serve(raw):
+def scaled_fn(model: keras.Model, image_size):
+    """(raw uint16 (B, H, W, C), scale) -> probabilities (B, H, W, 3) float32."""
+    def serve(raw, scale):
         height, width = tf.shape(raw)[1], tf.shape(raw)[2]
-        x = normalize(raw, intensity_scale(raw))
+        x = normalize(raw, tf.reshape(tf.cast(scale, tf.float32), []))
         x = tf.image.resize(x, image_size, method="bilinear")
         logits = tf.cast(model(x, training=False), tf.float32)
         logits = tf.image.resize(logits, tf.stack([height, width]), method="bilinear")
         return {"probabilities": tf.sigmoid(logits)}
     return serve
+
+
+def serving_fn(model: keras.Model, image_size):
+    """raw uint16 (B, H, W, C) -> probabilities (B, H, W, 3) float32, the batch normalised as
+    one scan."""
+    scaled = scaled_fn(model, image_size)
+    return lambda raw: scaled(raw, intensity_scale(raw))
 
 
 def export_saved_model(model: keras.Model, config: Config, out_dir: str | os.PathLike,
@@ -50,6 +62,17 @@ def export_saved_model(model: keras.Model, config: Config, out_dir: str | os.Pat
         name="serving_default",
         fn=tf.function(serving_fn(model, config.data.image_size)),
         input_signature=[tf.TensorSpec([None, None, None, channels], tf.uint16, name="image")],
+    )
+    archive.add_endpoint(
+        name="serving_scaled",
+        fn=tf.function(scaled_fn(model, config.data.image_size)),
+        input_signature=[tf.TensorSpec([None, None, None, channels], tf.uint16, name="image"),
+                         tf.TensorSpec([], tf.float32, name="scale")],
+    )
+    archive.add_endpoint(
+        name="intensity_scale",
+        fn=tf.function(lambda volume: {"scale": intensity_scale(volume)}),
+        input_signature=[tf.TensorSpec([None, None, None], tf.uint16, name="volume")],
     )
     # The model itself on inputs prepared as in training (what `evaluate` calls).
     archive.add_endpoint(
@@ -65,13 +88,15 @@ def export_saved_model(model: keras.Model, config: Config, out_dir: str | os.Pat
         metadata = {
             "format": "tf_saved_model",
             "signature": "serving_default",
-            "signatures": ["serving_default", "logits"],
+            "signatures": ["serving_default", "serving_scaled", "intensity_scale", "logits"],
             "classes": list(CLASSES),
             "context_offsets": list(config.data.context),
             "input": {"name": "image", "dtype": "uint16", "shape": ["batch", "height", "width",
                                                                     channels],
                       "value_range": [0, 65535],
-                      "note": "raw slices of one scan; any height and width"},
+                      "note": "raw slices of one scan; any height and width; channel k of "
+                              "slice i is slice i + context_offsets[k], clamped at the "
+                              "scan's ends"},
             "output": {"name": "probabilities", "dtype": "float32",
                        "shape": ["batch", "height", "width", len(CLASSES)],
                        "activation": "sigmoid, one independent channel per class"},

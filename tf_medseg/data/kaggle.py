@@ -89,8 +89,10 @@ def parse_slice_filename(path: str | os.PathLike) -> SliceFile:
     return SliceFile(path, int(number), int(width), int(height), (float(pw), float(ph)))
 
 
-def index_folder(root: str | os.PathLike, drop_case_days: Sequence[str] = ()) -> list[ScanFiles]:
-    """List every scan under ``ROOT/train`` with its slices, sorted by case, day and slice.
+def index_folder(root: str | os.PathLike, drop_case_days: Sequence[str] = (),
+                 split: str = "train") -> list[ScanFiles]:
+    """List every scan under ``ROOT/train`` (or ``ROOT/test``: ``split``) with its slices,
+    sorted by case, day and slice.
 
     Raises:
         DataError: if the folder or ``train/`` is missing, holds no slices, or a scan mixes
@@ -100,33 +102,49 @@ def index_folder(root: str | os.PathLike, drop_case_days: Sequence[str] = ()) ->
     if not root.is_dir():
         raise DataError(f"data root {root} does not exist; set data.root to the Kaggle "
                         f"folder holding train.csv and train/")
-    train = root / "train"
+    train = root / split
     if not train.is_dir():
-        raise DataError(f"{train} is missing; data.root must hold train/caseN/caseN_dayM/scans/")
+        raise DataError(f"{train} is missing; data.root must hold {split}/caseN/caseN_dayM/"
+                        f"scans/")
     scans = []
     for case_dir in train.iterdir():
         if not case_dir.is_dir():
             continue
         for day_dir in case_dir.iterdir():
-            m = CASE_DAY_RE.match(day_dir.name)
-            if not m or day_dir.name in drop_case_days:
+            if day_dir.name in drop_case_days:
                 continue
-            files = [parse_slice_filename(p) for p in (day_dir / "scans").glob("*.png")]
-            if not files:
-                continue
-            files.sort(key=lambda s: s.slice_number)
-            sizes = {(s.width, s.height) for s in files}
-            if len(sizes) > 1:
-                raise DataError(f"{day_dir}: slices of one scan have different sizes {sizes}")
-            numbers = [s.slice_number for s in files]
-            if len(set(numbers)) != len(numbers):
-                raise DataError(f"{day_dir}: a slice number appears twice")
-            scans.append(ScanFiles(int(m.group(1)), int(m.group(2)), tuple(files)))
+            scan = case_day_files(day_dir)
+            if scan is not None:
+                scans.append(scan)
     if not scans:
         raise DataError(f"{train} holds no slice PNGs (expected "
-                        f"train/caseN/caseN_dayM/scans/slice_*.png)")
+                        f"{split}/caseN/caseN_dayM/scans/slice_*.png)")
     scans.sort(key=lambda s: (s.case, s.day))
     return scans
+
+
+def case_day_files(day_dir: Path) -> ScanFiles | None:
+    """The slices of one ``caseN_dayM`` folder (in its ``scans/``), or None if it is not one
+    or holds no PNGs.
+
+    Raises:
+        DataError: if a file name is not a slice name, the slices differ in size or a slice
+            number appears twice.
+    """
+    m = CASE_DAY_RE.match(day_dir.name)
+    if not m:
+        return None
+    files = [parse_slice_filename(p) for p in (day_dir / "scans").glob("*.png")]
+    if not files:
+        return None
+    files.sort(key=lambda s: s.slice_number)
+    sizes = {(s.width, s.height) for s in files}
+    if len(sizes) > 1:
+        raise DataError(f"{day_dir}: slices of one scan have different sizes {sizes}")
+    numbers = [s.slice_number for s in files]
+    if len(set(numbers)) != len(numbers):
+        raise DataError(f"{day_dir}: a slice number appears twice")
+    return ScanFiles(int(m.group(1)), int(m.group(2)), tuple(files))
 
 
 def read_labels(csv_path: str | os.PathLike) -> dict[str, dict[str, str]]:

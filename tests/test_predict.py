@@ -1,0 +1,125 @@
+"""``python -m tf_medseg predict``: folders in, a Kaggle submission and overlays out."""
+
+import csv
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from tf_medseg.config import CLASSES, load_config
+from tf_medseg.data import rle
+from tf_medseg.export import export_saved_model
+from tf_medseg.models import build_model
+from tf_medseg.predict import find_scans, stack_context
+
+from conftest import ROOT, tiny_overrides
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A tiny untrained 2.5D export: what is tested is the reading, batching and writing."""
+    tmp = tmp_path_factory.mktemp("predict")
+    config = load_config("unet.yaml", tiny_overrides(tmp))
+    return export_saved_model(build_model(config), config, tmp / "saved_model")
+
+
+def _predict(*args):
+    return subprocess.run([sys.executable, "-m", "tf_medseg", "predict", *map(str, args)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_real_case_day_gives_324_rows_of_valid_rle(model_dir, sample_dir, tmp_path):
+    folder = sample_dir / "case139_day0_8bit"
+    out, overlays = tmp_path / "submission.csv", tmp_path / "overlays"
+    proc = _predict("--model", model_dir, "--input", folder, "--output", out,
+                    "--overlays", overlays, "--tta")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = _rows(out)
+    assert len(rows) == 324 and list(rows[0]) == ["id", "class", "predicted"]
+    truth = _rows(folder / "train.csv")
+    assert [(r["id"], r["class"]) for r in rows] == [(r["id"], r["class"]) for r in truth]
+    for row in rows:
+        mask = rle.decode(row["predicted"], 234, 234)  # raises on invalid RLE
+        assert rle.encode(mask) == row["predicted"]
+    assert any(r["predicted"] for r in rows)
+    pngs = sorted(overlays.glob("*.png"))
+    assert len(pngs) == 108 and pngs[0].name == "case139_day0_slice_0027.png"
+    image = cv2.imread(str(pngs[0]))
+    assert image.shape == (234, 234, 3)
+    assert "324 rows" in proc.stdout.strip().splitlines()[-1]
+
+
+def test_kaggle_layout_and_case_day_folders_find_the_same_scan(sample_dir):
+    root = sample_dir / "case139_day0_8bit"
+    day = root / "train" / "case139" / "case139_day0"
+    found = [find_scans(p) for p in (root, day.parent, day, day / "scans")]
+    for scans in found:
+        assert len(scans) == 1 and scans[0].name == "case139_day0"
+        assert scans[0].ids == found[0][0].ids and len(scans[0].ids) == 108
+
+
+def test_folder_of_real_16_bit_pngs(model_dir, sample_dir, tmp_path):
+    folder = sample_dir / "png16" / "unidentified"  # three 266x266 slices, odd names
+    out = tmp_path / "sub.csv"
+    proc = _predict("--model", model_dir, "--input", folder, "--output", out,
+                    "--threshold", "0.4")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = _rows(out)
+    assert len(rows) == 9
+    assert {r["id"] for r in rows} == {p.stem for p in folder.glob("*.png")}
+    assert [r["class"] for r in rows[:3]] == list(CLASSES)
+
+
+def test_context_is_clamped_at_the_scan_ends():
+    volume = np.arange(4)[:, None, None] * np.ones((4, 2, 2), np.uint16)
+    stacks = stack_context(volume, [-2, 0, 1])
+    assert stacks.shape == (4, 2, 2, 3)
+    assert stacks[:, 0, 0].tolist() == [[0, 0, 1], [0, 1, 2], [0, 2, 3], [1, 3, 3]]
+
+
+def test_bad_input_is_one_line_and_writes_no_submission(model_dir, tmp_path, capsys):
+    from tf_medseg.cli import main
+
+    def run(*args):  # the CLI in this process: exit status and last line of stderr
+        capsys.readouterr()
+        status = main(["predict", *map(str, args)])
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        return status, err.strip().splitlines()[-1]
+
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), np.zeros((40, 50), np.uint16))
+    cv2.imwrite(str(folder / "b.png"), np.zeros((40, 60), np.uint16))
+    out = tmp_path / "sub.csv"
+    assert run("--model", model_dir, "--input", folder, "--output", out) == (
+        2, f"error: {folder / 'b.png'}: the image is 60x40 (WxH) but a.png is 50x40; the "
+           f"slices of one scan must share a size")
+    assert not out.exists() and not list(tmp_path.glob(".partial-*"))
+
+    colour = np.zeros((40, 50, 3), np.uint8)
+    colour[..., 2] = 200
+    cv2.imwrite(str(folder / "b.png"), colour)
+    assert run("--model", model_dir, "--input", folder, "--output", out) == (
+        2, f"error: {folder / 'b.png'}: a colour image; expected a grayscale MRI slice")
+    assert not out.exists()
+
+    for args, message in (
+            (("--input", tmp_path / "nothing"), f"--input {tmp_path / 'nothing'}: not a folder"),
+            (("--input", tmp_path / "run"), f"--input {tmp_path / 'run'}: not a folder"),
+            (("--input", folder, "--threshold", "1.5"),
+             "--threshold: must be between 0 and 1 (exclusive), got 1.5")):
+        assert run("--model", model_dir, *args, "--output", out) == (2, f"error: {message}")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    status, line = run("--model", model_dir, "--input", empty, "--output", out)
+    assert status == 2 and line.startswith(f"error: --input {empty}: no PNG slices found")
+    status, line = run("--model", tmp_path, "--input", folder, "--output", out)
+    assert status == 2 and "not a tf_medseg SavedModel" in line

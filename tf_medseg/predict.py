@@ -1,0 +1,228 @@
+"""``python -m tf_medseg predict``: an exported model on new scans -> Kaggle submission.
+
+::
+
+    python -m tf_medseg predict --model RUN_DIR/saved_model --input DIR --output submission.csv
+        [--overlays DIR] [--tta] [--threshold T] [--batch-size N]
+
+``--input`` is one of:
+
+* a Kaggle-layout folder: ``test/caseN/caseN_dayM/scans/slice_*.png`` (or ``train/...``);
+* one ``caseN`` folder, one ``caseN_dayM`` folder, or its ``scans/`` folder;
+* any folder of slice PNGs (8- or 16-bit grayscale, one size): they are taken as one scan in
+  the order of their names (slice number for Kaggle names), and each row's id is the file name
+  without ``.png``.
+
+Each scan goes through the export's own graph (``intensity_scale`` once per scan, then
+``serving_scaled`` batch by batch), so normalisation and resizing are those of training; the
+2.5D context is assembled per scan from ``metadata.json``'s offsets, clamped at the ends.
+
+The output is the competition's submission format: ``id,class,predicted`` with one row per
+slice and class (large_bowel, small_bowel, stomach), ``predicted`` the RLE of the mask (empty
+if nothing is predicted). It is written to a temporary file and renamed, so a file that exists
+is complete. ``--overlays DIR`` writes one PNG per slice: the slice with each predicted organ's
+contour in colour (large bowel orange, small bowel sky blue, stomach green).
+``--tta`` averages the probabilities of the slice and of its left-right mirror image.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from tf_medseg.config import CLASSES
+from tf_medseg.data import kaggle, rle
+from tf_medseg.errors import DataError, MedsegError
+
+
+@dataclasses.dataclass(frozen=True)
+class InputScan:
+    """One scan to predict: its name, and per slice the submission id and the file."""
+
+    name: str
+    ids: tuple[str, ...]
+    paths: tuple[Path, ...]
+    files: tuple[kaggle.SliceFile, ...] | None = None  # Kaggle slice names: sizes to check
+
+
+def _from_case_day(scan: kaggle.ScanFiles) -> InputScan:
+    return InputScan(scan.case_day, tuple(scan.slice_id(s) for s in scan.slices),
+                     tuple(s.path for s in scan.slices), scan.slices)
+
+
+def find_scans(input_dir: str | os.PathLike) -> list[InputScan]:
+    """The scans of an input folder (see the module docstring), in case, day, slice order.
+
+    Raises:
+        DataError: if the folder does not exist or holds no PNG slices, naming what it expected.
+    """
+    root = Path(input_dir).expanduser()
+    if not root.is_dir():
+        raise DataError(f"--input {root}: not a folder")
+    for split in ("test", "train"):
+        if (root / split).is_dir():
+            return [_from_case_day(s) for s in kaggle.index_folder(root, split=split)]
+    day_dir = root.parent if root.name == "scans" else root
+    scan = kaggle.case_day_files(day_dir)
+    if scan is not None:
+        return [_from_case_day(scan)]
+    days = [kaggle.case_day_files(d) for d in sorted(root.iterdir()) if d.is_dir()]
+    days = sorted((d for d in days if d is not None), key=lambda s: (s.case, s.day))
+    if days:
+        return [_from_case_day(d) for d in days]
+    pngs = list(root.glob("*.png"))
+    if not pngs:
+        raise DataError(f"--input {root}: no PNG slices found (expected a Kaggle folder with "
+                        f"test/ or train/, a caseN_dayM folder, or a folder of slice PNGs)")
+    try:
+        files = sorted((kaggle.parse_slice_filename(p) for p in pngs),
+                       key=lambda s: s.slice_number)
+        pngs = [s.path for s in files]
+    except DataError:  # not Kaggle slice names: name order
+        files, pngs = None, sorted(pngs)
+    return [InputScan(root.name, tuple(p.stem for p in pngs), tuple(pngs),
+                      tuple(files) if files else None)]
+
+
+def read_volume(scan: InputScan) -> np.ndarray:
+    """The slices of a scan as a (D, H, W) uint16 volume.
+
+    Raises:
+        DataError: naming the file, for an unreadable PNG, a colour or float image, a size
+            that differs from the scan's other slices or from its file name.
+    """
+    if scan.files is not None:
+        slices = [kaggle.read_png(f) for f in scan.files]
+    else:
+        slices = []
+        for path in scan.paths:
+            image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            if image is None:
+                raise DataError(f"{path}: not a readable PNG")
+            if image.ndim == 3:
+                if not (np.array_equal(image[..., 0], image[..., 1])
+                        and np.array_equal(image[..., 0], image[..., 2])):
+                    raise DataError(f"{path}: a colour image; expected a grayscale MRI slice")
+                image = image[..., 0]
+            if image.dtype not in (np.uint8, np.uint16):
+                raise DataError(f"{path}: expected an 8- or 16-bit grayscale PNG, got "
+                                f"{image.dtype}")
+            slices.append(image.astype(np.uint16))
+    first = slices[0].shape
+    for path, image in zip(scan.paths, slices):
+        if image.shape != first:
+            raise DataError(f"{path}: the image is {image.shape[1]}x{image.shape[0]} (WxH) but "
+                            f"{scan.paths[0].name} is {first[1]}x{first[0]}; the slices of "
+                            f"one scan must share a size")
+    return np.stack(slices)
+
+
+def stack_context(volume: np.ndarray, offsets: Sequence[int]) -> np.ndarray:
+    """(D, H, W) -> (D, H, W, C): channel k of slice i is slice i + offsets[k], clamped."""
+    index = np.clip(np.arange(len(volume))[:, None] + np.asarray(offsets)[None, :], 0,
+                    len(volume) - 1)
+    return np.moveaxis(volume[index], 1, -1)
+
+
+class ExportedModel:
+    """A tf_medseg SavedModel and its ``metadata.json``."""
+
+    def __init__(self, model_dir: str | os.PathLike):
+        import tensorflow as tf
+        self.dir = Path(model_dir).expanduser()
+        meta = self.dir / "metadata.json"
+        if not (self.dir / "saved_model.pb").is_file() or not meta.is_file():
+            raise MedsegError(f"--model {self.dir}: not a tf_medseg SavedModel (expected "
+                              f"saved_model.pb and metadata.json; train.py writes them to "
+                              f"RUN_DIR/saved_model)")
+        self.metadata = json.loads(meta.read_text())
+        loaded = tf.saved_model.load(str(self.dir))
+        missing = {"serving_scaled", "intensity_scale"} - set(loaded.signatures)
+        if missing:
+            raise MedsegError(f"--model {self.dir}: this export has no {sorted(missing)[0]} "
+                              f"signature (written by an older tf_medseg); export it again "
+                              f"with train.py")
+        self._loaded = loaded  # keeps the signatures' variables alive
+        self._scale = loaded.signatures["intensity_scale"]
+        self._scaled = loaded.signatures["serving_scaled"]
+        self.context = list(self.metadata["context_offsets"])
+        self.threshold = float(self.metadata.get("threshold", 0.5))
+
+    def scale(self, volume: np.ndarray):
+        return self._scale(volume=volume)["scale"]
+
+    def probabilities(self, images: np.ndarray, scale, tta: bool = False) -> np.ndarray:
+        """Raw (B, H, W, C) uint16 stacks -> (B, H, W, 3) float32 probabilities."""
+        out = self._scaled(image=images, scale=scale)["probabilities"].numpy()
+        if tta:
+            mirrored = self._scaled(image=np.ascontiguousarray(images[:, :, ::-1]),
+                                    scale=scale)["probabilities"].numpy()
+            out = (out + mirrored[:, :, ::-1]) / 2
+        return out
+
+
+def predict(model_dir: str | os.PathLike, input_dir: str | os.PathLike,
+            output: str | os.PathLike, *, overlays: str | os.PathLike | None = None,
+            tta: bool = False, threshold: float | None = None, batch_size: int = 16,
+            progress: bool = True) -> dict:
+    """Predict every slice of ``input_dir`` and write the submission (and overlays).
+
+    Returns:
+        ``{"scans", "slices", "rows", "output", "seconds"}``.
+    """
+    import time
+
+    from tqdm.auto import tqdm
+
+    from tf_medseg.overlay import contours, to_grey, write_png
+    start = time.perf_counter()
+    if threshold is not None and not 0.0 < threshold < 1.0:
+        raise MedsegError(f"--threshold: must be between 0 and 1 (exclusive), got {threshold}")
+    if batch_size < 1:
+        raise MedsegError(f"--batch-size: must be at least 1, got {batch_size}")
+    model = ExportedModel(model_dir)
+    threshold = model.threshold if threshold is None else threshold
+    scans = find_scans(input_dir)
+    output = Path(output).expanduser()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    overlay_dir = Path(overlays).expanduser() if overlays else None
+    if overlay_dir is not None:
+        overlay_dir.mkdir(parents=True, exist_ok=True)
+    total = sum(len(s.ids) for s in scans)
+    tmp = output.with_name(".partial-" + output.name)
+    rows = 0
+    try:
+        with tmp.open("w", newline="") as f, tqdm(total=total, desc="Predicting",
+                                                  unit="slice", disable=not progress) as bar:
+            writer = csv.writer(f)
+            writer.writerow(["id", "class", "predicted"])
+            for scan in scans:
+                bar.set_postfix_str(scan.name)
+                volume = read_volume(scan)
+                scale = model.scale(volume)
+                stacks = stack_context(volume, model.context)
+                for begin in range(0, len(volume), batch_size):
+                    probs = model.probabilities(stacks[begin:begin + batch_size], scale, tta)
+                    masks = probs > threshold
+                    for i, mask in enumerate(masks):
+                        sid = scan.ids[begin + i]
+                        for c, cls in enumerate(CLASSES):
+                            writer.writerow([sid, cls, rle.encode(mask[..., c])])
+                            rows += 1
+                        if overlay_dir is not None:
+                            grey = to_grey(volume[begin + i], float(scale))
+                            write_png(overlay_dir / f"{sid}.png", contours(grey, mask))
+                    bar.update(len(masks))
+        os.replace(tmp, output)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return {"scans": len(scans), "slices": total, "rows": rows, "output": str(output),
+            "seconds": time.perf_counter() - start}
