@@ -94,3 +94,28 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     assert report["runtime"]["replicas"] == 2 and len(report["runtime"]["devices"]) == 2
     assert 0 <= report["score"] <= 1
 
+
+
+def test_float16_steps_go_through_loss_scaling(tmp_path):
+    import keras
+
+    from tf_medseg.config import load_config
+    from tf_medseg.loop import Trainer
+    from tf_medseg.training import compiled_model
+
+    from conftest import tiny_overrides
+    config = load_config("unet.yaml", tiny_overrides(tmp_path))
+    model = compiled_model(config, "mixed_float16", False, steps_per_epoch=10)
+    trainer = Trainer(model, tf.distribute.get_strategy())
+    assert trainer.scaled and isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    rng = np.random.default_rng(0)
+    batch = (tf.constant(rng.random((4, 32, 32, 3)), tf.float32),
+             tf.constant(rng.random((4, 32, 32, 3)) > 0.8, tf.float32))
+    before = [w.copy() for w in model.get_weights()]
+    for _ in range(2):
+        loss_sum, n, inter, total = trainer.train_step(batch)
+    assert np.isfinite(loss_sum.numpy()) and float(n) == 4
+    assert int(model.optimizer.iterations) == 2
+    assert float(model.optimizer.dynamic_scale) > 1  # the loss was scaled up
+    assert any(not np.allclose(a, b) for a, b in zip(before, model.get_weights()))
+    assert all(np.isfinite(w).all() for w in model.get_weights())

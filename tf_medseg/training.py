@@ -403,13 +403,19 @@ class TensorBoardExtras(keras.callbacks.Callback):
         self.writer.flush()
 
 
-def overlay_slices(val_ds: tf.data.Dataset, count: int):
-    """``count`` fixed validation slices to watch: those showing the most organ classes, then
-    the largest organ area, taken from the first batches of the (unshuffled) validation set."""
+def overlay_slices(config: Config, builder):
+    """``train.overlay_slices`` fixed validation slices to watch: those showing the most organ
+    classes, then the largest organ area, among the first validation batches."""
+    import dataclasses
+
+    from tf_medseg.data.pipeline import make_dataset
+    count = config.train.overlay_slices
     if not count:
         return None
+    # Uncached: partly reading a cached data set would make tf.data drop its cache.
+    uncached = dataclasses.replace(config, data=dataclasses.replace(config.data, cache=False))
     images, masks = [], []
-    for x, y in val_ds.take(64):
+    for x, y in make_dataset(uncached, "val", builder=builder).take(64):
         images.append(x.numpy())
         masks.append(y.numpy())
     if not images:
@@ -597,7 +603,7 @@ def train(config: Config, verbose: int | None = None) -> dict:
             keras.callbacks.TensorBoard(str(run_dir / "logs"), update_freq="epoch",
                                         write_graph=False),
             TensorBoardExtras(run_dir / "logs", config,
-                              overlay_slices(val_ds, config.train.overlay_slices)),
+                              overlay_slices(config, builder)),
         ]
     if config.train.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
