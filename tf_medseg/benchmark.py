@@ -49,6 +49,10 @@ def _parser() -> argparse.ArgumentParser:
     add_set_argument(parser)
     parser.add_argument("--seconds", type=float, default=15.0,
                         help="how long to time each part (default 15)")
+    parser.add_argument("--compare-runtimes", type=int, default=0, metavar="ROUNDS",
+                        help="also time training under mixed_bfloat16 and float32, each with "
+                             "and without XLA, in ROUNDS alternating rounds of --seconds "
+                             "(medians go to 'runtimes' in the JSON line)")
     return parser
 
 
@@ -108,7 +112,7 @@ def _measure(config, args) -> dict:
         result["pipeline_slices_per_s"] = round(warm, 1)
         print(f"Pipeline: {warm:.0f} slices/s with a warm cache, {cold:.0f} slices/s in the "
               f"first epoch", flush=True)
-    if "train" in parts or "infer" in parts:
+    if "train" in parts or "infer" in parts or args.compare_runtimes:
         images, masks = next(iter(ds))
         from tf_medseg.loop import Trainer
         from tf_medseg.training import compiled_model
@@ -124,6 +128,9 @@ def _measure(config, args) -> dict:
             result["infer_images_per_s"] = round(
                 _time_inference(model, images, jit, args.seconds), 1)
             print(f"Inference: {result['infer_images_per_s']:.1f} images/s", flush=True)
+    if args.compare_runtimes:
+        result["runtimes"] = _compare_runtimes(config, (images, masks), args.compare_runtimes,
+                                               args.seconds)
     result["peak_rss_mb"] = round(_peak_rss_mb())
     print(json.dumps(result), flush=True)
     return result
@@ -155,6 +162,36 @@ def _time_training(trainer, batch, seconds: float) -> float:
         trainer.train_step(batch)[0].numpy()
         count += int(batch[0].shape[0])
     return count / (time.perf_counter() - start)
+
+
+RUNTIMES = (("mixed_bfloat16", False), ("mixed_bfloat16", True), ("float32", False),
+            ("float32", True))
+
+
+def _compare_runtimes(config, batch, rounds: int, seconds: float) -> dict:
+    """Training images/s per (policy, XLA), measured in alternating rounds (so that machine
+    load drifts alike for all), median over rounds; ``auto`` names what training picks."""
+    import statistics
+
+    import tensorflow as tf
+
+    from tf_medseg.loop import Trainer
+    from tf_medseg.training import compiled_model, resolve_runtime
+    trainers = {}
+    for policy, jit in RUNTIMES:
+        model = compiled_model(config, policy, jit, steps_per_epoch=10**5)
+        trainers[f"{policy}{'+xla' if jit else ''}"] = Trainer(
+            model, tf.distribute.get_strategy(), config.train.threshold)
+    times: dict[str, list[float]] = {name: [] for name in trainers}
+    for r in range(rounds):
+        for name, trainer in trainers.items():
+            times[name].append(_time_training(trainer, batch, seconds))
+        print(f"Runtimes, round {r + 1}/{rounds}: " + ", ".join(
+            f"{name} {v[-1]:.1f}" for name, v in times.items()) + " images/s", flush=True)
+    out = {name: round(statistics.median(v), 1) for name, v in times.items()}
+    policy, jit = resolve_runtime()
+    out["auto"] = f"{policy}{'+xla' if jit else ''}"
+    return out
 
 
 def _time_inference(model, images, jit: bool, seconds: float) -> float:
