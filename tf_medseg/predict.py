@@ -22,7 +22,7 @@ slice and class (large_bowel, small_bowel, stomach), ``predicted`` the RLE of th
 if nothing is predicted). It is written to a temporary file and renamed, so a file that exists
 is complete. ``--overlays DIR`` writes one PNG per slice: the slice with each predicted organ's
 contour in colour (large bowel orange, small bowel sky blue, stomach green).
-``--tta`` averages the probabilities of the slice and of its left-right mirror image.
+``--tta`` averages the probabilities of each slice as it is and zoomed by 0.9 and 1.1.
 """
 
 from __future__ import annotations
@@ -40,6 +40,12 @@ import numpy as np
 from tf_medseg.config import CLASSES
 from tf_medseg.data import kaggle, rle
 from tf_medseg.errors import DataError, MedsegError
+
+
+# Test-time augmentation: zooms within training's scale augmentation. (A left-right mirror,
+# the usual choice, lowered the score of a held-out phantom scan from 0.874 to 0.780: the
+# organs are lateralised and training does not flip them.)
+TTA_ZOOMS = (0.9, 1.1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,13 +165,23 @@ class ExportedModel:
         return self._scale(volume=volume)["scale"]
 
     def probabilities(self, images: np.ndarray, scale, tta: bool = False) -> np.ndarray:
-        """Raw (B, H, W, C) uint16 stacks -> (B, H, W, 3) float32 probabilities."""
+        """Raw (B, H, W, C) uint16 stacks -> (B, H, W, 3) float32 probabilities.
+
+        ``tta``: the mean over the slices as they are and zoomed by 0.9 and 1.1 (the range of
+        training's scale augmentation), each prediction resized back.
+        """
+        import tensorflow as tf
         out = self._scaled(image=images, scale=scale)["probabilities"].numpy()
-        if tta:
-            mirrored = self._scaled(image=np.ascontiguousarray(images[:, :, ::-1]),
-                                    scale=scale)["probabilities"].numpy()
-            out = (out + mirrored[:, :, ::-1]) / 2
-        return out
+        if not tta:
+            return out
+        height, width = images.shape[1:3]
+        for zoom in TTA_ZOOMS:
+            size = (max(1, round(height * zoom)), max(1, round(width * zoom)))
+            zoomed = tf.image.resize(tf.cast(images, tf.float32), size, method="bilinear")
+            zoomed = tf.cast(tf.clip_by_value(tf.round(zoomed), 0, 65535), tf.uint16)
+            probs = self._scaled(image=zoomed, scale=scale)["probabilities"]
+            out += tf.image.resize(probs, (height, width), method="bilinear").numpy()
+        return out / (1 + len(TTA_ZOOMS))
 
 
 def predict(model_dir: str | os.PathLike, input_dir: str | os.PathLike,
@@ -175,7 +191,8 @@ def predict(model_dir: str | os.PathLike, input_dir: str | os.PathLike,
     """Predict every slice of ``input_dir`` and write the submission (and overlays).
 
     Returns:
-        ``{"scans", "slices", "rows", "output", "seconds"}``.
+        ``{"scans", "slices", "rows", "output", "seconds", "load_seconds",
+        "predict_seconds"}`` (loading the SavedModel, then reading, predicting and writing).
     """
     import time
 
@@ -188,6 +205,7 @@ def predict(model_dir: str | os.PathLike, input_dir: str | os.PathLike,
     if batch_size < 1:
         raise MedsegError(f"--batch-size: must be at least 1, got {batch_size}")
     model = ExportedModel(model_dir)
+    loaded = time.perf_counter()
     threshold = model.threshold if threshold is None else threshold
     scans = find_scans(input_dir)
     output = Path(output).expanduser()
@@ -224,5 +242,7 @@ def predict(model_dir: str | os.PathLike, input_dir: str | os.PathLike,
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    end = time.perf_counter()
     return {"scans": len(scans), "slices": total, "rows": rows, "output": str(output),
-            "seconds": time.perf_counter() - start}
+            "seconds": end - start, "load_seconds": loaded - start,
+            "predict_seconds": end - loaded}
