@@ -315,6 +315,14 @@ class HistoryLog(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         row = {"epoch": epoch, **{k: logs[k] for k in sorted(logs)}}
+        if self.path.is_file():
+            with self.path.open() as f:
+                header = next(csv.reader(f), [])
+            if header != list(row):  # columns changed on resume (train.monitor): rewrite
+                rows = read_history(self.path) + [row]
+                fields = header + [k for k in row if k not in header]
+                self._write([{k: r.get(k, "") for k in fields} for r in rows], fields)
+                return
         new = not self.path.is_file()
         with self.path.open("a", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(row))
