@@ -77,7 +77,10 @@ class IoUScore(DiceScore):
 
 
 def training_metrics(threshold: float = 0.5) -> list[keras.metrics.Metric]:
-    """Mean Dice and IoU (``dice``, ``iou``) and one of each per class (``dice_stomach`` ...)."""
+    """Mean Dice and IoU (``dice``, ``iou``) and one of each per class (``dice_stomach`` ...),
+    for ``model.compile(metrics=...)`` when a model from :mod:`tf_medseg.models` is trained
+    with ``Model.fit``. tf_medseg's own loop computes the same figures from summed counts
+    (:func:`tf_medseg.loop.scores_from_counts`)."""
     return [cls(class_index=i, threshold=threshold,
                 name=cls.kind if i is None else f"{cls.kind}_{CLASSES[i]}")
             for cls in (DiceScore, IoUScore) for i in (None, *range(len(CLASSES)))]
