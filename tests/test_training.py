@@ -360,3 +360,21 @@ def test_history_drops_epochs_after_the_backup_and_keeps_new_columns(tmp_path):
     rows = read_history(path)
     assert [r["epoch"] for r in rows] == ["0", "1", "2"]
     assert rows[0]["val_score"] == "" and rows[2]["val_score"] == "0.8"
+
+
+def test_early_stopping_and_plateau_on_a_stalled_run(tmp_path):
+    # A learning rate too small to move float32 weights and no batch norm: the validation
+    # figures repeat exactly, so nothing improves after the first epoch.
+    config = load_config("unet.yaml", tiny_overrides(tmp_path) + [
+        "train.epochs=6", "train.learning_rate=1e-30", "train.warmup_epochs=0",
+        "model.batch_norm=false", "train.schedule=plateau", "train.plateau_patience=1",
+        "train.early_stopping=2", "train.monitor=val_dice", "train.overlay_slices=0",
+        "export.saved_model=false"])
+    result = train(config, verbose=0)
+    with (tmp_path / "run" / "history.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]  # stopped after 2 epochs without gain
+    assert len({r["val_dice"] for r in rows}) == 1
+    rates = [float(r["learning_rate"]) for r in rows]
+    assert rates[:2] == pytest.approx([1e-30, 1e-30]) and rates[2] == pytest.approx(5e-31)
+    assert result["epochs_trained"] == 3 and result["kept_epoch"] == 0
