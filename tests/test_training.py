@@ -378,3 +378,18 @@ def test_early_stopping_and_plateau_on_a_stalled_run(tmp_path):
     rates = [float(r["learning_rate"]) for r in rows]
     assert rates[:2] == pytest.approx([1e-30, 1e-30]) and rates[2] == pytest.approx(5e-31)
     assert result["epochs_trained"] == 3 and result["kept_epoch"] == 0
+
+
+def test_deterministic_ops_train_and_repeat(tmp_path):
+    """train.deterministic: two runs give the same history, to the last digit."""
+    histories = []
+    for name in ("a", "b"):
+        args = _tiny_train_args(tmp_path / name, "train.deterministic=true", "train.epochs=1",
+                                "train.monitor=val_dice",
+                                "train.overlay_slices=0", "export.saved_model=false")
+        proc = _cli(*args)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        histories.append((tmp_path / name / "run" / "history.csv").read_text())
+    assert histories[0] == histories[1]
+    runtime = json.loads((tmp_path / "a" / "run" / "runtime.json").read_text())
+    assert runtime["deterministic_ops"] is True

@@ -575,6 +575,7 @@ def train(config: Config, verbose: int | None = None) -> dict:
                "loop": "custom (strategy.run in a tf.function)",
                "loss_scaling": isinstance(model.optimizer,
                                           keras.optimizers.LossScaleOptimizer),
+               "deterministic_ops": config.train.deterministic,
                "devices": [d.name for d in tf.config.list_logical_devices()],
                "auto": dict(zip(("precision", "jit_compile"), resolve_runtime()))}
     if chief:
