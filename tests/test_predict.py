@@ -12,7 +12,8 @@ from tf_medseg.config import CLASSES, load_config
 from tf_medseg.data import rle
 from tf_medseg.export import export_saved_model
 from tf_medseg.models import build_model
-from tf_medseg.predict import find_scans, stack_context
+from tf_medseg.data.pipeline import stack_context
+from tf_medseg.predict import find_scans
 
 from conftest import ROOT, tiny_overrides
 
@@ -77,10 +78,11 @@ def test_folder_of_real_16_bit_pngs(model_dir, sample_dir, tmp_path):
     assert [r["class"] for r in rows[:3]] == list(CLASSES)
 
 
-def test_context_is_clamped_at_the_scan_ends():
-    volume = np.arange(4)[:, None, None] * np.ones((4, 2, 2), np.uint16)
-    stacks = stack_context(volume, [-2, 0, 1])
-    assert stacks.shape == (4, 2, 2, 3)
+def test_context_of_raw_uint16_scans_is_clamped_at_the_ends():
+    # predict stacks raw uint16 volumes with the training pipeline's stack_context.
+    volume = (np.arange(4)[:, None, None] * np.ones((4, 2, 2))).astype(np.uint16)
+    stacks = stack_context(volume, [-2, 0, 1]).numpy()
+    assert stacks.shape == (4, 2, 2, 3) and stacks.dtype == np.uint16
     assert stacks[:, 0, 0].tolist() == [[0, 0, 1], [0, 1, 2], [0, 2, 3], [1, 3, 3]]
 
 

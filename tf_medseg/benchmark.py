@@ -180,7 +180,7 @@ def _compare_runtimes(config, batch, rounds: int, seconds: float) -> dict:
     trainers = {}
     for policy, jit in RUNTIMES:
         model = compiled_model(config, policy, jit, steps_per_epoch=10**5)
-        trainers[f"{policy}{'+xla' if jit else ''}"] = Trainer(
+        trainers[_runtime_label(policy, jit)] = Trainer(
             model, tf.distribute.get_strategy(), config.train.threshold)
     times: dict[str, list[float]] = {name: [] for name in trainers}
     for r in range(rounds):
@@ -189,9 +189,12 @@ def _compare_runtimes(config, batch, rounds: int, seconds: float) -> dict:
         print(f"Runtimes, round {r + 1}/{rounds}: " + ", ".join(
             f"{name} {v[-1]:.1f}" for name, v in times.items()) + " images/s", flush=True)
     out = {name: round(statistics.median(v), 1) for name, v in times.items()}
-    policy, jit = resolve_runtime()
-    out["auto"] = f"{policy}{'+xla' if jit else ''}"
+    out["auto"] = _runtime_label(*resolve_runtime())
     return out
+
+
+def _runtime_label(policy: str, jit: bool) -> str:
+    return f"{policy}{'+xla' if jit else ''}"
 
 
 def _time_inference(model, images, jit: bool, seconds: float) -> float:

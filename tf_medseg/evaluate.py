@@ -93,23 +93,17 @@ def _case_day_key(case_day: str) -> tuple[int, int]:
 def load_exported(model_dir: str | os.PathLike, config: Config) -> Callable:
     """The ``logits`` endpoint of an export, after checking that ``config`` prepares inputs
     the way the model was trained (context offsets and input size in ``metadata.json``)."""
+    from tf_medseg.export import load_signatures, read_metadata
     model_dir = Path(model_dir)
     meta_path = model_dir / "metadata.json"
-    if not (model_dir / "saved_model.pb").is_file() or not meta_path.is_file():
-        raise MedsegError(f"{model_dir}: not a tf_medseg SavedModel (expected saved_model.pb "
-                          f"and metadata.json; train.py writes them to RUN_DIR/saved_model)")
-    meta = json.loads(meta_path.read_text())
+    meta = read_metadata(model_dir, str(model_dir))
     for key, ours, label in (("context_offsets", list(config.data.context), "data.context"),
                              ("model_input_size", list(config.data.image_size),
                               "data.image_size")):
         if key in meta and meta[key] != ours:
             raise MedsegError(f"{meta_path}: the model was trained with {label} {meta[key]}, "
                               f"the config has {ours}; pass the run's config.yaml")
-    loaded = tf.saved_model.load(str(model_dir))
-    if "logits" not in loaded.signatures:
-        raise MedsegError(f"{model_dir}: this export has no 'logits' signature (written by "
-                          f"an older tf_medseg); export it again with train.py")
-    endpoint = loaded.signatures["logits"]
+    endpoint = load_signatures(model_dir, ["logits"], str(model_dir)).signatures["logits"]
     return lambda images: endpoint(image=tf.convert_to_tensor(images, tf.float32))["logits"]
 
 

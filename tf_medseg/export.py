@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from tf_medseg.config import CLASSES, Config
 from tf_medseg.data.pipeline import CLIP, PERCENTILE, intensity_scale, normalize
+from tf_medseg.errors import MedsegError
 
 
 def scaled_fn(model: keras.Model, image_size):
@@ -116,3 +117,24 @@ def export_saved_model(model: keras.Model, config: Config, out_dir: str | os.Pat
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def read_metadata(model_dir: Path, label: str) -> dict:
+    """``metadata.json`` of an export, after checking that ``model_dir`` is one (else a
+    one-line MedsegError starting with ``label``, e.g. the command-line option)."""
+    if not (model_dir / "saved_model.pb").is_file() or not (model_dir / "metadata.json"
+                                                            ).is_file():
+        raise MedsegError(f"{label}: not a tf_medseg SavedModel (expected saved_model.pb and "
+                          f"metadata.json; train.py writes them to RUN_DIR/saved_model)")
+    return json.loads((model_dir / "metadata.json").read_text())
+
+
+def load_signatures(model_dir: Path, names, label: str):
+    """The loaded SavedModel, after checking it has the signatures ``names`` (an export
+    written by an older tf_medseg may lack some: a one-line MedsegError)."""
+    loaded = tf.saved_model.load(str(model_dir))
+    missing = sorted(set(names) - set(loaded.signatures))
+    if missing:
+        raise MedsegError(f"{label}: this export has no {missing[0]!r} signature (written by "
+                          f"an older tf_medseg); export it again with train.py")
+    return loaded

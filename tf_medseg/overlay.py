@@ -7,6 +7,9 @@ TensorBoard image panel (true | predicted).
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import cv2
 import numpy as np
 
@@ -46,8 +49,6 @@ def side_by_side(image: np.ndarray, true: np.ndarray, pred: np.ndarray) -> np.nd
 
 def write_png(path, rgb: np.ndarray) -> None:
     """Write an RGB image as PNG (atomically: a file that exists is complete)."""
-    import os
-    from pathlib import Path
     path = Path(path)
     tmp = path.with_name(".partial-" + path.name)
     if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):

@@ -29,16 +29,15 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import os
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
 
 from tf_medseg.config import CLASSES
 from tf_medseg.data import kaggle, rle
+from tf_medseg.data.pipeline import stack_context
 from tf_medseg.errors import DataError, MedsegError
 
 
@@ -130,31 +129,15 @@ def read_volume(scan: InputScan) -> np.ndarray:
     return np.stack(slices)
 
 
-def stack_context(volume: np.ndarray, offsets: Sequence[int]) -> np.ndarray:
-    """(D, H, W) -> (D, H, W, C): channel k of slice i is slice i + offsets[k], clamped."""
-    index = np.clip(np.arange(len(volume))[:, None] + np.asarray(offsets)[None, :], 0,
-                    len(volume) - 1)
-    return np.moveaxis(volume[index], 1, -1)
-
-
 class ExportedModel:
     """A tf_medseg SavedModel and its ``metadata.json``."""
 
     def __init__(self, model_dir: str | os.PathLike):
-        import tensorflow as tf
+        from tf_medseg.export import load_signatures, read_metadata
         self.dir = Path(model_dir).expanduser()
-        meta = self.dir / "metadata.json"
-        if not (self.dir / "saved_model.pb").is_file() or not meta.is_file():
-            raise MedsegError(f"--model {self.dir}: not a tf_medseg SavedModel (expected "
-                              f"saved_model.pb and metadata.json; train.py writes them to "
-                              f"RUN_DIR/saved_model)")
-        self.metadata = json.loads(meta.read_text())
-        loaded = tf.saved_model.load(str(self.dir))
-        missing = {"serving_scaled", "intensity_scale"} - set(loaded.signatures)
-        if missing:
-            raise MedsegError(f"--model {self.dir}: this export has no {sorted(missing)[0]} "
-                              f"signature (written by an older tf_medseg); export it again "
-                              f"with train.py")
+        self.metadata = read_metadata(self.dir, f"--model {self.dir}")
+        loaded = load_signatures(self.dir, ["serving_scaled", "intensity_scale"],
+                                 f"--model {self.dir}")
         self._loaded = loaded  # keeps the signatures' variables alive
         self._scale = loaded.signatures["intensity_scale"]
         self._scaled = loaded.signatures["serving_scaled"]
@@ -225,7 +208,7 @@ def predict(model_dir: str | os.PathLike, input_dir: str | os.PathLike,
                 bar.set_postfix_str(scan.name)
                 volume = read_volume(scan)
                 scale = model.scale(volume)
-                stacks = stack_context(volume, model.context)
+                stacks = stack_context(volume, model.context)  # the pipeline's own
                 for begin in range(0, len(volume), batch_size):
                     probs = model.probabilities(stacks[begin:begin + batch_size], scale, tta)
                     masks = probs > threshold

@@ -340,6 +340,11 @@ def read_history(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def monitor_mode(monitor: str) -> str:
+    """"min" for a loss, "max" for a score: which way ``train.monitor`` improves."""
+    return "min" if monitor.endswith("loss") else "max"
+
+
 class BestCheckpoint(keras.callbacks.Callback):
     """Keeps the weights of the best epoch by ``monitor`` in ``best.weights.h5`` (written
     atomically) with ``best.json`` (epoch and value) beside it."""
@@ -347,7 +352,7 @@ class BestCheckpoint(keras.callbacks.Callback):
     def __init__(self, path: Path, monitor: str, best: float | None = None):
         super().__init__()
         self.path, self.monitor = path, monitor
-        self.mode = "min" if monitor.endswith("loss") else "max"
+        self.mode = monitor_mode(monitor)
         self.best = best
 
     def better(self, value: float) -> bool:
@@ -600,7 +605,7 @@ def train(config: Config, verbose: int | None = None) -> dict:
         if warmup:
             callbacks.append(PlateauWarmup(config.train.learning_rate, warmup))
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
-            monitor=monitor, mode="min" if monitor == "val_loss" else "max",
+            monitor=monitor, mode=monitor_mode(monitor),
             factor=config.train.plateau_factor, patience=config.train.plateau_patience,
             verbose=1 if chief else 0))
     best_path = ckpt_dir / "best.weights.h5"
@@ -616,7 +621,7 @@ def train(config: Config, verbose: int | None = None) -> dict:
         ]
     if config.train.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
-            monitor=monitor, mode="min" if monitor == "val_loss" else "max",
+            monitor=monitor, mode=monitor_mode(monitor),
             patience=config.train.early_stopping, verbose=1 if chief else 0))
     if config.train.max_minutes:
         callbacks.append(TimeBudget(config.train.max_minutes))
