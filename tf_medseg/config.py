@@ -128,6 +128,14 @@ class ModelConfig:
 
 LOSS_TERMS = ("bce", "dice", "tversky", "focal_tversky", "lovasz")
 LOSS_NAMES = ("bce_dice", *LOSS_TERMS)  # bce_dice: shorthand for {bce: 1, dice: 1}
+LOSS_SHORTHANDS = {"bce_dice": {"bce": 1.0, "dice": 1.0}}
+
+
+def loss_weights(spec: str | typing.Mapping[str, float]) -> dict[str, float]:
+    """``train.loss`` as {name: weight}: a name has weight 1, ``bce_dice`` is BCE + Dice."""
+    if isinstance(spec, str):
+        return dict(LOSS_SHORTHANDS.get(spec, {spec: 1.0}))
+    return {str(k): float(v) for k, v in spec.items()}
 
 
 def _check_loss(value) -> tuple[bool, str]:
@@ -218,12 +226,35 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TuneConfig:
-    """The ``tune:`` section: the KerasTuner search (``train.py --tune``)."""
+    """The ``tune:`` section: the KerasTuner search of ``train.py --tune`` (see
+    :mod:`tf_medseg.search_space` for the entries of ``tune.space``)."""
 
-    max_trials: int = _field(10, "number of hyperparameter trials", min=1)
+    tuner: Literal["random", "bayesian", "hyperband"] = _field(
+        "random", "random (RandomSearch), bayesian (BayesianOptimization, a Gaussian process) "
+                  "or hyperband (Hyperband: many short trials, the best trained longer)")
+    objective: Literal["val_score", "val_dice", "val_loss"] = _field(
+        "val_score", "what ranks the trials, at each trial's best epoch: val_score (the "
+                     "competition score on whole validation scans), val_dice (pooled pixel "
+                     "Dice) or val_loss")
+    direction: Literal["auto", "max", "min"] = _field(
+        "auto", "which way tune.objective improves: auto (max for val_score and val_dice, "
+                "min for val_loss), max or min")
+    max_trials: int = _field(10, "trials to run (random, bayesian); an interrupted search "
+                                 "counts the trials it finished", min=1)
+    executions_per_trial: int = _field(
+        1, "trainings per trial (the objective is their mean): more tells noise from gain",
+        min=1)
+    epochs: Optional[int] = _field(
+        None, "epochs per trial (hyperband: the most any trial gets); null takes train.epochs",
+        min=1)
+    hyperband_factor: int = _field(3, "hyperband: reduction factor between rounds", min=2)
+    seed: Optional[int] = _field(None, "seed of the tuner's sampling; null takes train.seed")
     space: dict = dataclasses.field(
         default_factory=dict,
-        metadata={"doc": "search space, key -> {type: choice|int|float, ...}"})
+        metadata={"doc": "search space: config key -> {type: choice, values: [...]}, "
+                         "{type: int|float, min: .., max: .. [, step: ..] [, sampling: log]}, "
+                         "{type: fixed, value: ..} or a plain list (a choice); "
+                         "train.loss.NAME sets the weight of one loss term"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -335,6 +366,9 @@ def from_dict(raw: dict) -> Config:
         built[name] = _build_section(cls, values, name)
     config = Config(**built)
     _check_cross(config)
+    if config.tune.space:
+        from tf_medseg.search_space import parse_space
+        parse_space(config)  # a bad entry is an error naming it
     return config
 
 
@@ -468,13 +502,21 @@ def _check_cross(config: Config) -> None:
     if h % step or w % step:
         raise ConfigError(f"data.image_size: {h}x{w} must be divisible by 2**model.depth = "
                           f"{step}")
+    tune = config.tune
+    if tune.direction != "auto":
+        natural = "min" if tune.objective.endswith("loss") else "max"
+        if tune.direction != natural:
+            raise ConfigError(f"tune.direction: {tune.objective} is better when "
+                              f"{'lower' if natural == 'min' else 'higher'}; use {natural} "
+                              f"(or auto), got {tune.direction}")
 
 
-def dump_config(config: Config, path: str | os.PathLike) -> None:
-    """Write the resolved config as YAML (atomically)."""
+def dump_config(config: Config, path: str | os.PathLike, header: str = "") -> None:
+    """Write the resolved config as YAML (atomically), after optional ``#`` comment lines."""
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    comment = "".join(f"# {line}\n" for line in header.splitlines())
+    tmp.write_text(comment + yaml.safe_dump(config.to_dict(), sort_keys=False))
     os.replace(tmp, path)
 
 

@@ -20,9 +20,9 @@ import keras
 from keras import ops
 
 from tf_medseg.config import LOSS_TERMS as NAMES
+from tf_medseg.config import loss_weights  # noqa: F401  (public here too)
 
 SMOOTH = 1.0
-SHORTHANDS = {"bce_dice": {"bce": 1.0, "dice": 1.0}}
 
 
 def _float32(y_true, logits):
@@ -124,13 +124,6 @@ def combined(weights: Mapping[str, float], *, fn_weight: float = 0.7, fp_weight:
         return sum(w * fn(y_true, logits) for fn, w in terms)
     loss.__name__ = "_".join(f"{w:g}{name}" for name, w in weights.items() if w) or "zero"
     return loss
-
-
-def loss_weights(spec: str | Mapping[str, float]) -> dict[str, float]:
-    """``train.loss`` as {name: weight}: a name has weight 1, ``bce_dice`` is BCE + Dice."""
-    if isinstance(spec, str):
-        return dict(SHORTHANDS.get(spec, {spec: 1.0}))
-    return {str(k): float(v) for k, v in spec.items()}
 
 
 def deep_supervision(loss: Callable, outputs: int) -> Callable:
