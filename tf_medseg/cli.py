@@ -35,6 +35,9 @@ def train_main(argv: Sequence[str] | None = None) -> int:
                         help="YAML config (a name such as unet.yaml is also looked up in "
                              "configs/)")
     add_set_argument(parser)
+    parser.add_argument("--tune", action="store_true",
+                        help="run the KerasTuner search of the config's tune: section instead "
+                             "(results in RUN_DIR/tuning/); rerun to resume it")
     args = parser.parse_args(argv)
     _quiet_tensorflow()
     return _run(lambda: _train(args))
@@ -43,6 +46,10 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 def _train(args) -> None:
     from tf_medseg.config import load_config
     config = load_config(args.config, args.set)
+    if args.tune:
+        from tf_medseg.tuning import tune
+        tune(config)
+        return
     from tf_medseg.training import train
     train(config)
 
