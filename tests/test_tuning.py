@@ -54,10 +54,20 @@ def _hparams_events(folder: Path) -> list:
     return found
 
 
+def _scalars(folder: Path, tag: str) -> list[float]:
+    import tensorflow as tf
+    values = []
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            values += [float(tf.make_ndarray(v.tensor)) for v in event.summary.value
+                       if v.tag == tag]
+    return values
+
+
 def test_tiny_search_end_to_end(tmp_path):
     from tf_medseg.training import train
     from tf_medseg.tuning import tune
-    config = load_config("unet.yaml", _overrides(tmp_path))
+    config = load_config("unet.yaml", _overrides(tmp_path, "tune.executions_per_trial=2"))
     rows = tune(config, verbose=0)
     folder = tmp_path / "run" / "tuning"
 
@@ -98,8 +108,11 @@ def test_tiny_search_end_to_end(tmp_path):
         assert int(start.hparams["model.base_filters"].number_value) == int(
             r["model.base_filters"])
         assert start.hparams["data.context"].string_value == r["data.context"]
-        assert list((folder / "logs" / r["trial_id"] / "execution0" / "validation").glob(
-            "events.out.tfevents.*"))
+        # Two executions with different seeds; the objective is the mean of their scores.
+        scores = [_scalars(folder / "logs" / r["trial_id"] / f"execution{n}" / "validation",
+                           "epoch_score") for n in (0, 1)]
+        assert scores[0] != scores[1]
+        assert float(r["objective"]) == pytest.approx(sum(s[-1] for s in scores) / 2, abs=1e-6)
 
     # The search folder belongs to this config: another one is refused, naming the key.
     changed = load_config("unet.yaml", _overrides(tmp_path, "model.depth=3",
@@ -121,8 +134,23 @@ def test_tune_needs_a_space_and_a_single_worker_strategy(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_failing_trial_is_reported_and_a_search_without_results_is_an_error(tmp_path,
+                                                                               capsys):
+    from tf_medseg.errors import TrainingError
+    from tf_medseg.tuning import tune
+    config = load_config("unet.yaml", _overrides(
+        tmp_path, "tune.space={train.learning_rate: [1.0e+30]}", "tune.max_trials=1",
+        "train.warmup_epochs=0", "tune.objective=val_dice"))
+    with pytest.raises(TrainingError, match="^no trial completed; their errors are in "):
+        tune(config, verbose=0)
+    assert "Trial 1/1 failed after" in capsys.readouterr().out
+    rows = _read_csv(tmp_path / "run" / "tuning" / "results.csv")
+    assert [r["status"] for r in rows] == ["FAILED"] and rows[0]["objective"] == ""
+    assert not (tmp_path / "run" / "tuning" / "best_config.yaml").exists()
+
+
 def test_kill_9_then_the_same_command_resumes_the_search(tmp_path):
-    args = _cli_args(tmp_path, "train.epochs=3")
+    args = _cli_args(tmp_path, "train.epochs=2")
     folder = tmp_path / "run" / "tuning"
     proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -178,3 +206,82 @@ def test_chief_and_one_worker_on_loopback(tmp_path):
     rows = _read_csv(folder / "results.csv")
     assert [r["status"] for r in rows] == ["COMPLETED", "COMPLETED"]
     assert load_config(folder / "best_config.yaml").model.base_filters in (4, 8)
+
+
+def _watch(tuning, seen: list) -> tuple:
+    """Wrappers of ConfigHyperModel.build/fit that record what each trial ran under."""
+    import keras
+    import tensorflow as tf
+    build, fit = tuning.ConfigHyperModel.build, tuning.ConfigHyperModel.fit
+
+    def watch_build(self, hp):
+        model = build(self, hp)
+        seen.append({"policy": model.dtype_policy.name,
+                     "strategy": type(tf.distribute.get_strategy()).__name__,
+                     "scaled": isinstance(model.optimizer,
+                                          keras.optimizers.LossScaleOptimizer)})
+        return model
+
+    def watch_fit(self, hp, model, *args, **kwargs):
+        seen[-1].update(trial=hp.values.get("tuner/trial_id"),
+                        initial_epoch=kwargs.get("initial_epoch", 0),
+                        iterations=int(model.optimizer.iterations.numpy()),
+                        replicas=self.strategy.num_replicas_in_sync)
+        return fit(self, hp, model, *args, **kwargs)
+    return watch_build, watch_fit
+
+
+MIRRORED = """
+import json, sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+sys.path.insert(0, "tests")
+from pathlib import Path
+from test_tuning import _overrides, _watch
+from tf_medseg.config import load_config
+from tf_medseg import tuning
+
+seen = []
+tuning.ConfigHyperModel.build, tuning.ConfigHyperModel.fit = _watch(tuning, seen)
+config = load_config("unet.yaml", _overrides(
+    Path(sys.argv[1]), "train.strategy=mirrored", "train.precision=mixed_float16",
+    "tune.max_trials=1", "tune.objective=val_dice"))
+rows = tuning.tune(config, verbose=0)
+print("REPORT " + json.dumps({"seen": seen, "rows": rows}, default=str))
+"""
+
+
+def test_trials_run_under_the_training_strategy_and_precision(tmp_path):
+    """A trial builds and trains as training would: here MirroredStrategy over 2 logical CPUs
+    and mixed_float16 with loss scaling."""
+    proc = subprocess.run([sys.executable, "-c", MIRRORED, str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "precision mixed_float16, jit_compile False, MirroredStrategy with 2 replica(s)" in (
+        proc.stdout)
+    report = json.loads(proc.stdout.split("REPORT ")[-1])
+    [trial] = report["seen"]
+    assert trial["policy"] == "mixed_float16" and trial["scaled"]
+    assert trial["strategy"] == "MirroredStrategy" and trial["replicas"] == 2
+    assert [r["status"] for r in report["rows"]] == ["COMPLETED"]
+
+
+def test_hyperband_continues_earlier_trials(tmp_path, monkeypatch):
+    """Hyperband's later rounds start from an earlier trial's weights and optimizer step."""
+    from tf_medseg import tuning
+    seen: list = []
+    build, fit = _watch(tuning, seen)
+    monkeypatch.setattr(tuning.ConfigHyperModel, "build", build)
+    monkeypatch.setattr(tuning.ConfigHyperModel, "fit", fit)
+    config = load_config("unet.yaml", _overrides(
+        tmp_path, "tune.tuner=hyperband", "tune.epochs=2", "tune.hyperband_factor=2",
+        "tune.objective=val_dice"))
+    rows = tuning.tune(config, verbose=0)
+    assert len(seen) == len(rows) >= 3 and all(r["status"] == "COMPLETED" for r in rows)
+    continued = [s for s in seen if s["trial"] is not None]
+    assert continued and all(s["initial_epoch"] == 1 and s["iterations"] == 6
+                             for s in continued)  # 6 steps: 48 training slices, batch 8
+    assert all(s["iterations"] == 0 for s in seen if s["trial"] is None)
+    assert {r["epochs"] for r in rows} == {1, 2}
+    assert all(r["best_epoch"] <= r["epochs"] for r in rows)

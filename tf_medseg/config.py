@@ -242,7 +242,8 @@ class TuneConfig:
     max_trials: int = _field(10, "trials to run (random, bayesian); an interrupted search "
                                  "counts the trials it finished", min=1)
     executions_per_trial: int = _field(
-        1, "trainings per trial (the objective is their mean): more tells noise from gain",
+        1, "trainings per trial, with seeds train.seed, train.seed + 1, ... (the objective is "
+           "their mean): more tells noise from gain",
         min=1)
     epochs: Optional[int] = _field(
         None, "epochs per trial (hyperband: the most any trial gets); null takes train.epochs",

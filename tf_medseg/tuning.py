@@ -65,6 +65,7 @@ class ConfigHyperModel(keras_tuner.HyperModel):
         self.builder, self.verbose = builder, verbose
         self.entries: list[SpaceEntry] = parse_space(config)
         self.epochs = config.tune.epochs or config.train.epochs
+        self.execution = 0  # of the running trial: executions differ in seed
 
     def declare_hyperparameters(self, hp) -> None:
         for entry in self.entries:
@@ -72,9 +73,12 @@ class ConfigHyperModel(keras_tuner.HyperModel):
 
     def trial_config(self, hp) -> Config:
         """The base config with this trial's values, trained for ``tune.epochs`` (the
-        learning-rate schedule spans the epochs a trial trains)."""
+        learning-rate schedule spans the epochs a trial trains); the n-th execution of a
+        trial has seed ``train.seed + n``."""
         values = {e.key: e.config_value(e.declare(hp)) for e in self.entries}
-        return apply_values(self.config, {**values, "train.epochs": self.epochs})
+        return apply_values(self.config, {**values, "train.epochs": self.epochs,
+                                          "train.seed": self.config.train.seed
+                                          + self.execution})
 
     def _datasets(self, config: Config):
         from tf_medseg.data.pipeline import make_dataset
@@ -119,6 +123,7 @@ class ConfigHyperModel(keras_tuner.HyperModel):
             steps_per_epoch=config.train.steps_per_epoch, initial_epoch=initial_epoch,
             callbacks=ours + list(callbacks) + after,
             verbose=self.verbose if verbose is None else verbose)
+        self.execution += 1
         if nan_guard.batch is not None:
             raise keras_tuner.errors.FailedTrialError(
                 f"loss became NaN in epoch {nan_guard.epoch + 1}, batch {nan_guard.batch + 1}")
@@ -160,7 +165,8 @@ def _number(trial_id: str) -> int:
 class TrialLines(Display):
     """KerasTuner's progress display, one line per trial start and end, on the process that
     holds the oracle (a single process, or the chief). It also keeps each trial's duration in
-    the oracle's state, and calls ``on_end`` after every trial (to write the results)."""
+    the oracle's state, and calls ``on_end(seconds)`` after every trial (to write the
+    results)."""
 
     def __init__(self, oracle, entries: list[SpaceEntry], on_end, seconds: dict):
         super().__init__(oracle, verbose=1)
@@ -200,14 +206,25 @@ class TrialLines(Display):
             reason = (trial.message or "").strip().splitlines()
             print(f"{head} after {_duration(seconds)}: {reason[-1] if reason else 'no reason'}",
                   flush=True)
-        self.on_end()
+        self.on_end(self.seconds)
 
 
-class _WorkerLines:
-    """On a worker of a distributed search (whose oracle is the chief's), the same progress
-    lines, printed by the tuner."""
+class _ConfigTuner:
+    """What our tuners add to KerasTuner's: the space comes from the config alone, and a
+    worker of a distributed search (whose oracle is the chief's) prints the trial lines."""
 
     entries: list[SpaceEntry] = []
+
+    def run_trial(self, trial, *args, **kwargs):
+        self.hypermodel.execution = 0
+        return super().run_trial(trial, *args, **kwargs)
+
+    def _populate_initial_space(self):
+        # KerasTuner builds a model to find conditional hyperparameters; the config's space
+        # has none, so declaring it is enough (and the chief needs neither data nor model).
+        hp = self.oracle.get_space()
+        self.hypermodel.declare_hyperparameters(hp)
+        self.oracle.update_space(hp)
 
     def on_trial_begin(self, trial):
         super().on_trial_begin(trial)
@@ -225,15 +242,15 @@ class _WorkerLines:
                   f"{self.tuner_id}{score}", flush=True)
 
 
-class RandomSearch(_WorkerLines, keras_tuner.RandomSearch):
+class RandomSearch(_ConfigTuner, keras_tuner.RandomSearch):
     pass
 
 
-class BayesianOptimization(_WorkerLines, keras_tuner.BayesianOptimization):
+class BayesianOptimization(_ConfigTuner, keras_tuner.BayesianOptimization):
     pass
 
 
-class Hyperband(_WorkerLines, keras_tuner.Hyperband):
+class Hyperband(_ConfigTuner, keras_tuner.Hyperband):
     pass
 
 
@@ -394,8 +411,53 @@ def _check_same_search(folder: Path, config: Config) -> None:
                     f"or delete {folder} (or use another train.run_dir) to search again")
 
 
+def _make_tuner(config: Config, hypermodel: ConfigHyperModel,
+                strategy: tf.distribute.Strategy, run_dir: Path):
+    tune_config = config.tune
+    common = dict(hypermodel=hypermodel, objective=objective_of(config),
+                  seed=tune_config.seed if tune_config.seed is not None else config.train.seed,
+                  directory=str(run_dir), project_name="tuning", overwrite=False,
+                  executions_per_trial=tune_config.executions_per_trial,
+                  distribution_strategy=strategy, max_consecutive_failed_trials=3)
+    if tune_config.tuner == "hyperband":
+        return Hyperband(max_epochs=hypermodel.epochs, factor=tune_config.hyperband_factor,
+                         **common)
+    if tune_config.tuner == "bayesian":
+        return BayesianOptimization(max_trials=tune_config.max_trials, **common)
+    return RandomSearch(max_trials=tune_config.max_trials, **common)
+
+
+def _show_trials(oracle, config: Config, entries: list[SpaceEntry], folder: Path) -> None:
+    """Replace KerasTuner's display by the trial lines, which also write the results after
+    every trial; trial durations carry over from an interrupted run."""
+    saved = folder / "oracle.json"
+    seconds = (json.loads(saved.read_text()).get("display", {}).get("seconds", {})
+               if saved.is_file() else {})
+    lines = TrialLines(oracle, entries, lambda durations: write_results(
+        oracle, config, entries, folder, durations), seconds)
+    lines.set_state({**oracle._display.get_state(), "seconds": seconds})
+    oracle._display = lines
+
+
+def _search(tuner, folder: Path, callbacks: list, verbose: int) -> None:
+    """``tuner.search``, with KerasTuner's fatal errors as one line."""
+    try:
+        tuner.search(callbacks=callbacks, verbose=verbose)
+    except keras_tuner.errors.FatalError as exc:
+        raise TrainingError(f"search stopped: {str(exc).strip().splitlines()[0]}; the trials' "
+                            f"errors are in {folder}/trial_*/trial.json") from None
+    except RuntimeError as exc:
+        if "consecutive failures" not in str(exc):
+            raise
+        message = str(exc).strip().splitlines()
+        raise TrainingError(f"search stopped: {message[0].rstrip('.')} (the last: "
+                            f"{message[-1]}); the trials' errors are in "
+                            f"{folder}/trial_*/trial.json") from None
+
+
 def tune(config: Config, verbose: int | None = None) -> list[dict]:
-    """Run (or resume) the search of ``config.tune``; the trial rows, best first.
+    """Run (or resume) the search of ``config.tune``; the trial rows, best first (none on a
+    worker of a distributed search).
 
     Raises:
         ConfigError: no search space, or a search of another config in the folder.
@@ -417,52 +479,32 @@ def tune(config: Config, verbose: int | None = None) -> list[dict]:
     tf.get_logger().setLevel("ERROR")  # each trial traces its own functions: no retracing notes
     policy, jit = runtime_for(config)
     entries = parse_space(config)
-    builder = prepare(config.data)  # bad data stops here, before the tuning folder exists
+    # Bad data stops here, before the tuning folder exists. The chief does not train.
+    builder = prepare(config.data) if role != "chief" else None
     run_dir = Path(config.train.run_dir).expanduser()
     folder = run_dir / "tuning"
     _check_same_search(folder, config)
     folder.mkdir(parents=True, exist_ok=True)
-    if role != "worker":
-        _atomic_write(folder / SEARCH_FILE, json.dumps(_search_identity(config)) + "\n")
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
-    objective = objective_of(config)
-    tune_config = config.tune
     hypermodel = ConfigHyperModel(config, strategy=strategy, policy=policy, jit=jit,
                                   builder=builder, verbose=verbose)
-    common = dict(hypermodel=hypermodel, objective=objective,
-                  seed=tune_config.seed if tune_config.seed is not None else config.train.seed,
-                  directory=str(run_dir), project_name="tuning", overwrite=False,
-                  executions_per_trial=tune_config.executions_per_trial,
-                  distribution_strategy=strategy, max_consecutive_failed_trials=3)
     resuming = (folder / "oracle.json").is_file()
-    if tune_config.tuner == "hyperband":
-        tuner = Hyperband(max_epochs=hypermodel.epochs, factor=tune_config.hyperband_factor,
-                          **common)
-    elif tune_config.tuner == "bayesian":
-        tuner = BayesianOptimization(max_trials=tune_config.max_trials, **common)
-    else:
-        tuner = RandomSearch(max_trials=tune_config.max_trials, **common)
+    tuner = _make_tuner(config, hypermodel, strategy, run_dir)
     tuner.entries = entries
-
-    oracle = tuner.oracle
+    oracle, objective = tuner.oracle, objective_of(config)
+    done = 0
     if role != "worker":
-        seconds = {}
-        if resuming:
-            state = json.loads((folder / "oracle.json").read_text())
-            seconds = state.get("display", {}).get("seconds", {})
-        lines = TrialLines(oracle, entries, lambda: write_results(
-            oracle, config, entries, folder, lines.seconds), seconds)
-        lines.set_state({**oracle._display.get_state(), "seconds": seconds})
-        oracle._display = lines
+        _atomic_write(folder / SEARCH_FILE, json.dumps(_search_identity(config)) + "\n")
+        _show_trials(oracle, config, entries, folder)
         _hparams_config(entries, folder / "logs", objective.name)
+        done = sum(t.status in ("COMPLETED", "FAILED") for t in oracle.trials.values())
 
-    done = sum(t.status in ("COMPLETED", "FAILED") for t in oracle.trials.values()) if (
-        role != "worker") else 0
     where = {"single": "", "chief": " (chief: hands out trials, the workers train)",
              "worker": f" (worker {tuner.tuner_id} of the chief at "
                        f"{os.environ.get('KERASTUNER_ORACLE_IP')}:"
                        f"{os.environ.get('KERASTUNER_ORACLE_PORT')})"}[role]
+    tune_config = config.tune
     budget = (f"{tune_config.max_trials} trials" if tune_config.tuner != "hyperband"
               else f"up to {hypermodel.epochs} epochs a trial, factor "
                    f"{tune_config.hyperband_factor}")
@@ -472,20 +514,9 @@ def tune(config: Config, verbose: int | None = None) -> list[dict]:
           + (f"; resuming after {done} finished trial(s)" if resuming and done else "")
           + f"; in {folder}{where}", flush=True)
 
-    callbacks = [keras.callbacks.TensorBoard(str(folder / "logs"), update_freq="epoch",
-                                             write_graph=False)]
     started = time.monotonic()
-    try:
-        tuner.search(callbacks=callbacks, verbose=verbose)
-    except keras_tuner.errors.FatalError as exc:
-        raise TrainingError(f"search stopped: {str(exc).strip().splitlines()[0]}; see the "
-                            f"trial messages above, or {folder}/trial_*/trial.json") from None
-    except RuntimeError as exc:
-        if "consecutive failures" not in str(exc):
-            raise
-        lines = str(exc).strip().splitlines()
-        raise TrainingError(f"search stopped: {lines[0].rstrip('.')} (the last: {lines[-1]}); "
-                            f"the trials' errors are in {folder}/trial_*/trial.json") from None
+    _search(tuner, folder, [keras.callbacks.TensorBoard(
+        str(folder / "logs"), update_freq="epoch", write_graph=False)], verbose)
     if role == "worker":
         print(f"Worker {tuner.tuner_id}: no trials left after "
               f"{_duration(time.monotonic() - started)}; the chief writes the results",
@@ -500,4 +531,3 @@ def tune(config: Config, verbose: int | None = None) -> list[dict]:
           f"Results in {folder}/results.csv and results.json; train the best with:\n"
           f"  python train.py --config {folder / 'best_config.yaml'}", flush=True)
     return rows
-
