@@ -220,7 +220,8 @@ class TrainConfig:
     threshold: float = _field(0.5, "probability above which a pixel is the organ", min=0.0,
                               max=1.0)
     max_minutes: Optional[float] = _field(
-        None, "optional wall-clock budget; training stops after the epoch that crosses it",
+        None, "optional wall-clock budget (of each trial under --tune); no epoch starts that "
+              "would end past it",
         min=0.0)
 
 
