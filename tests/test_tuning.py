@@ -150,7 +150,7 @@ def test_a_failing_trial_is_reported_and_a_search_without_results_is_an_error(tm
 
 
 def test_kill_9_then_the_same_command_resumes_the_search(tmp_path):
-    args = _cli_args(tmp_path, "train.epochs=2")
+    args = _cli_args(tmp_path, "train.epochs=2", "tune.objective=val_dice")
     folder = tmp_path / "run" / "tuning"
     proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -186,7 +186,7 @@ def _free_port() -> int:
 
 def test_chief_and_one_worker_on_loopback(tmp_path):
     port = str(_free_port())
-    args = _cli_args(tmp_path)
+    args = _cli_args(tmp_path, "tune.objective=val_dice")
     procs = {}
     for tuner_id in ("chief", "tuner0"):
         env = {**os.environ, "KERASTUNER_TUNER_ID": tuner_id,

@@ -249,6 +249,9 @@ class TuneConfig:
     epochs: Optional[int] = _field(
         None, "epochs per trial (hyperband: the most any trial gets); null takes train.epochs",
         min=1)
+    initial_points: Optional[int] = _field(
+        None, "bayesian: random trials before the Gaussian process picks the next; null "
+              "takes KerasTuner's 3 per searched key", min=1)
     hyperband_factor: int = _field(3, "hyperband: reduction factor between rounds", min=2)
     seed: Optional[int] = _field(None, "seed of the tuner's sampling; null takes train.seed")
     space: dict = dataclasses.field(

@@ -423,7 +423,8 @@ def _make_tuner(config: Config, hypermodel: ConfigHyperModel,
         return Hyperband(max_epochs=hypermodel.epochs, factor=tune_config.hyperband_factor,
                          **common)
     if tune_config.tuner == "bayesian":
-        return BayesianOptimization(max_trials=tune_config.max_trials, **common)
+        return BayesianOptimization(max_trials=tune_config.max_trials,
+                                    num_initial_points=tune_config.initial_points, **common)
     return RandomSearch(max_trials=tune_config.max_trials, **common)
 
 
