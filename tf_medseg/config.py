@@ -138,6 +138,12 @@ def loss_weights(spec: str | typing.Mapping[str, float]) -> dict[str, float]:
     return {str(k): float(v) for k, v in spec.items()}
 
 
+def improves(metric: str) -> str:
+    """"min" for a loss, "max" for a score: which way a logged metric improves
+    (``train.monitor``, ``tune.objective``)."""
+    return "min" if metric.endswith("loss") else "max"
+
+
 def _check_loss(value) -> tuple[bool, str]:
     if not isinstance(value, dict):
         return True, ""
@@ -509,7 +515,7 @@ def _check_cross(config: Config) -> None:
                           f"{step}")
     tune = config.tune
     if tune.direction != "auto":
-        natural = "min" if tune.objective.endswith("loss") else "max"
+        natural = improves(tune.objective)
         if tune.direction != natural:
             raise ConfigError(f"tune.direction: {tune.objective} is better when "
                               f"{'lower' if natural == 'min' else 'higher'}; use {natural} "

@@ -108,8 +108,9 @@ class SpaceEntry:
 
     def config_value(self, hp_value: Any) -> Any:
         """The config value of a KerasTuner value of this entry."""
-        if self.type in ("choice", "fixed") and isinstance(hp_value, str) and (
-                self.type == "fixed" or self._as_text):
+        if self.type == "fixed":
+            return self.values[0]
+        if self.type == "choice" and self._as_text:
             return yaml.safe_load(hp_value)
         if self.type == "float" or _key_type(self.key) is float:
             return float(hp_value)

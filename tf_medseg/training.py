@@ -31,7 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_medseg.config import Config, dump_config
+from tf_medseg.config import Config, dump_config, improves
 from tf_medseg.errors import ConfigError, TrainingError
 
 
@@ -342,7 +342,7 @@ def read_history(path: Path) -> list[dict]:
 
 def monitor_mode(monitor: str) -> str:
     """"min" for a loss, "max" for a score: which way ``train.monitor`` improves."""
-    return "min" if monitor.endswith("loss") else "max"
+    return improves(monitor)
 
 
 class BestCheckpoint(keras.callbacks.Callback):

@@ -37,7 +37,7 @@ import tensorflow as tf
 from keras_tuner.src.distribute import utils as kt_distribute
 from keras_tuner.src.engine.oracle import Display
 
-from tf_medseg.config import Config, dump_config
+from tf_medseg.config import Config, dump_config, improves
 from tf_medseg.errors import ConfigError, TrainingError
 from tf_medseg.search_space import SpaceEntry, apply_values, parse_space
 
@@ -47,9 +47,7 @@ RESULT_METRICS = ("val_score", "val_hausdorff", "val_dice", "val_iou", "val_loss
 
 def objective_of(config: Config) -> keras_tuner.Objective:
     tune = config.tune
-    direction = tune.direction
-    if direction == "auto":
-        direction = "min" if tune.objective.endswith("loss") else "max"
+    direction = improves(tune.objective) if tune.direction == "auto" else tune.direction
     return keras_tuner.Objective(tune.objective, direction)
 
 
