@@ -513,6 +513,32 @@ class Backup:
 
 # ------------------------------------------------------------------------------------- train
 
+def check_global_batch(config: Config, strategy: tf.distribute.Strategy) -> None:
+    """Every replica needs at least one example of a global batch (else a one-line error)."""
+    replicas = strategy.num_replicas_in_sync
+    if config.data.batch_size < replicas:
+        raise ConfigError(f"data.batch_size: the global batch ({config.data.batch_size}) must "
+                          f"be at least the number of replicas ({replicas})")
+
+
+def make_datasets(config: Config, strategy: tf.distribute.Strategy, builder
+                  ) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    """The training and validation data sets of ``config`` as ``strategy`` takes them."""
+    from tf_medseg.data.pipeline import make_dataset
+    # Several replicas: whole training batches only, so that no replica gets an empty one.
+    replicas = strategy.num_replicas_in_sync
+    train_ds = make_dataset(config, "train", builder=builder, drop_remainder=replicas > 1)
+    val_ds = make_dataset(config, "val", builder=builder)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        # Every worker reads the whole (small, cached) pipeline and keeps its share of each
+        # batch: TFDS writes few shard files, too few to shard by file.
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.DATA)
+        train_ds, val_ds = train_ds.with_options(options), val_ds.with_options(options)
+    return train_ds, val_ds
+
+
 def train(config: Config, verbose: int | None = None) -> dict:
     """Train, keep the best model, score it on the validation cases and export it.
 
@@ -521,7 +547,6 @@ def train(config: Config, verbose: int | None = None) -> dict:
     Returns:
         The metrics written to ``metrics.json`` (on a non-chief worker: the last epoch's logs).
     """
-    from tf_medseg.data.pipeline import make_dataset
     from tf_medseg.data.prepare import prepare
     from tf_medseg.evaluate import evaluate_scans, json_safe
     from tf_medseg.export import export_saved_model
@@ -535,22 +560,11 @@ def train(config: Config, verbose: int | None = None) -> dict:
         tf.config.experimental.enable_op_determinism()
     policy, jit = runtime_for(config)
     replicas = strategy.num_replicas_in_sync
-    if config.data.batch_size < replicas:
-        raise ConfigError(f"data.batch_size: the global batch ({config.data.batch_size}) must "
-                          f"be at least the number of replicas ({replicas})")
+    check_global_batch(config, strategy)
     # Data first: bad input stops here, before the run directory is touched. Prepared once
     # (the Kaggle source is fingerprinted once) for both splits and the final scoring.
     builder = prepare(config.data)
-    # Several replicas: whole training batches only, so that no replica gets an empty one.
-    train_ds = make_dataset(config, "train", builder=builder, drop_remainder=replicas > 1)
-    val_ds = make_dataset(config, "val", builder=builder)
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        # Every worker reads the whole (small, cached) pipeline and keeps its share of each
-        # batch: TFDS writes few shard files, too few to shard by file.
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = (
-            tf.data.experimental.AutoShardPolicy.DATA)
-        train_ds, val_ds = train_ds.with_options(options), val_ds.with_options(options)
+    train_ds, val_ds = make_datasets(config, strategy, builder)
 
     run_dir = Path(config.train.run_dir).expanduser()
     ckpt_dir = run_dir / "checkpoints"

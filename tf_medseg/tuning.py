@@ -78,18 +78,12 @@ class ConfigHyperModel(keras_tuner.HyperModel):
                                           "train.seed": self.config.train.seed
                                           + self.execution})
 
-    def _datasets(self, config: Config):
-        from tf_medseg.data.pipeline import make_dataset
-        replicas = self.strategy.num_replicas_in_sync
-        train_ds = make_dataset(config, "train", builder=self.builder,
-                                drop_remainder=replicas > 1)
-        return train_ds, make_dataset(config, "val", builder=self.builder)
-
     def build(self, hp) -> keras.Model:
-        from tf_medseg.training import compiled_model
+        from tf_medseg.training import check_global_batch, compiled_model, make_datasets
         config = self.trial_config(hp)
+        check_global_batch(config, self.strategy)  # a trial's batch can be searched
         keras.utils.set_random_seed(config.train.seed)
-        train_ds, _ = self._datasets(config)
+        train_ds, _ = make_datasets(config, self.strategy, self.builder)
         steps = config.train.steps_per_epoch or int(train_ds.cardinality())
         model = compiled_model(config, self.policy, self.jit, steps)
         # Optimizer variables exist before Hyperband loads an earlier round's checkpoint into
@@ -102,13 +96,9 @@ class ConfigHyperModel(keras_tuner.HyperModel):
         """Train one execution of a trial; the History of its epochs (KerasTuner picks the
         best epoch by the objective)."""
         from tf_medseg.loop import Trainer, fit
-        from tf_medseg.training import NanGuard, TimeBudget, ValidationScore
+        from tf_medseg.training import NanGuard, TimeBudget, ValidationScore, make_datasets
         config = self.trial_config(hp)
-        if config.data.batch_size < self.strategy.num_replicas_in_sync:
-            raise keras_tuner.errors.FailedTrialError(
-                f"data.batch_size {config.data.batch_size} is smaller than the number of "
-                f"replicas ({self.strategy.num_replicas_in_sync})")
-        train_ds, val_ds = self._datasets(config)
+        train_ds, val_ds = make_datasets(config, self.strategy, self.builder)
         nan_guard, history = NanGuard(), keras.callbacks.History()
         ours = [nan_guard]
         if config.tune.objective == "val_score":
@@ -477,7 +467,6 @@ def tune(config: Config, verbose: int | None = None) -> list[dict]:
     strategy = get_strategy(config)
     tf.get_logger().setLevel("ERROR")  # each trial traces its own functions: no retracing notes
     policy, jit = runtime_for(config)
-    entries = parse_space(config)
     # Bad data stops here, before the tuning folder exists. The chief does not train.
     builder = prepare(config.data) if role != "chief" else None
     run_dir = Path(config.train.run_dir).expanduser()
@@ -488,6 +477,7 @@ def tune(config: Config, verbose: int | None = None) -> list[dict]:
         verbose = 1 if sys.stdout.isatty() else 2
     hypermodel = ConfigHyperModel(config, strategy=strategy, policy=policy, jit=jit,
                                   builder=builder, verbose=verbose)
+    entries = hypermodel.entries
     resuming = (folder / "oracle.json").is_file()
     tuner = _make_tuner(config, hypermodel, strategy, run_dir)
     tuner.entries = entries
