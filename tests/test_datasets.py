@@ -1,6 +1,7 @@
 """Both TFDS builders write real TFRecord shards into tmp_path and read back."""
 
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -26,7 +27,13 @@ def _records(builder):
 def test_gi_phantom_builder(tmp_path):
     config = DataConfig(data_dir=str(tmp_path), phantom_cases=2, phantom_days=2,
                         phantom_slices=8, phantom_seed=1)
+    random.seed(0)
+    np.random.seed(0)
+    states = random.getstate(), np.random.get_state()
     builder = prepare.prepare(config)
+    # Building leaves the caller's generators where they were (TFDS draws from random).
+    assert random.getstate() == states[0]
+    np.testing.assert_equal(np.random.get_state(), states[1])
     assert builder.info.full_name == "gi_phantom/c2_d2_s8_seed1_g1/2.0.0"
     assert _records(builder) and str(builder.data_path).startswith(str(tmp_path))
     examples = list(tfds.as_numpy(builder.as_dataset(split="train")))

@@ -13,6 +13,21 @@ def test_deterministic_for_a_seed():
     np.testing.assert_array_equal(mask1, mask2)
 
 
+def test_written_phantom_depends_on_its_seed_alone(tmp_path):
+    """The same files for any number of workers, whatever the global generators hold."""
+    import random
+    from tf_medseg.data.phantom import write_phantom
+    trees = []
+    for name, workers, global_seed in (("a", 1, 1), ("b", 2, 2)):
+        random.seed(global_seed)
+        np.random.seed(global_seed)
+        out = write_phantom(tmp_path / name, cases=2, days=1, slices=3, seed=4,
+                            workers=workers)
+        trees.append({p.relative_to(out): p.read_bytes()
+                      for p in sorted(out.rglob("*")) if p.is_file()})
+    assert len(trees[0]) == 2 * 3 + 1 and trees[0] == trees[1]
+
+
 def test_layout_intensities_and_empty_slices(tiny_phantom):
     scans = list(kaggle.iter_scans(tiny_phantom))
     maxima = [int(s.image.max()) for s in scans]

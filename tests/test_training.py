@@ -381,15 +381,17 @@ def test_early_stopping_and_plateau_on_a_stalled_run(tmp_path):
 
 
 def test_deterministic_ops_train_and_repeat(tmp_path):
-    """train.deterministic: two runs give the same history, to the last digit."""
+    """train.deterministic: two runs give the same history, to the last digit (the first
+    builds the records, the second reuses them)."""
     histories = []
     for name in ("a", "b"):
-        args = _tiny_train_args(tmp_path / name, "train.deterministic=true", "train.epochs=1",
-                                "train.monitor=val_dice",
+        args = _tiny_train_args(tmp_path, "train.deterministic=true", "train.epochs=1",
+                                "train.monitor=val_dice", f"train.run_dir={tmp_path / name}",
                                 "train.overlay_slices=0", "export.saved_model=false")
         proc = _cli(*args)
         assert proc.returncode == 0, proc.stderr[-2000:]
-        histories.append((tmp_path / name / "run" / "history.csv").read_text())
+        assert ("Preparing " in proc.stdout) == (name == "a")
+        histories.append((tmp_path / name / "history.csv").read_text())
     assert histories[0] == histories[1]
-    runtime = json.loads((tmp_path / "a" / "run" / "runtime.json").read_text())
+    runtime = json.loads((tmp_path / "a" / "runtime.json").read_text())
     assert runtime["deterministic_ops"] is True

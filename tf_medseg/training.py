@@ -198,7 +198,8 @@ def compiled_model(config: Config, policy: str, jit: bool, steps_per_epoch: int
                    ) -> keras.Model:
     """The configured model built under ``policy`` and compiled with the configured optimiser,
     schedule and loss (a LossScaleOptimizer wraps the optimiser under mixed_float16). Call it
-    inside the strategy's scope.
+    inside the strategy's scope. The initial weights depend on ``train.seed`` alone: the
+    global generators are seeded with it first.
 
     With ``model.deep_supervision`` the heads are concatenated on the channel axis into one
     output and the loss weights them; :func:`tf_medseg.models.main_output` recovers the
@@ -207,6 +208,11 @@ def compiled_model(config: Config, policy: str, jit: bool, steps_per_epoch: int
     from tf_medseg.losses import deep_supervision, get_loss
     from tf_medseg.models import build_model
 
+    # Keras seeds every unseeded initializer and dropout layer from Python's global
+    # ``random`` when the layer is made: seeded here, the weights are a function of
+    # train.seed whatever the process drew before (building TFDS records did: TFDS names its
+    # temporary folder with ``random.choice``).
+    keras.utils.set_random_seed(config.train.seed)
     keras.mixed_precision.set_global_policy(policy)
     try:
         model = build_model(config)
@@ -555,7 +561,6 @@ def train(config: Config, verbose: int | None = None) -> dict:
 
     strategy = get_strategy(config)  # first: MultiWorkerMirroredStrategy requires it
     chief = is_chief(strategy)
-    keras.utils.set_random_seed(config.train.seed)
     if config.train.deterministic:
         tf.config.experimental.enable_op_determinism()
     policy, jit = runtime_for(config)
@@ -564,6 +569,11 @@ def train(config: Config, verbose: int | None = None) -> dict:
     # Data first: bad input stops here, before the run directory is touched. Prepared once
     # (the Kaggle source is fingerprinted once) for both splits and the final scoring.
     builder = prepare(config.data)
+    # Seeded after preparing, which may draw from the global generators: tf.data's seeded
+    # shuffles and random streams pair train.seed with TensorFlow's global seed, so the run
+    # is the same whether this process built the records or found them (compiled_model
+    # seeds the weights itself).
+    keras.utils.set_random_seed(config.train.seed)
     train_ds, val_ds = make_datasets(config, strategy, builder)
 
     run_dir = Path(config.train.run_dir).expanduser()

@@ -82,8 +82,7 @@ class ConfigHyperModel(keras_tuner.HyperModel):
         from tf_medseg.training import check_global_batch, compiled_model, make_datasets
         config = self.trial_config(hp)
         check_global_batch(config, self.strategy)  # a trial's batch can be searched
-        keras.utils.set_random_seed(config.train.seed)
-        train_ds, _ = make_datasets(config, self.strategy, self.builder)
+        train_ds, _ = make_datasets(config, self.strategy, self.builder)  # for its length
         steps = config.train.steps_per_epoch or int(train_ds.cardinality())
         model = compiled_model(config, self.policy, self.jit, steps)
         # Optimizer variables exist before Hyperband loads an earlier round's checkpoint into
@@ -98,6 +97,8 @@ class ConfigHyperModel(keras_tuner.HyperModel):
         from tf_medseg.loop import Trainer, fit
         from tf_medseg.training import NanGuard, TimeBudget, ValidationScore, make_datasets
         config = self.trial_config(hp)
+        # As train() does: the execution's seed for tf.data (compiled_model seeded the weights).
+        keras.utils.set_random_seed(config.train.seed)
         train_ds, val_ds = make_datasets(config, self.strategy, self.builder)
         nan_guard, history = NanGuard(), keras.callbacks.History()
         ours = [nan_guard]

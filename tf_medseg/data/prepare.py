@@ -8,12 +8,16 @@ A build killed at any point (even with kill -9) leaves nothing that is reused: T
 an ``incomplete.*`` folder and renames it only when complete. The next build takes a lock on the
 dataset's folder, removes such leftovers (they hold up to the size of the data set) and builds
 again; a second process preparing the same data meanwhile waits for the first.
+
+Preparing leaves the process's random generators as it found them: whether a run built the
+records or found them changes nothing it draws.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import sys
 from pathlib import Path
@@ -23,6 +27,7 @@ try:
 except ImportError:  # not POSIX: no lock, leftovers are still never trusted
     fcntl = None
 
+import numpy as np
 import tensorflow_datasets as tfds
 
 from tf_medseg.config import DataConfig
@@ -75,6 +80,20 @@ def _exclusive(folder: Path):
         yield
 
 
+@contextlib.contextmanager
+def _caller_random_state():
+    """Python's and NumPy's global random states as the caller left them, after the build:
+    TFDS names its temporary folder with ``random.choice``, so a build would otherwise move
+    the generator a caller seeded, and the first run of a script (the one that builds) would
+    draw other weights than every later run."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
 def _remove_leftovers(folder: Path) -> None:
     for leftover in sorted(folder.glob("incomplete.*")):
         print(f"Removing {leftover.name}, left by an interrupted build", flush=True)
@@ -99,7 +118,8 @@ def prepare(config: DataConfig) -> tfds.core.DatasetBuilder:
             # One progress bar of our own (scans and slices, with a total); TFDS's own bars
             # count examples without a total and interleave with it.
             tfds.disable_progress_bar()
-            builder.download_and_prepare(download_config=download_config)
+            with _caller_random_state():
+                builder.download_and_prepare(download_config=download_config)
             return builder
     # Another process built it meanwhile: a new builder reads the finished records' info
     # (this one was made before they existed and has no metadata).
