@@ -529,8 +529,12 @@ def check_global_batch(config: Config, strategy: tf.distribute.Strategy) -> None
 
 def make_datasets(config: Config, strategy: tf.distribute.Strategy, builder
                   ) -> tuple[tf.data.Dataset, tf.data.Dataset]:
-    """The training and validation data sets of ``config`` as ``strategy`` takes them."""
+    """The training and validation data sets of ``config`` as ``strategy`` takes them; their
+    shuffling, organ resampling and augmentation depend on ``train.seed`` alone."""
     from tf_medseg.data.pipeline import make_dataset
+    # tf.data's seeded ops pair their seed with TensorFlow's global seed, read when they are
+    # made: seeded here, whatever the process drew before (preparing data, another run).
+    keras.utils.set_random_seed(config.train.seed)
     # Several replicas: whole training batches only, so that no replica gets an empty one.
     replicas = strategy.num_replicas_in_sync
     train_ds = make_dataset(config, "train", builder=builder, drop_remainder=replicas > 1)
@@ -569,11 +573,6 @@ def train(config: Config, verbose: int | None = None) -> dict:
     # Data first: bad input stops here, before the run directory is touched. Prepared once
     # (the Kaggle source is fingerprinted once) for both splits and the final scoring.
     builder = prepare(config.data)
-    # Seeded after preparing, which may draw from the global generators: tf.data's seeded
-    # shuffles and random streams pair train.seed with TensorFlow's global seed, so the run
-    # is the same whether this process built the records or found them (compiled_model
-    # seeds the weights itself).
-    keras.utils.set_random_seed(config.train.seed)
     train_ds, val_ds = make_datasets(config, strategy, builder)
 
     run_dir = Path(config.train.run_dir).expanduser()

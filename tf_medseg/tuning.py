@@ -97,8 +97,6 @@ class ConfigHyperModel(keras_tuner.HyperModel):
         from tf_medseg.loop import Trainer, fit
         from tf_medseg.training import NanGuard, TimeBudget, ValidationScore, make_datasets
         config = self.trial_config(hp)
-        # As train() does: the execution's seed for tf.data (compiled_model seeded the weights).
-        keras.utils.set_random_seed(config.train.seed)
         train_ds, val_ds = make_datasets(config, self.strategy, self.builder)
         nan_guard, history = NanGuard(), keras.callbacks.History()
         ours = [nan_guard]
