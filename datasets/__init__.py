@@ -1,1 +1,3 @@
-"""TFDS dataset builders: ``uw_madison_gi`` (the Kaggle download) and ``gi_phantom``."""
+"""TFDS dataset builders: ``uw_madison_gi`` (the Kaggle download), ``gi_phantom`` (generated),
+``nnunet`` (nnU-Net v2 raw), ``decathlon`` (Medical Segmentation Decathlon) and ``folder``
+(2D image/mask pairs, builder ``segmentation_folder``)."""

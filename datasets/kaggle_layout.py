@@ -1,7 +1,7 @@
 """What both builders share: a checked Kaggle-layout folder read into one example per scan.
 
-Scans are read and encoded in worker processes (PNG decoding, RLE decoding and mask packing
-are CPU-bound), a few at a time so that memory stays bounded, and handed to TFDS in order.
+Scans are read and encoded in worker processes (``datasets.reading``) and handed to TFDS in
+order.
 
 The builders let TFDS write records in its hashed order (``disable_shuffling`` is off): with it
 on, TFDS keeps every example of the split in one bucket that it sorts in memory, which peaked at
@@ -13,20 +13,13 @@ process, gives the seeded shuffles of the pipeline the same sequence to start fr
 
 from __future__ import annotations
 
-import collections
-import multiprocessing as mp
-import os
-from concurrent import futures
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import tensorflow_datasets as tfds
-from tqdm.auto import tqdm
 
+from datasets import reading
 from tf_medseg.data import features, kaggle
-
-# Scans in flight per worker: enough to keep workers busy while the main process writes.
-_IN_FLIGHT = 2
 
 
 def inventory(info: tfds.core.DatasetInfo, root: Path, drop_case_days: Sequence[str] = (),
@@ -60,29 +53,9 @@ def examples(inv: kaggle.Inventory, workers: int | None = None) -> Iterator[tupl
     Args:
         workers: Reader processes (default: one per CPU core, at most 8).
     """
-    workers = workers or min(8, os.cpu_count() or 1)
-    bar = tqdm(total=inv.num_slices, desc=f"Reading {len(inv.scans)} scans", unit="slice",
-               unit_scale=True, smoothing=0.1)
-    with bar:
-        # spawn, not fork: TensorFlow's threads may be running in this process.
-        with futures.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            todo = iter(inv.scans)
-            pending = collections.deque()
-
-            def submit():
-                scan = next(todo, None)
-                if scan is not None:
-                    labels = {scan.slice_id(s): inv.labels[scan.slice_id(s)] for s in scan.slices}
-                    pending.append((scan, pool.submit(_read, scan, labels)))
-            for _ in range(_IN_FLIGHT * workers):
-                submit()
-            try:
-                while pending:
-                    scan, job = pending.popleft()
-                    submit()
-                    yield job.result()
-                    bar.update(len(scan.slices))
-                print(f"Writing TFRecord shards of {len(inv.scans)} scans ...", flush=True)
-            finally:  # on an error, do not wait for scans nobody will write
-                for _, job in pending:
-                    job.cancel()
+    jobs = [(scan, {scan.slice_id(s): inv.labels[scan.slice_id(s)] for s in scan.slices})
+            for scan in inv.scans]
+    yield from reading.in_order(_read, jobs, [len(s.slices) for s in inv.scans],
+                                desc=f"Reading {len(inv.scans)} scans", unit="slice",
+                                workers=workers)
+    print(f"Writing TFRecord shards of {len(inv.scans)} scans ...", flush=True)

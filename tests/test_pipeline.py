@@ -106,3 +106,10 @@ def test_organ_fraction_resamples_slices(tmp_path):
     masks = [m for _, batch in pipeline.make_dataset(config, "train") for m in batch]
     assert len(masks) == 2 * 2 * 12  # epoch length unchanged
     assert all(bool(tf.reduce_any(m > 0)) for m in masks)
+
+
+def test_float_percentile_matches_the_integer_histogram():
+    volume = np.random.default_rng(4).integers(0, 3000, (5, 17, 23)).astype(np.uint16)
+    exact = float(pipeline.intensity_scale(tf.constant(volume)))
+    assert float(pipeline.percentile(tf.constant(volume, tf.float32), 99.5)) == exact
+    assert exact == float(np.percentile(volume, 99.5, method="lower"))

@@ -1,6 +1,6 @@
 """``python -m tf_medseg benchmark``: input pipeline, training and inference throughput.
 
-Builds the TFDS records of a Kaggle-layout folder in a temporary folder (removed afterwards),
+Builds the TFDS records of a data set folder in a temporary folder (removed afterwards),
 then measures, each for about ``--seconds``:
 
 * ``pipeline_slices_per_s``: batches of the training pipeline (shuffled, 2.5D context, default
@@ -14,6 +14,10 @@ then measures, each for about ``--seconds``:
 
 The last line printed is one JSON object with those keys (``null`` for what ``--only`` left
 out).
+
+``--data-root`` may be any source; ``--source`` says which, or it is recognised from the folder:
+``train.csv`` (uwmgi), ``dataset.json`` with ``training`` (decathlon) or ``channel_names``
+(nnunet), ``labels.json`` with ``images/`` (folder).
 """
 
 from __future__ import annotations
@@ -31,15 +35,38 @@ from tf_medseg.cli import add_set_argument
 from tf_medseg.errors import MedsegError
 
 PARTS = ("pipeline", "train", "infer")
+SOURCES = ("uwmgi", "nnunet", "decathlon", "folder")
+
+
+def detect_source(root: str) -> str:
+    """The format of a data set folder, from the files that mark it."""
+    import json
+    from pathlib import Path
+    folder = Path(root).expanduser()
+    if (folder / "train.csv").is_file():
+        return "uwmgi"
+    if (folder / "dataset.json").is_file():
+        try:
+            meta = json.loads((folder / "dataset.json").read_text())
+        except ValueError:
+            raise MedsegError(f"{folder / 'dataset.json'}: not valid JSON") from None
+        return "decathlon" if isinstance(meta, dict) and "training" in meta else "nnunet"
+    if (folder / "labels.json").is_file() and (folder / "images").is_dir():
+        return "folder"
+    raise MedsegError(f"--data-root {folder}: not a recognised data set folder (train.csv, "
+                      f"dataset.json or labels.json with images/); pass --source")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m tf_medseg benchmark",
         description="Measure input pipeline, training and inference throughput on a "
-                    "Kaggle-layout folder; prints one JSON line last.")
+                    "data set folder; prints one JSON line last.")
     parser.add_argument("--data-root", required=True,
-                        help="Kaggle-layout folder (train.csv and train/)")
+                        help="a Kaggle-layout folder (train.csv and train/), an nnU-Net or "
+                             "Decathlon folder (dataset.json) or an image folder (labels.json)")
+    parser.add_argument("--source", choices=SOURCES,
+                        help="the data set's format (default: recognised from the folder)")
     parser.add_argument("--image-size", nargs=2, type=int, metavar=("H", "W"),
                         help="model input size (default: the config's data.image_size)")
     parser.add_argument("--only", choices=PARTS, help="measure one part only")
@@ -73,7 +100,8 @@ def run(args) -> dict:
         raise MedsegError("--seconds must be positive")
     tmp = tempfile.mkdtemp(prefix="tf_medseg_benchmark_")
     try:
-        overrides = [*args.set, "data.source=uwmgi", f"data.root={args.data_root}",
+        source = args.source or detect_source(args.data_root)
+        overrides = [*args.set, f"data.source={source}", f"data.root={args.data_root}",
                      f"data.data_dir={tmp}"]
         if args.image_size:
             overrides.append(f"data.image_size=[{args.image_size[0]},{args.image_size[1]}]")
@@ -94,12 +122,17 @@ def _measure(config, args) -> dict:
     start = time.perf_counter()
     builder = prepare(config.data)
     prepared = time.perf_counter() - start
-    slices = sum(builder.info.metadata["slices_per_case_day"].values())
+    from tf_medseg.data.pipeline import scan_table, task_for
+    from tf_medseg.data.task import output_of
+    slices = sum(row[2] for row in scan_table(builder.info.metadata))
+    task = task_for(config, builder)
+    output = output_of(config, task)
     policy, jit = runtime_for(config)
     result = {"pipeline_slices_per_s": None, "pipeline_first_epoch_slices_per_s": None,
               "train_images_per_s": None, "infer_images_per_s": None,
               "image_size": list(config.data.image_size), "context": list(config.data.context),
               "batch_size": config.data.batch_size, "slices": slices,
+              "source": config.data.source,
               "precision": policy, "jit_compile": jit, "prepare_seconds": round(prepared, 1)}
     print(f"Prepared {slices} slices in {prepared:.1f} s; image size "
           f"{config.data.image_size}, context {list(config.data.context)}, batch "
@@ -117,9 +150,9 @@ def _measure(config, args) -> dict:
         from tf_medseg.loop import Trainer
         from tf_medseg.training import compiled_model
         strategy = tf.distribute.get_strategy()
-        model = compiled_model(config, policy, jit, steps_per_epoch=10**5)
+        model = compiled_model(config, policy, jit, steps_per_epoch=10**5, task=task)
         if "train" in parts:
-            trainer = Trainer(model, strategy, config.train.threshold)
+            trainer = Trainer(model, strategy, config.train.threshold, task.classes, output)
             result["train_images_per_s"] = round(
                 _time_training(trainer, (images, masks), args.seconds), 1)
             print(f"Training: {result['train_images_per_s']:.1f} images/s ({policy}, "
@@ -130,7 +163,7 @@ def _measure(config, args) -> dict:
             print(f"Inference: {result['infer_images_per_s']:.1f} images/s", flush=True)
     if args.compare_runtimes:
         result["runtimes"] = _compare_runtimes(config, (images, masks), args.compare_runtimes,
-                                               args.seconds)
+                                               args.seconds, task, output)
     result["peak_rss_mb"] = round(_peak_rss_mb())
     print(json.dumps(result), flush=True)
     return result
@@ -168,7 +201,8 @@ RUNTIMES = (("mixed_bfloat16", False), ("mixed_bfloat16", True), ("float32", Fal
             ("float32", True))
 
 
-def _compare_runtimes(config, batch, rounds: int, seconds: float) -> dict:
+def _compare_runtimes(config, batch, rounds: int, seconds: float, task=None,
+                      output: str = "sigmoid") -> dict:
     """Training images/s per (policy, XLA), measured in alternating rounds (so that machine
     load drifts alike for all), median over rounds; ``auto`` names what training picks."""
     import statistics
@@ -179,9 +213,10 @@ def _compare_runtimes(config, batch, rounds: int, seconds: float) -> dict:
     from tf_medseg.training import compiled_model, resolve_runtime
     trainers = {}
     for policy, jit in RUNTIMES:
-        model = compiled_model(config, policy, jit, steps_per_epoch=10**5)
+        model = compiled_model(config, policy, jit, steps_per_epoch=10**5, task=task)
         trainers[_runtime_label(policy, jit)] = Trainer(
-            model, tf.distribute.get_strategy(), config.train.threshold)
+            model, tf.distribute.get_strategy(), config.train.threshold,
+            task.classes if task else ("large_bowel", "small_bowel", "stomach"), output)
     times: dict[str, list[float]] = {name: [] for name in trainers}
     for r in range(rounds):
         for name, trainer in trainers.items():

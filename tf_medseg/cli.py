@@ -126,27 +126,40 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _evaluate(args) -> None:
-    from tf_medseg.config import CLASSES, load_config
+    from tf_medseg.config import load_config
     config = load_config(args.config, args.set)
     from tf_medseg.evaluate import evaluate_saved_model
     result, out = evaluate_saved_model(args.model, config, split=args.split,
                                        both_empty=args.both_empty, out_dir=args.output)
+
+    def shown(key):
+        value = result.get(key)
+        return f"{key} {value:.4f}" if value is not None and value == value else f"{key} n/a"
+    classes = [k[5:] for k in result if k.startswith("dice_") and not
+               k.startswith("dice_pooled")]
     print(f"{args.split}: " + ", ".join(
-        f"{k} {result[k]:.4f}" for k in ("dice", "hausdorff", "score")) + "; " + ", ".join(
-        f"dice_{c} {result[f'dice_{c}']:.4f}" for c in CLASSES) + f"; report in {out}")
+        shown(k) for k in ("dice", "hausdorff", "hd95", "score") if k in result) + "; " +
+        ", ".join(shown(f"dice_{c}") for c in classes) + f"; report in {out}")
 
 
 def predict_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tf_medseg predict",
         description="Predict new scans with an exported model; write a Kaggle submission "
-                    "(id,class,predicted) and optionally contour overlays.")
+                    "(id,class,predicted), or for NIfTI / image input label maps in the "
+                    "input's form, and optionally contour overlays.")
     parser.add_argument("--model", required=True, help="RUN_DIR/saved_model")
     parser.add_argument("--input", required=True,
                         help="a Kaggle-layout folder (test/ or train/), a caseN or caseN_dayM "
-                             "folder, or a folder of slice PNGs")
+                             "folder, or a folder of slice PNGs; for a model trained on "
+                             "nnunet, decathlon or folder data: a folder of NIfTI volumes "
+                             "(CASE_0000.nii.gz, ...) or 2D images")
     parser.add_argument("--output", default="submission.csv",
-                        help="the submission CSV (default: submission.csv)")
+                        help="the submission CSV (default: submission.csv); for NIfTI or "
+                             "image input a folder of label maps (CASE.nii.gz or NAME.png)")
+    parser.add_argument("--probabilities", action="store_true",
+                        help="NIfTI / image input: also write CASE.npz with the class "
+                             "probabilities")
     parser.add_argument("--overlays", help="also write one PNG per slice with the predicted "
                                            "contours to this folder")
     parser.add_argument("--tta", action="store_true",
@@ -165,10 +178,13 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
 def _predict(args) -> None:
     from tf_medseg.predict import predict
     result = predict(args.model, args.input, args.output, overlays=args.overlays,
-                     tta=args.tta, threshold=args.threshold, batch_size=args.batch_size)
+                     tta=args.tta, threshold=args.threshold, batch_size=args.batch_size,
+                     probabilities=args.probabilities)
+    what = (f"{len(result['files'])} label map(s)" if "files" in result
+            else f"{result['rows']} rows")
     print(f"Predicted {result['slices']} slices of {result['scans']} scan(s) in "
           f"{result['predict_seconds']:.1f} s (+{result['load_seconds']:.1f} s loading the "
-          f"model): {result['rows']} rows in {result['output']}"
+          f"model): {what} in {result['output']}"
           + (f"; overlays in {args.overlays}" if args.overlays else ""))
 
 

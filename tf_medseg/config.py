@@ -25,6 +25,17 @@ from tf_medseg.errors import ConfigError
 CLASSES = ("large_bowel", "small_bowel", "stomach")
 
 
+NORMALIZATIONS = ("auto", "percentile", "zscore", "ct")
+
+
+def _regex_ok(pattern: str) -> tuple[bool, str]:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        return False, f"not a valid regular expression ({exc})"
+    return True, ""
+
+
 def _field(default: Any, doc: str, **checks: Any) -> Any:
     """A dataclass field with a docstring and optional checks (min, max, check)."""
     if isinstance(default, (list, dict)):
@@ -36,10 +47,15 @@ def _field(default: Any, doc: str, **checks: Any) -> Any:
 class DataConfig:
     """The ``data:`` section: where slices come from and how they are batched."""
 
-    source: Literal["phantom", "uwmgi"] = _field(
-        "phantom", "phantom (built-in synthetic data) or uwmgi (the Kaggle download in data.root)")
+    source: Literal["phantom", "uwmgi", "nnunet", "decathlon", "folder"] = _field(
+        "phantom", "phantom (built-in synthetic data), uwmgi (the Kaggle download in "
+                   "data.root), nnunet (an nnU-Net v2 raw DatasetXXX_Name folder), decathlon "
+                   "(a Medical Segmentation Decathlon task folder) or folder (images/ and "
+                   "masks/ of 2D PNGs with a labels.json)")
     root: Optional[str] = _field(
-        None, "Kaggle folder holding train.csv and train/ (data.source uwmgi)")
+        None, "the data set's folder: the Kaggle folder holding train.csv and train/ "
+              "(uwmgi), the folder holding dataset.json (nnunet, decathlon), or the folder "
+              "holding images/, masks/ and labels.json (folder)")
     data_dir: str = _field(
         "~/tensorflow_datasets", "where TFDS writes the prepared TFRecord shards")
     image_size: tuple[int, int] = _field(
@@ -63,6 +79,26 @@ class DataConfig:
         "error", "a train.csv id without an image, or an image without rows: error (stop and "
                  "name it) or drop (leave out the id, or the image's whole case-day, and "
                  "report it)")
+    slice_axis: Union[Literal["auto"], int] = _field(
+        "auto", "volumes (nnunet, decathlon): the voxel axis (0, 1 or 2, in the file's order) "
+                "that training slices are cut across; auto takes the axis with the coarsest "
+                "spacing (the last on a tie), as nnU-Net's 2D configuration does",
+        min=0, max=2)
+    normalization: Union[Literal[NORMALIZATIONS], tuple[Literal[NORMALIZATIONS], ...]] = _field(
+        "auto", "intensity normalisation, one method or one per channel: percentile (divide "
+                "each volume by its 99.5th percentile, clip to [0, 1.5]), zscore (each volume "
+                "to mean 0, sd 1), ct (nnU-Net's CT scheme: clip to the 0.5 and 99.5 "
+                "percentiles of the data set's foreground, z-score with its mean and sd) or "
+                "auto (ct for a channel named CT, else percentile)")
+    spacing: Optional[tuple[float, float]] = _field(
+        None, "volumes: resample slices in-plane to this [row, column] pixel size in mm "
+              "(before resizing to data.image_size); null keeps the data's own grid",
+        min=0.01)
+    group_pattern: Optional[str] = _field(
+        None, "nnunet, decathlon, folder: a regular expression on the case (file) name whose "
+              "first group (or whole match) names the patient, so that one patient's cases "
+              "share a fold, e.g. '^(patient\\d+)_'; null: every case is its own patient",
+        check=lambda v: _regex_ok(v))
     phantom_cases: int = _field(8, "phantom: number of cases (patients)", min=2)
     phantom_days: int = _field(2, "phantom: scan days per case", min=1)
     phantom_slices: int = _field(80, "phantom: slices per scan", min=8)
@@ -120,6 +156,10 @@ class ModelConfig:
     up_kernel: Optional[int] = _field(
         None, "kernel size of the up-convolution; null takes the architecture's default "
               "(3 for unet, 2 for attention_unet)", min=1, max=7)
+    output: Literal["auto", "sigmoid", "softmax"] = _field(
+        "auto", "the last activation: softmax (over background and the classes: exclusive "
+                "classes only), sigmoid (one independent channel per class) or auto (softmax "
+                "when the data's classes are exclusive, sigmoid when they overlap)")
     deep_supervision: bool = _field(
         False, "also train auxiliary heads on every coarser decoder level (loss weights 1/2, "
                "1/4, ... of the main head's, normalised); evaluation and export use the main "
@@ -191,6 +231,10 @@ class TrainConfig:
         "val_score", "what picks the kept (best) checkpoint, early stopping and plateau: "
                      "val_score (the competition score on whole validation scans, computed "
                      "after every epoch), val_dice (pooled pixel Dice) or val_loss")
+    keep: Literal["best", "last"] = _field(
+        "best", "the model scored, written to metrics.json and exported: best (the epoch "
+                "train.monitor liked best) or last (the final epoch; for cross-validation "
+                "figures that are not chosen on the validation fold itself)")
     early_stopping: Optional[int] = _field(
         None, "optional: stop after this many epochs without train.monitor improving", min=1)
     deterministic: bool = _field(
@@ -502,9 +546,12 @@ def _check_cross(config: Config) -> None:
     if data.fold >= data.num_folds:
         raise ConfigError(f"data.fold: must be < data.num_folds ({data.num_folds}), "
                           f"got {data.fold}")
-    if data.source == "uwmgi" and not data.root:
-        raise ConfigError("data.root: required when data.source is uwmgi; set it to the "
-                          "Kaggle folder holding train.csv and train/")
+    if data.source != "phantom" and not data.root:
+        what = {"uwmgi": "the Kaggle folder holding train.csv and train/",
+                "folder": "the folder holding images/, masks/ and labels.json"}.get(
+                    data.source, "the folder holding dataset.json")
+        raise ConfigError(f"data.root: required when data.source is {data.source}; set it to "
+                          f"{what}")
     if data.source == "phantom" and data.phantom_cases < data.num_folds:
         raise ConfigError(f"data.phantom_cases: must be >= data.num_folds ({data.num_folds}) "
                           f"so that every fold has a case, got {data.phantom_cases}")

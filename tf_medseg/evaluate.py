@@ -1,11 +1,14 @@
-"""Score a model on whole case-day volumes with the competition metric.
+"""Score a model on whole volumes: the competition metric (uwmgi, phantom), or per case and
+class 3-D Dice and HD95 in mm (nnunet, decathlon, folder; nnU-Net's summary.json figures).
 
 ``python -m tf_medseg evaluate --model RUN_DIR/saved_model --config CONFIG`` loads the export,
 predicts every validation scan at its native size and writes, beside the SavedModel (or in
 ``--output``)::
 
-    evaluation/metrics.json     aggregate (competition way) and one entry per case-day
-    evaluation/case_days.csv    one row per case-day: dice, hausdorff, score, per class
+    evaluation/metrics.json     aggregate and one entry per case-day (case)
+    evaluation/case_days.csv    uwmgi, phantom: one row per case-day: dice, hausdorff, score,
+                                per class
+    evaluation/cases.csv        other sources: one row per case: dice, hd95, per class
 """
 
 from __future__ import annotations
@@ -21,65 +24,102 @@ import numpy as np
 import tensorflow as tf
 
 from tf_medseg import metrics
-from tf_medseg.config import CLASSES, Config
-from tf_medseg.data.pipeline import parse, prepare_scan, scan_dataset
+from tf_medseg.config import Config
+from tf_medseg.data.pipeline import parse, prepare_scan, scan_dataset, task_for
+from tf_medseg.data.task import KAGGLE, output_of
 from tf_medseg.errors import MedsegError
 
 
-def predict_scan(predict: Callable, example: dict, config: Config, batch_size: int
-                 ) -> np.ndarray:
-    """Boolean (D, H, W, 3) prediction of one scan record at its native size.
+def predict_scan(predict: Callable, example: dict, config: Config, batch_size: int,
+                 task=KAGGLE) -> np.ndarray:
+    """Boolean (D, H, W, K) prediction of one scan record at its native size.
 
     ``predict`` maps a batch of normalised, model-size 2.5D stacks to logits: a Keras model,
-    or the ``logits`` endpoint of an exported SavedModel.
+    or the ``logits`` endpoint of an exported SavedModel. Logits are resized bilinearly to
+    the native size, then thresholded (sigmoid) or their largest taken (softmax).
     """
-    images, _ = prepare_scan(example, config.data.context, config.data.image_size)
+    images, _ = prepare_scan(example, config.data.context, config.data.image_size, task)
     height, width = example["image"].shape[1:3]
+    output = output_of(config, task)
+    threshold = config.train.threshold
     out = []
     for start in range(0, images.shape[0], batch_size):
         logits = tf.cast(predict(images[start:start + batch_size]), tf.float32)
-        out.append(tf.image.resize(logits, (height, width), method="bilinear").numpy())
-    threshold = config.train.threshold
-    return np.concatenate(out) > np.log(threshold / (1 - threshold))
+        logits = tf.image.resize(logits, (height, width), method="bilinear")
+        out.append(np.asarray(metrics.predicted_masks(
+            logits, task.num_classes, output, float(np.log(threshold / (1 - threshold))))))
+    return np.concatenate(out)
 
 
 def evaluate_scans(predict: Callable, config: Config, split: str = "val",
-                   both_empty: str = "skip", builder=None, progress: bool = False
-                   ) -> tuple[dict, list[dict]]:
-    """(aggregate, per case-day rows) of the competition metric over a split's scans.
+                   both_empty: str = "skip", builder=None, progress: bool = False,
+                   distances: bool = True) -> tuple[dict, list[dict]]:
+    """(aggregate, per case-day or per case rows) over a split's scans.
+
+    uwmgi and phantom: the competition metric (``both_empty`` as documented there). Other
+    sources: per case and class 3-D Dice and (``distances``) HD95 in mm, means per class and
+    overall (:func:`tf_medseg.metrics.summarize_volumes`).
 
     The aggregate also has ``dice_pooled`` (and ``dice_pooled_<class>``): Dice of all voxels of
     the split pooled per class, averaged over classes.
     """
+    if builder is None:
+        from tf_medseg.data.prepare import prepare
+        builder = prepare(config.data)
+    task = task_for(config, builder)
+    classes = task.classes
+    scans_mode = task.kind == "scans"
     rows, slice_dices, class_hds = [], [], []
-    inter, total = np.zeros(len(CLASSES)), np.zeros(len(CLASSES))
+    inter, total = np.zeros(len(classes)), np.zeros(len(classes))
     scans_ds, scans, _, _ = scan_dataset(config, split, with_count=True, builder=builder)
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=scans, desc=f"Scoring {split} case-days", unit="scan")
+        bar = tqdm(total=scans, desc=f"Scoring {split} " + ("case-days" if scans_mode
+                                                            else "cases"), unit="scan")
     for example in scans_ds:
-        pred = predict_scan(predict, example, config, config.data.batch_size)
-        true = parse(example)["mask"].numpy().astype(bool)
+        pred = predict_scan(predict, example, config, config.data.batch_size, task)
+        true = parse(example, task)["mask"].numpy().astype(bool)
         inter += metrics.slice_counts(pred & true).sum(axis=0)
         total += metrics.slice_counts(pred).sum(axis=0) + metrics.slice_counts(true).sum(axis=0)
-        sd = metrics.slice_dice(pred, true, both_empty)
-        hd = metrics.hausdorff(pred, true, both_empty)
+        if scans_mode:
+            sd = metrics.slice_dice(pred, true, both_empty)
+            hd = metrics.hausdorff(pred, true, both_empty)
+            row = {"case_day": example["case_day"].numpy().decode(),
+                   "slices": int(pred.shape[0]), **metrics.summarize([sd], [hd], classes)}
+        else:
+            sd = metrics.volume_dice(pred, true)
+            hd = (metrics.hd95(pred, true, example["spacing"].numpy()) if distances
+                  else None)
+            row = {"case": example["scan"].numpy().decode(), "slices": int(pred.shape[0]),
+                   **metrics.summarize_volumes([sd], None if hd is None else [hd], classes)}
+            del row["score"]
         slice_dices.append(sd)
         class_hds.append(hd)
-        rows.append({"case_day": example["case_day"].numpy().decode(),
-                     "slices": int(pred.shape[0]), **metrics.summarize([sd], [hd])})
+        rows.append(row)
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
-    rows.sort(key=lambda r: _case_day_key(r["case_day"]))
-    result = metrics.summarize(slice_dices, class_hds)
+    if scans_mode:
+        rows.sort(key=lambda r: _case_day_key(r["case_day"]))
+        result = metrics.summarize(slice_dices, class_hds, classes)
+    else:
+        rows.sort(key=lambda r: r["case"])
+        if not rows:
+            raise MedsegError(f"the {split} split holds no cases")
+        result = metrics.summarize_volumes(slice_dices, class_hds if distances else None,
+                                           classes)
     # Dice of all voxels pooled per class (what the Keras metric reports, at native size).
     pooled = np.where(total > 0, 2 * inter / np.maximum(total, 1), np.nan)
     result["dice_pooled"] = float(np.nanmean(pooled)) if np.isfinite(pooled).any() else math.nan
-    result.update({f"dice_pooled_{c}": float(v) for c, v in zip(CLASSES, pooled)})
-    result["both_empty"] = both_empty
+    result.update({f"dice_pooled_{c}": float(v) for c, v in zip(classes, pooled)})
+    if scans_mode:
+        result["both_empty"] = both_empty
+    else:
+        result["classes"] = list(classes)
+        result["empty_in_one"] = ("Dice 0, HD95 the volume's diagonal in mm; empty in both: "
+                                  "left out of the means")
     return result, rows
 
 
@@ -107,17 +147,25 @@ def load_exported(model_dir: str | os.PathLike, config: Config) -> Callable:
     return lambda images: endpoint(image=tf.convert_to_tensor(images, tf.float32))["logits"]
 
 
-def write_report(result: dict, rows: list[dict], out_dir: str | os.PathLike) -> Path:
-    """``metrics.json`` (aggregate + case-days) and ``case_days.csv`` in ``out_dir``."""
+def write_report(result: dict, rows: list[dict], out_dir: str | os.PathLike,
+                 classes=KAGGLE.classes) -> Path:
+    """``metrics.json`` (aggregate + rows) and ``case_days.csv`` (uwmgi, phantom) or
+    ``cases.csv`` (other sources) in ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = json_safe({**result, "case_days": rows})
+    scans_mode = not rows or "case_day" in rows[0]
+    name = "case_days" if scans_mode else "cases"
+    report = json_safe({**result, name: rows})
     tmp = out_dir / "metrics.json.tmp"
     tmp.write_text(json.dumps(report, indent=2) + "\n")
     os.replace(tmp, out_dir / "metrics.json")
-    fields = ["case_day", "slices", "dice", "hausdorff", "score"] + [
-        f"{m}_{c}" for m in ("dice", "hausdorff") for c in CLASSES]
-    tmp = out_dir / "case_days.csv.tmp"
+    if scans_mode:
+        fields = ["case_day", "slices", "dice", "hausdorff", "score"] + [
+            f"{m}_{c}" for m in ("dice", "hausdorff") for c in classes]
+    else:
+        fields = ["case", "slices", "dice", "hd95"] + [
+            f"{m}_{c}" for m in ("dice", "hd95") for c in classes]
+    tmp = out_dir / f"{name}.csv.tmp"
     with tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
@@ -125,7 +173,7 @@ def write_report(result: dict, rows: list[dict], out_dir: str | os.PathLike) -> 
             writer.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else
                                  round(v, 6) if isinstance(v, float) else v)
                              for k, v in row.items()})
-    os.replace(tmp, out_dir / "case_days.csv")
+    os.replace(tmp, out_dir / f"{name}.csv")
     return out_dir
 
 
@@ -152,4 +200,4 @@ def evaluate_saved_model(model_dir: str | os.PathLike, config: Config, *,
     result, rows = evaluate_scans(predict, config, split, both_empty, builder=builder,
                                   progress=True)
     out = Path(out_dir) if out_dir else Path(model_dir).resolve().parent / "evaluation"
-    return result, write_report(result, rows, out)
+    return result, write_report(result, rows, out, task_for(config, builder).classes)

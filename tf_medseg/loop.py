@@ -29,8 +29,8 @@ import tensorflow as tf
 from tf_medseg.config import CLASSES
 
 
-def scores_from_counts(intersection: np.ndarray, total: np.ndarray, prefix: str = ""
-                       ) -> dict[str, float]:
+def scores_from_counts(intersection: np.ndarray, total: np.ndarray, prefix: str = "",
+                       classes=CLASSES) -> dict[str, float]:
     """Dice and IoU (mean and per class) from summed thresholded-pixel counts; a class empty in
     both prediction and truth scores 1, as in :class:`tf_medseg.metrics.DiceScore`."""
     intersection, total = np.asarray(intersection, float), np.asarray(total, float)
@@ -38,9 +38,9 @@ def scores_from_counts(intersection: np.ndarray, total: np.ndarray, prefix: str 
     union = total - intersection
     iou = np.where(union > 0, intersection / np.maximum(union, 1e-9), 1.0)
     logs = {f"{prefix}dice": float(dice.mean())}
-    logs.update({f"{prefix}dice_{c}": float(v) for c, v in zip(CLASSES, dice)})
+    logs.update({f"{prefix}dice_{c}": float(v) for c, v in zip(classes, dice)})
     logs[f"{prefix}iou"] = float(iou.mean())
-    logs.update({f"{prefix}iou_{c}": float(v) for c, v in zip(CLASSES, iou)})
+    logs.update({f"{prefix}iou_{c}": float(v) for c, v in zip(classes, iou)})
     return logs
 
 
@@ -57,12 +57,16 @@ class Trainer:
         model: Built and compiled (``model.optimizer``, ``model.loss``, ``model.jit_compile``)
             inside ``strategy.scope()``.
         strategy: The distribution strategy.
-        threshold: Probability above which a pixel counts as the organ (metrics).
+        threshold: Probability above which a pixel counts as the organ (metrics; sigmoid).
+        classes: The class names (K).
+        output: ``sigmoid`` (K logits) or ``softmax`` (background + K: a pixel is the class
+            of its largest logit).
     """
 
     def __init__(self, model: keras.Model, strategy: tf.distribute.Strategy,
-                 threshold: float = 0.5):
+                 threshold: float = 0.5, classes=CLASSES, output: str = "sigmoid"):
         self.model, self.strategy = model, strategy
+        self.classes, self.output = tuple(classes), output
         self.optimizer, self.loss_fn = model.optimizer, model.loss
         self.replicas = strategy.num_replicas_in_sync
         self.logit = float(np.log(threshold / (1 - threshold)))
@@ -78,7 +82,8 @@ class Trainer:
     # Per replica ------------------------------------------------------------------------
 
     def _counts(self, y, logits):
-        pred = tf.cast(tf.cast(logits[..., :len(CLASSES)], tf.float32) > self.logit,
+        from tf_medseg.metrics import predicted_masks
+        pred = tf.cast(predicted_masks(logits, len(self.classes), self.output, self.logit),
                        tf.float32)
         y = tf.cast(y, tf.float32)
         return (tf.reduce_sum(pred * y, axis=(0, 1, 2)),
@@ -129,9 +134,10 @@ class Trainer:
 class Accumulator:
     """Sums of (loss x examples, examples, intersection, total) over an epoch."""
 
-    def __init__(self):
+    def __init__(self, classes=CLASSES):
+        self.classes = tuple(classes)
         self.loss = self.n = 0.0
-        self.intersection = self.total = np.zeros(len(CLASSES))
+        self.intersection = self.total = np.zeros(len(self.classes))
 
     def add(self, loss_sum, n, intersection, total) -> None:
         self.loss += float(loss_sum)
@@ -145,7 +151,7 @@ class Accumulator:
 
     def logs(self, prefix: str = "") -> dict[str, float]:
         return {f"{prefix}loss": self.mean_loss,
-                **scores_from_counts(self.intersection, self.total, prefix)}
+                **scores_from_counts(self.intersection, self.total, prefix, self.classes)}
 
 
 def fit(trainer: Trainer, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, *,
@@ -177,7 +183,7 @@ def fit(trainer: Trainer, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, *,
     callback_list.on_train_begin()
     for epoch in range(initial_epoch, epochs):
         callback_list.on_epoch_begin(epoch)
-        train_acc = Accumulator()
+        train_acc = Accumulator(trainer.classes)
         epoch_iter = iterator if iterator is not None else iter(train_dist)
         for step in range(steps):
             try:
@@ -194,7 +200,7 @@ def fit(trainer: Trainer, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, *,
             # validation, no epoch logs, and above all no backup of the broken weights.
             model.stop_training = True
             break
-        val_acc = Accumulator()
+        val_acc = Accumulator(trainer.classes)
         for batch in val_dist:
             val_acc.add(*trainer.val_step(batch))
         logs = {**train_acc.logs(), **val_acc.logs("val_"),

@@ -1,7 +1,10 @@
 """Segmentation losses on logits, computed in float32 under any precision policy.
 
-Every loss takes ``(y_true, logits)`` of shape (B, H, W, C), one independent sigmoid channel per
-class, and returns a scalar. ``train.loss`` picks one by name or weights several::
+Every loss takes ``(y_true, logits)``, y_true (B, H, W, K) 0/1 masks of the K classes, and
+returns a scalar. The logits are (B, H, W, K), one independent sigmoid channel per class, or
+with ``softmax=True`` (B, H, W, K + 1), a softmax over background and the classes (exclusive
+classes): then ``bce`` is the categorical cross-entropy against background + classes, and the
+overlap losses are computed on the K class probabilities, as nnU-Net's Dice + CE. ``train.loss`` picks one by name or weights several::
 
     train:
       loss: {bce: 0.5, tversky: 0.5}     # 0.5 * BCE + 0.5 * Tversky
@@ -35,10 +38,24 @@ def bce(y_true, logits):
     return ops.mean(keras.losses.binary_crossentropy(y_true, logits, from_logits=True))
 
 
-def _soft_counts(y_true, logits):
-    """Per-class soft TP, FN, FP over the batch (sigmoid probabilities, float32)."""
+def categorical_ce(y_true, logits):
+    """Mean categorical cross-entropy over pixels of a softmax over background + classes."""
     y_true, logits = _float32(y_true, logits)
-    prob = ops.sigmoid(logits)
+    target = ops.concatenate([1.0 - ops.sum(y_true, axis=-1, keepdims=True), y_true], axis=-1)
+    return ops.mean(keras.losses.categorical_crossentropy(target, logits, from_logits=True))
+
+
+def probabilities(logits, softmax: bool = False):
+    """Class probabilities (B, H, W, K), float32: sigmoid per channel, or the softmax's class
+    channels (background dropped)."""
+    logits = ops.cast(logits, "float32")
+    return ops.softmax(logits, axis=-1)[..., 1:] if softmax else ops.sigmoid(logits)
+
+
+def _soft_counts(y_true, logits, softmax: bool = False):
+    """Per-class soft TP, FN, FP over the batch (class probabilities, float32)."""
+    y_true, logits = _float32(y_true, logits)
+    prob = probabilities(logits, softmax)
     axes = (0, 1, 2)
     tp = ops.sum(prob * y_true, axis=axes)
     fn = ops.sum((1.0 - prob) * y_true, axis=axes)
@@ -46,20 +63,21 @@ def _soft_counts(y_true, logits):
     return tp, fn, fp
 
 
-def _tversky_index(y_true, logits, fn_weight: float, fp_weight: float):
+def _tversky_index(y_true, logits, fn_weight: float, fp_weight: float, softmax: bool = False):
     """Per-class Tversky index TP / (TP + fn_weight * FN + fp_weight * FP), soft, smoothed."""
-    tp, fn, fp = _soft_counts(y_true, logits)
+    tp, fn, fp = _soft_counts(y_true, logits, softmax)
     return (tp + SMOOTH) / (tp + fn_weight * fn + fp_weight * fp + SMOOTH)
 
 
-def soft_dice(y_true, logits):
+def soft_dice(y_true, logits, softmax: bool = False):
     """1 - soft Dice (2 TP + 1) / (2 TP + FN + FP + 1) per class over the batch, averaged over
     classes."""
-    tp, fn, fp = _soft_counts(y_true, logits)
+    tp, fn, fp = _soft_counts(y_true, logits, softmax)
     return 1.0 - ops.mean((2.0 * tp + SMOOTH) / (2.0 * tp + fn + fp + SMOOTH))
 
 
-def tversky(fn_weight: float = 0.7, fp_weight: float = 0.3) -> Callable:
+def tversky(fn_weight: float = 0.7, fp_weight: float = 0.3, softmax: bool = False
+            ) -> Callable:
     """1 - Tversky index (Salehi et al. 2017), averaged over classes.
 
     ``fn_weight`` > ``fp_weight`` penalises missed organ pixels more than false alarms, which
@@ -67,19 +85,19 @@ def tversky(fn_weight: float = 0.7, fp_weight: float = 0.3) -> Callable:
     term doubled).
     """
     def tversky_loss(y_true, logits):
-        return 1.0 - ops.mean(_tversky_index(y_true, logits, fn_weight, fp_weight))
+        return 1.0 - ops.mean(_tversky_index(y_true, logits, fn_weight, fp_weight, softmax))
     return tversky_loss
 
 
 def focal_tversky(fn_weight: float = 0.7, fp_weight: float = 0.3,
-                  gamma: float = 4 / 3) -> Callable:
+                  gamma: float = 4 / 3, softmax: bool = False) -> Callable:
     """Focal Tversky loss (Abraham & Khan 2019): mean over classes of (1 - TI) ** (1 / gamma).
 
     With gamma > 1 a class already segmented well (TI near 1) contributes a larger gradient
     than with plain Tversky, so training keeps working on the hard, small classes.
     """
     def focal_tversky_loss(y_true, logits):
-        ti = _tversky_index(y_true, logits, fn_weight, fp_weight)
+        ti = _tversky_index(y_true, logits, fn_weight, fp_weight, softmax)
         return ops.mean(ops.power(ops.maximum(1.0 - ti, 1e-7), 1.0 / gamma))
     return focal_tversky_loss
 
@@ -110,14 +128,21 @@ def lovasz_hinge(y_true, logits):
 
 
 def combined(weights: Mapping[str, float], *, fn_weight: float = 0.7, fp_weight: float = 0.3,
-             gamma: float = 4 / 3) -> Callable:
-    """The weighted sum of the named losses, e.g. ``{"bce": 0.5, "tversky": 0.5}``."""
-    parts = {"bce": bce, "dice": soft_dice, "tversky": tversky(fn_weight, fp_weight),
-             "focal_tversky": focal_tversky(fn_weight, fp_weight, gamma),
+             gamma: float = 4 / 3, softmax: bool = False) -> Callable:
+    """The weighted sum of the named losses, e.g. ``{"bce": 0.5, "tversky": 0.5}``, for
+    sigmoid logits or (``softmax``) logits of background + classes."""
+    parts = {"bce": categorical_ce if softmax else bce,
+             "dice": lambda y, x: soft_dice(y, x, softmax),
+             "tversky": tversky(fn_weight, fp_weight, softmax),
+             "focal_tversky": focal_tversky(fn_weight, fp_weight, gamma, softmax),
              "lovasz": lovasz_hinge}
     unknown = set(weights) - set(parts)
     if unknown:
         raise ValueError(f"unknown loss {sorted(unknown)}; choose from {NAMES}")
+    if softmax and weights.get("lovasz"):
+        from tf_medseg.errors import ConfigError
+        raise ConfigError("train.loss: lovasz (the Lovasz hinge) needs sigmoid outputs; set "
+                          "model.output sigmoid, or use bce, dice, tversky or focal_tversky")
     terms = [(parts[name], float(w)) for name, w in weights.items() if w]
 
     def loss(y_true, logits):
@@ -139,8 +164,10 @@ def deep_supervision(loss: Callable, outputs: int) -> Callable:
     return supervised
 
 
-def get_loss(train_config) -> Callable:
-    """The loss function ``train.loss`` (and the Tversky keys) of a ``train:`` section."""
+def get_loss(train_config, output: str = "sigmoid") -> Callable:
+    """The loss function ``train.loss`` (and the Tversky keys) of a ``train:`` section, for
+    the model's ``output`` (sigmoid or softmax)."""
     t = train_config
     return combined(loss_weights(t.loss), fn_weight=t.tversky_fn_weight,
-                    fp_weight=t.tversky_fp_weight, gamma=t.focal_tversky_gamma)
+                    fp_weight=t.tversky_fp_weight, gamma=t.focal_tversky_gamma,
+                    softmax=output == "softmax")

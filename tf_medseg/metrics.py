@@ -1,4 +1,5 @@
-"""Metrics: streaming Dice and IoU for training, and the competition score on 3-D volumes.
+"""Metrics: streaming Dice and IoU for training, the competition score on 3-D volumes, and
+for other data sets per-case Dice and HD95 in millimetres (:func:`volume_dice`, :func:`hd95`).
 
 Competition score of one case-day volume (D, H, W, C), as in DESIGN.md:
 ``0.4 * mean Dice + 0.6 * (1 - mean 3-D Hausdorff)``. Dice is per (slice, class) pair; the
@@ -20,6 +21,17 @@ from scipy import ndimage
 from tf_medseg.config import CLASSES
 
 BOTH_EMPTY = ("skip", "one", "zero")
+
+
+def predicted_masks(logits, num_classes: int, output: str = "sigmoid", logit: float = 0.0):
+    """Boolean (..., K) class masks from logits: sigmoid channels above ``logit`` (the logit
+    of the threshold), or for a softmax over background + classes the class of the largest
+    logit. Only the first K (K + 1) channels are read: a deep-supervision model's auxiliary
+    heads follow them."""
+    if output == "softmax":
+        winner = ops.argmax(logits[..., :num_classes + 1], axis=-1)
+        return ops.one_hot(winner, num_classes + 1)[..., 1:] > 0.5
+    return ops.cast(logits[..., :num_classes], "float32") > logit
 
 
 class DiceScore(keras.metrics.Metric):
@@ -188,15 +200,74 @@ def _nanmean(values: np.ndarray) -> float:
     return float(values.mean()) if values.size else float("nan")
 
 
-def summarize(slice_dices: Iterable[np.ndarray], class_hausdorffs: Iterable[np.ndarray]
-              ) -> dict:
+def summarize(slice_dices: Iterable[np.ndarray], class_hausdorffs: Iterable[np.ndarray],
+              classes=CLASSES) -> dict:
     """Aggregate over case-days the competition's way: Dice over all (slice, class) pairs,
     Hausdorff over all (case-day, class) pairs; skipped (NaN) pairs count in neither."""
-    sd = np.concatenate([np.asarray(s).reshape(-1, len(CLASSES)) for s in slice_dices])
+    sd = np.concatenate([np.asarray(s).reshape(-1, len(classes)) for s in slice_dices])
     hd = np.stack([np.asarray(h) for h in class_hausdorffs])
     dice, hd_mean = _nanmean(sd), _nanmean(hd)
     result = {"dice": dice, "hausdorff": hd_mean, "score": 0.4 * dice + 0.6 * (1 - hd_mean)}
-    for c, name in enumerate(CLASSES):
+    for c, name in enumerate(classes):
         result[f"dice_{name}"] = _nanmean(sd[:, c])
         result[f"hausdorff_{name}"] = _nanmean(hd[:, c])
+    return result
+
+
+# ------------------------------------------------- the figures other data sets report (mm)
+
+def volume_dice(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Dice per class over a whole (D, H, W, K) volume; NaN where the class is empty in both
+    (left out of means, as nnU-Net's summary.json does)."""
+    pred, true = pred.astype(bool), true.astype(bool)
+    axes = tuple(range(pred.ndim - 1))
+    inter = np.count_nonzero(pred & true, axis=axes)
+    total = np.count_nonzero(pred, axis=axes) + np.count_nonzero(true, axis=axes)
+    return np.where(total > 0, 2.0 * inter / np.maximum(total, 1), np.nan)
+
+
+def _surface(mask: np.ndarray) -> np.ndarray:
+    """The voxels of a mask with a face-neighbour outside it (outside the array counts)."""
+    return mask & ~ndimage.binary_erosion(mask, border_value=0)
+
+
+def hd95(pred: np.ndarray, true: np.ndarray, spacing) -> np.ndarray:
+    """95th percentile Hausdorff distance in mm per class of (D, H, W, K) volumes, with the
+    voxel ``spacing`` (mm along D, H, W): the larger of the two directed 95th percentiles of
+    surface-to-surface distances (MONAI's ``compute_hausdorff_distance(percentile=95)``).
+    NaN where the class is empty in both; the volume's diagonal in mm where it is empty in only
+    one (MONAI leaves that undefined)."""
+    pred, true = pred.astype(bool), true.astype(bool)
+    spacing = tuple(float(s) for s in spacing)
+    diagonal = float(np.sqrt(sum((n * s) ** 2 for n, s in zip(pred.shape[:3], spacing))))
+    out = np.empty(pred.shape[-1])
+    for c in range(pred.shape[-1]):
+        p, t = pred[..., c], true[..., c]
+        if not p.any() and not t.any():
+            out[c] = np.nan
+        elif not p.any() or not t.any():
+            out[c] = diagonal
+        else:
+            box = _bounding_box(p | t)  # exact: every surface voxel lies inside it
+            ps, ts = _surface(p[box]), _surface(t[box])
+            to_t = ndimage.distance_transform_edt(~ts, sampling=spacing)[ps]
+            to_p = ndimage.distance_transform_edt(~ps, sampling=spacing)[ts]
+            out[c] = max(np.percentile(to_t, 95), np.percentile(to_p, 95))
+    return out
+
+
+def summarize_volumes(dices: Iterable[np.ndarray], distances: Iterable[np.ndarray] | None,
+                      classes: Iterable[str]) -> dict:
+    """Means over cases (NaN entries left out): ``dice`` and ``hd95`` over all (case, class)
+    pairs, ``dice_<class>`` and ``hd95_<class>`` per class, and ``score`` (= ``dice``: what
+    ``train.monitor: val_score`` follows for these data sets)."""
+    classes = list(classes)
+    d = np.stack([np.asarray(x, float) for x in dices]).reshape(-1, len(classes))
+    result = {"dice": _nanmean(d)}
+    result.update({f"dice_{c}": _nanmean(d[:, k]) for k, c in enumerate(classes)})
+    if distances is not None:
+        h = np.stack([np.asarray(x, float) for x in distances]).reshape(-1, len(classes))
+        result["hd95"] = _nanmean(h)
+        result.update({f"hd95_{c}": _nanmean(h[:, k]) for k, c in enumerate(classes)})
+    result["score"] = result["dice"]
     return result

@@ -17,6 +17,14 @@ from tf_medseg.config import CLASSES
 
 COLOURS = {"large_bowel": (230, 159, 0), "small_bowel": (86, 180, 233),
            "stomach": (0, 158, 115)}  # RGB
+# Other data sets' classes, in their order: the Okabe-Ito palette, then more.
+PALETTE = ((230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178),
+           (213, 94, 0), (204, 121, 167), (255, 255, 255))
+
+
+def colour(name: str, index: int) -> tuple[int, int, int]:
+    """A class's RGB colour: UW-Madison's organs by name, other classes by position."""
+    return COLOURS.get(name, PALETTE[index % len(PALETTE)])
 
 
 def to_grey(image: np.ndarray, scale: float = 1.0) -> np.ndarray:
@@ -26,25 +34,31 @@ def to_grey(image: np.ndarray, scale: float = 1.0) -> np.ndarray:
     return (grey * 255 + 0.5).astype(np.uint8)
 
 
-def contours(grey: np.ndarray, masks: np.ndarray, thickness: int = 1) -> np.ndarray:
-    """(H, W) uint8 grey and (H, W, 3) boolean masks -> (H, W, 3) uint8 RGB with each class's
+def contours(grey: np.ndarray, masks: np.ndarray, thickness: int = 1,
+             classes=CLASSES) -> np.ndarray:
+    """(H, W) uint8 grey and (H, W, K) boolean masks -> (H, W, 3) uint8 RGB with each class's
     outline drawn in its colour."""
     rgb = np.repeat(grey[..., None], 3, axis=-1).copy()
-    for c, name in enumerate(CLASSES):
+    for c, name in enumerate(classes):
         mask = np.ascontiguousarray(masks[..., c], dtype=np.uint8)
         if not mask.any():
             continue
         outlines, _ = cv2.findContours(mask, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
-        cv2.drawContours(rgb, outlines, -1, COLOURS[name], thickness)
+        cv2.drawContours(rgb, outlines, -1, colour(name, c), thickness)
     return rgb
 
 
-def side_by_side(image: np.ndarray, true: np.ndarray, pred: np.ndarray) -> np.ndarray:
+def side_by_side(image: np.ndarray, true: np.ndarray, pred: np.ndarray, classes=CLASSES
+                 ) -> np.ndarray:
     """A normalised slice with the true contours (left) and the predicted ones (right), as one
-    (H, 2W + 2, 3) uint8 image."""
+    (H, 2W + 2, 3) uint8 image. (Z-scored slices are shown over their own range.)"""
+    image = np.asarray(image, np.float32)
+    if image.min() < 0:
+        image = (image - image.min()) / max(float(image.max() - image.min()), 1e-6)
     grey = to_grey(image)
     gap = np.full((grey.shape[0], 2, 3), 255, np.uint8)
-    return np.concatenate([contours(grey, true), gap, contours(grey, pred)], axis=1)
+    return np.concatenate([contours(grey, true, classes=classes), gap,
+                           contours(grey, pred, classes=classes)], axis=1)
 
 
 def write_png(path, rgb: np.ndarray) -> None:

@@ -136,13 +136,25 @@ class ExportedModel:
         from tf_medseg.export import load_signatures, read_metadata
         self.dir = Path(model_dir).expanduser()
         self.metadata = read_metadata(self.dir, f"--model {self.dir}")
-        loaded = load_signatures(self.dir, ["serving_scaled", "intensity_scale"],
-                                 f"--model {self.dir}")
+        self.volumes = self.metadata.get("task", {}).get("kind") == "volumes"
+        scale = "normalization" if self.volumes else "intensity_scale"
+        loaded = load_signatures(self.dir, ["serving_scaled", scale], f"--model {self.dir}")
         self._loaded = loaded  # keeps the signatures' variables alive
-        self._scale = loaded.signatures["intensity_scale"]
+        self._scale = loaded.signatures[scale]
         self._scaled = loaded.signatures["serving_scaled"]
         self.context = list(self.metadata["context_offsets"])
         self.threshold = float(self.metadata.get("threshold", 0.5))
+
+    def normalization(self, volume: np.ndarray):
+        """(4, M) normalisation parameters of a raw (D, H, W, M) volume (volume sources)."""
+        return self._scale(volume=np.asarray(volume, np.float32))["params"]
+
+    def volume_probabilities(self, stacks: np.ndarray, params, tta: bool = False
+                             ) -> np.ndarray:
+        """Raw float32 (B, H, W, C) stacks -> (B, H, W, K) class probabilities (volume
+        sources); ``tta`` as in :meth:`probabilities`."""
+        return _averaged(np.asarray(stacks, np.float32),
+                         lambda x: self._scaled(image=x, params=params)["probabilities"], tta)
 
     def scale(self, volume: np.ndarray):
         return self._scale(volume=volume)["scale"]
@@ -154,24 +166,33 @@ class ExportedModel:
         training's scale augmentation), each prediction resized back.
         """
         import tensorflow as tf
-        out = self._scaled(image=images, scale=scale)["probabilities"].numpy()
-        if not tta:
-            return out
-        height, width = images.shape[1:3]
-        for zoom in TTA_ZOOMS:
-            size = (max(1, round(height * zoom)), max(1, round(width * zoom)))
-            zoomed = tf.image.resize(tf.cast(images, tf.float32), size, method="bilinear")
-            zoomed = tf.cast(tf.clip_by_value(tf.round(zoomed), 0, 65535), tf.uint16)
-            probs = self._scaled(image=zoomed, scale=scale)["probabilities"]
-            out += tf.image.resize(probs, (height, width), method="bilinear").numpy()
-        return out / (1 + len(TTA_ZOOMS))
+        return _averaged(images, lambda x: self._scaled(image=x, scale=scale)["probabilities"],
+                         tta, lambda z: tf.cast(tf.clip_by_value(tf.round(z), 0, 65535),
+                                                tf.uint16))
+
+
+def _averaged(images, run, tta: bool, to_input=lambda z: z) -> np.ndarray:
+    """``run(images)`` as numpy, or with ``tta`` its mean with the runs on the images zoomed by
+    ``TTA_ZOOMS`` (bilinear, ``to_input`` casting them back), each resized back."""
+    import tensorflow as tf
+    out = run(images).numpy()
+    if not tta:
+        return out
+    height, width = images.shape[1:3]
+    for zoom in TTA_ZOOMS:
+        size = (max(1, round(height * zoom)), max(1, round(width * zoom)))
+        zoomed = to_input(tf.image.resize(tf.cast(images, tf.float32), size, method="bilinear"))
+        out += tf.image.resize(run(zoomed), (height, width), method="bilinear").numpy()
+    return out / (1 + len(TTA_ZOOMS))
 
 
 def predict(model_dir: str | os.PathLike, input_dir: str | os.PathLike,
             output: str | os.PathLike, *, overlays: str | os.PathLike | None = None,
             tta: bool = False, threshold: float | None = None, batch_size: int = 16,
-            progress: bool = True) -> dict:
-    """Predict every slice of ``input_dir`` and write the submission (and overlays).
+            progress: bool = True, probabilities: bool = False) -> dict:
+    """Predict every slice of ``input_dir`` and write the submission (and overlays); for a
+    model of a volume source, label maps in the input's form
+    (:func:`tf_medseg.predict_volumes.predict_volumes`).
 
     Returns:
         ``{"scans", "slices", "rows", "output", "seconds", "load_seconds",
@@ -189,6 +210,16 @@ def predict(model_dir: str | os.PathLike, input_dir: str | os.PathLike,
         raise MedsegError(f"--batch-size: must be at least 1, got {batch_size}")
     model = ExportedModel(model_dir)
     loaded = time.perf_counter()
+    if model.volumes:
+        from tf_medseg.predict_volumes import predict_volumes
+        result = predict_volumes(model, input_dir, output, overlays=overlays, tta=tta,
+                                 threshold=threshold, batch_size=batch_size,
+                                 probabilities=probabilities, progress=progress)
+        result["load_seconds"] = loaded - start
+        return result
+    if probabilities:
+        raise MedsegError("--probabilities: for NIfTI and image-folder models; a Kaggle "
+                          "submission holds masks only")
     threshold = model.threshold if threshold is None else threshold
     scans = find_scans(input_dir)
     output = Path(output).expanduser()

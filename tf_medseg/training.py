@@ -194,8 +194,8 @@ def make_optimizer(train_config, steps_per_epoch: int) -> keras.optimizers.Optim
     return keras.optimizers.Adam(lr, global_clipnorm=t.clipnorm)
 
 
-def compiled_model(config: Config, policy: str, jit: bool, steps_per_epoch: int
-                   ) -> keras.Model:
+def compiled_model(config: Config, policy: str, jit: bool, steps_per_epoch: int,
+                   task=None) -> keras.Model:
     """The configured model built under ``policy`` and compiled with the configured optimiser,
     schedule and loss (a LossScaleOptimizer wraps the optimiser under mixed_float16). Call it
     inside the strategy's scope. The initial weights depend on ``train.seed`` alone: the
@@ -204,9 +204,15 @@ def compiled_model(config: Config, policy: str, jit: bool, steps_per_epoch: int
     With ``model.deep_supervision`` the heads are concatenated on the channel axis into one
     output and the loss weights them; :func:`tf_medseg.models.main_output` recovers the
     full-resolution head.
+
+    ``task`` (:func:`tf_medseg.data.pipeline.task_for`) gives the classes, channels and the
+    output (``model.output``); default: the UW-Madison task.
     """
+    from tf_medseg.data.task import KAGGLE, output_of
     from tf_medseg.losses import deep_supervision, get_loss
     from tf_medseg.models import build_model
+
+    task = task or KAGGLE
 
     # Keras seeds every unseeded initializer and dropout layer from Python's global
     # ``random`` when the layer is made: seeded here, the weights are a function of
@@ -215,8 +221,8 @@ def compiled_model(config: Config, policy: str, jit: bool, steps_per_epoch: int
     keras.utils.set_random_seed(config.train.seed)
     keras.mixed_precision.set_global_policy(policy)
     try:
-        model = build_model(config)
-        loss = get_loss(config.train)
+        model = build_model(config, task)
+        loss = get_loss(config.train, output_of(config, task))
         if len(model.outputs) > 1:
             loss = deep_supervision(loss, len(model.outputs))
             model = keras.Model(model.inputs, keras.layers.Concatenate(
@@ -273,8 +279,10 @@ class NanGuard(keras.callbacks.Callback):
 
 class ValidationScore(keras.callbacks.Callback):
     """Adds ``val_score`` and ``val_hausdorff`` (the competition metric on whole validation
-    scans at their native size, as metrics.json) to every epoch's logs. Runs on every worker,
-    so that they all take the same early-stopping decisions."""
+    scans at their native size, as metrics.json) to every epoch's logs; for the volume
+    sources ``val_score`` is the mean 3-D Dice over validation cases and classes (the
+    distances are computed once, for metrics.json). Runs on every worker, so that they all
+    take the same early-stopping decisions."""
 
     def __init__(self, config: Config, builder):
         super().__init__()
@@ -287,10 +295,12 @@ class ValidationScore(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         from tf_medseg.evaluate import evaluate_scans
-        result, _ = evaluate_scans(self.predict, self.config, "val", builder=self.builder)
+        result, _ = evaluate_scans(self.predict, self.config, "val", builder=self.builder,
+                                   distances=False)
         if logs is not None:
             logs["val_score"] = result["score"]
-            logs["val_hausdorff"] = result["hausdorff"]
+            if "hausdorff" in result:
+                logs["val_hausdorff"] = result["hausdorff"]
 
 
 class HistoryLog(keras.callbacks.Callback):
@@ -393,9 +403,12 @@ class TensorBoardExtras(keras.callbacks.Callback):
     """The resolved config as text (once), and after every epoch an image panel of fixed
     validation slices: true contours on the left, predicted on the right."""
 
-    def __init__(self, log_dir: Path, config: Config, slices: tuple | None):
+    def __init__(self, log_dir: Path, config: Config, slices: tuple | None, task=None,
+                 output: str = "sigmoid"):
+        from tf_medseg.data.task import KAGGLE
         super().__init__()
         self.log_dir, self.config, self.slices = log_dir, config, slices
+        self.task, self.output = task or KAGGLE, output
 
     def on_train_begin(self, logs=None):
         import yaml
@@ -407,14 +420,17 @@ class TensorBoardExtras(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.slices is None:
             return
+        from tf_medseg.metrics import predicted_masks
         from tf_medseg.models import main_output
         from tf_medseg.overlay import side_by_side
         images, masks = self.slices
         logits = main_output(self.model)(images, training=False)
         threshold = self.config.train.threshold
-        pred = tf.cast(logits, tf.float32).numpy() > math.log(threshold / (1 - threshold))
-        centre = self.config.data.context.index(0)
-        panels = [side_by_side(img[..., centre], true, p)
+        pred = np.asarray(predicted_masks(tf.cast(logits, tf.float32), self.task.num_classes,
+                                          self.output,
+                                          math.log(threshold / (1 - threshold))))
+        centre = self.config.data.context.index(0)  # of the first channel (modality)
+        panels = [side_by_side(img[..., centre], true, p, self.task.classes)
                   for img, true, p in zip(images.numpy(), masks.numpy() > 0.5, pred)]
         with self.writer.as_default():
             tf.summary.image("overlays (true | predicted)", np.stack(panels), step=epoch,
@@ -573,6 +589,10 @@ def train(config: Config, verbose: int | None = None) -> dict:
     # Data first: bad input stops here, before the run directory is touched. Prepared once
     # (the Kaggle source is fingerprinted once) for both splits and the final scoring.
     builder = prepare(config.data)
+    from tf_medseg.data.pipeline import task_for
+    from tf_medseg.data.task import output_of
+    task = task_for(config, builder)
+    output = output_of(config, task)
     train_ds, val_ds = make_datasets(config, strategy, builder)
 
     run_dir = Path(config.train.run_dir).expanduser()
@@ -580,7 +600,7 @@ def train(config: Config, verbose: int | None = None) -> dict:
     backup_dir, history = ckpt_dir / "backup", run_dir / "history.csv"
     steps = config.train.steps_per_epoch or int(train_ds.cardinality())
     with strategy.scope():
-        model = compiled_model(config, policy, jit, steps)
+        model = compiled_model(config, policy, jit, steps, task)
     backup = Backup(model, backup_dir, chief, config)
     resuming = backup.latest() is not None
     if resuming:
@@ -640,7 +660,7 @@ def train(config: Config, verbose: int | None = None) -> dict:
             keras.callbacks.TensorBoard(str(run_dir / "logs"), update_freq="epoch",
                                         write_graph=False),
             TensorBoardExtras(run_dir / "logs", config,
-                              overlay_slices(config, builder)),
+                              overlay_slices(config, builder), task, output),
         ]
     if config.train.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
@@ -650,7 +670,7 @@ def train(config: Config, verbose: int | None = None) -> dict:
         callbacks.append(TimeBudget(config.train.max_minutes))
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
-    trainer = Trainer(model, strategy, config.train.threshold)
+    trainer = Trainer(model, strategy, config.train.threshold, task.classes, output)
     fit(trainer, train_ds, val_ds, epochs=config.train.epochs,
         steps_per_epoch=config.train.steps_per_epoch, initial_epoch=initial_epoch,
         callbacks=callbacks, verbose=verbose, on_epoch_saved=backup.save)
@@ -669,28 +689,34 @@ def train(config: Config, verbose: int | None = None) -> dict:
     if not chief:
         trainer.any_worker(False)  # wait for the chief's outputs, then leave together
         return {}
-    if best_path.is_file():
+    if config.train.keep == "best" and best_path.is_file():
         model.load_weights(str(best_path))
     model = main_output(model)
 
-    print("Scoring the kept model on the validation cases (3-D competition metric)...",
-          flush=True)
+    print("Scoring the kept model on the validation cases (" +
+          ("3-D competition metric" if task.kind == "scans" else "3-D Dice and HD95 in mm") +
+          ")...", flush=True)
     result, per_case_day = evaluate_scans(lambda x: model(x, training=False), config, "val",
                                           builder=builder)
-    result = json_safe({**result, "case_days": per_case_day})
+    result = json_safe({**result, ("case_days" if task.kind == "scans" else "cases"):
+                        per_case_day})
     result["epochs_trained"] = len(read_history(history))
-    if (ckpt_dir / "best.json").is_file():
+    if config.train.keep == "last":
+        result["kept_epoch"] = result["epochs_trained"] - 1
+    elif (ckpt_dir / "best.json").is_file():
         result["kept_epoch"] = json.loads((ckpt_dir / "best.json").read_text())["epoch"]
     tmp = run_dir / "metrics.json.tmp"
     tmp.write_text(json.dumps(result, indent=2) + "\n")
     os.replace(tmp, run_dir / "metrics.json")
     if config.export.saved_model:
-        export_saved_model(model, config, run_dir / "saved_model",
-                           extra_metadata={"validation": {k: result[k] for k in
-                                                          ("dice", "hausdorff", "score")}})
+        export_saved_model(model, config, run_dir / "saved_model", task=task,
+                           extra_metadata={"validation": {
+                               k: result[k] for k in ("dice", "hausdorff", "hd95", "score")
+                               if k in result}})
     trainer.any_worker(False)  # the other workers wait for this: the outputs are complete
     summary = ", ".join(f"{k} {result[k]:.4f}" if result[k] is not None else f"{k} n/a"
-                        for k in ("dice_pooled", "dice", "hausdorff", "score"))
+                        for k in ("dice_pooled", "dice", "hausdorff", "hd95", "score")
+                        if k in result)
     print(f"Validation (kept model, whole scans): {summary}; outputs in {run_dir}", flush=True)
     return result
 

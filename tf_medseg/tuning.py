@@ -65,6 +65,11 @@ class ConfigHyperModel(keras_tuner.HyperModel):
         self.epochs = config.tune.epochs or config.train.epochs
         self.execution = 0  # of the running trial: executions differ in seed
 
+    def task(self, config: Config):
+        """The data's task for a trial's config (normalisation resolved)."""
+        from tf_medseg.data.pipeline import task_for
+        return task_for(config, self.builder)
+
     def declare_hyperparameters(self, hp) -> None:
         for entry in self.entries:
             entry.declare(hp)
@@ -84,7 +89,7 @@ class ConfigHyperModel(keras_tuner.HyperModel):
         check_global_batch(config, self.strategy)  # a trial's batch can be searched
         train_ds, _ = make_datasets(config, self.strategy, self.builder)  # for its length
         steps = config.train.steps_per_epoch or int(train_ds.cardinality())
-        model = compiled_model(config, self.policy, self.jit, steps)
+        model = compiled_model(config, self.policy, self.jit, steps, self.task(config))
         # Optimizer variables exist before Hyperband loads an earlier round's checkpoint into
         # the model, so that the moments and the step (the schedule) continue too.
         model.optimizer.build(model.trainable_variables)
@@ -105,7 +110,10 @@ class ConfigHyperModel(keras_tuner.HyperModel):
         after = [history]
         if config.train.max_minutes:
             after.append(TimeBudget(config.train.max_minutes))
-        trainer = Trainer(model, self.strategy, config.train.threshold)
+        from tf_medseg.data.task import output_of
+        task = self.task(config)
+        trainer = Trainer(model, self.strategy, config.train.threshold, task.classes,
+                          output_of(config, task))
         fit(trainer, train_ds, val_ds, epochs=epochs or self.epochs,
             steps_per_epoch=config.train.steps_per_epoch, initial_epoch=initial_epoch,
             callbacks=ours + list(callbacks) + after,

@@ -132,18 +132,29 @@ def sample_nearest(masks: tf.Tensor, ys: tf.Tensor, xs: tf.Tensor) -> tf.Tensor:
     return tf.reshape(values, shape)
 
 
-def adjust_intensity(images: tf.Tensor, params: tf.Tensor, max_value: float | None = None
-                     ) -> tf.Tensor:
+def adjust_intensity(images: tf.Tensor, params: tf.Tensor, max_value: float | None = None,
+                     min_value: float | None = 0.0) -> tf.Tensor:
     """Per slice ``contrast * x ** gamma + brightness`` on normalised images, clipped to
-    [0, max_value]; ``params`` is (B, 3) from :func:`intensity_params`."""
+    [min_value, max_value]; ``params`` is (B, 3) from :func:`intensity_params`.
+
+    ``min_value`` None (z-scored images, any sign): gamma acts on each slice rescaled to
+    [0, 1] by its own range and mapped back, contrast and brightness as above, no clipping.
+    """
     p = params[:, None, None, None, :]
+    if min_value is None:
+        low = tf.reduce_min(images, axis=(1, 2, 3), keepdims=True)
+        span = tf.maximum(tf.reduce_max(images, axis=(1, 2, 3), keepdims=True) - low, 1e-6)
+        unit = tf.maximum((images - low) / span, 1e-6)
+        images = low + span * tf.exp(p[..., 2] * tf.math.log(unit))
+        images = p[..., 0] * images + p[..., 1]
+        return images if max_value is None else tf.minimum(images, max_value)
     # exp(g log x) rather than pow: the same values, 5x faster on CPU.
     powered = tf.exp(p[..., 2] * tf.math.log(tf.maximum(images, 1e-6)))
-    images = tf.maximum(p[..., 0] * powered + p[..., 1], 0.0)
+    images = tf.maximum(p[..., 0] * powered + p[..., 1], min_value)
     return images if max_value is None else tf.minimum(images, max_value)
 
 
-def _apply(images, masks, matrices, field, intensity, max_value, channels_first,
+def _apply(images, masks, matrices, field, intensity, max_value, min_value, channels_first,
            unpack_masks):
     if channels_first:
         images = tf.transpose(images, [0, 2, 3, 1])
@@ -152,10 +163,10 @@ def _apply(images, masks, matrices, field, intensity, max_value, channels_first,
     ys, xs = _source_coords(matrices, shape[1], shape[2])
     if field is not None:
         ys, xs = ys + field[..., 0], xs + field[..., 1]
-    images = adjust_intensity(sample_bilinear(images, ys, xs), intensity, max_value)
+    images = adjust_intensity(sample_bilinear(images, ys, xs), intensity, max_value, min_value)
     masks = sample_nearest(masks, ys, xs)
     if unpack_masks:
-        masks = tf.cast(unpack_mask(masks), tf.float32)
+        masks = tf.cast(unpack_mask(masks, unpack_masks), tf.float32)
     return images, masks
 
 
@@ -165,7 +176,8 @@ _apply_xla = tf.function(_apply, jit_compile=True, reduce_retracing=True)
 
 def augment(images: tf.Tensor, masks: tf.Tensor, seed: tf.Tensor,
             params: AugmentConfig = AugmentConfig(), max_value: float | None = None, *,
-            channels_first: bool = False, unpack_masks: bool = False):
+            min_value: float | None = 0.0, channels_first: bool = False,
+            unpack_masks: bool | int = False):
     """Augment a batch.
 
     Args:
@@ -177,7 +189,10 @@ def augment(images: tf.Tensor, masks: tf.Tensor, seed: tf.Tensor,
             normalisation range, so that training never sees values inference cannot).
         channels_first: ``images`` are (B, C, H, W), of any float dtype; the output is
             channels-last float32. Lets the pipeline fuse its decoding into this computation.
-        unpack_masks: ``masks`` are bit-packed; return them as (B, H, W, K) float32.
+        min_value: The lowest normalised intensity (0 after percentile normalisation); None
+            for z-scored images (see :func:`adjust_intensity`).
+        unpack_masks: ``masks`` are bit-packed; return them as (B, H, W, K) float32. True
+            means the 3 UW-Madison classes, a number K that many classes.
 
     Returns:
         (images, masks), with the shapes and dtypes given unless converted as above.
@@ -189,5 +204,7 @@ def augment(images: tf.Tensor, masks: tf.Tensor, seed: tf.Tensor,
     field = (elastic_field(seeds[1], batch, height, width, params) if params.elastic > 0
              else None)
     intensity = intensity_params(seeds[2], batch, params)
-    return _apply_xla(images, masks, matrices, field, intensity, max_value, channels_first,
-                      unpack_masks)
+    if unpack_masks is True:
+        unpack_masks = 3
+    return _apply_xla(images, masks, matrices, field, intensity, max_value, min_value,
+                      channels_first, int(unpack_masks))

@@ -41,6 +41,23 @@ FEATURES = tfds.features.FeaturesDict({
 })
 
 
+# The records of the volume sources (nnunet, decathlon, folder): one case a record.
+VOLUME_FEATURES = tfds.features.FeaturesDict({
+    "scan": tfds.features.Text(doc="case name (the file name without channel and ending)"),
+    "case": tfds.features.Scalar(np.int32, doc="patient number: index into the metadata's "
+                                               "'groups' (cases of one patient share a fold)"),
+    "spacing": tfds.features.Tensor(shape=(3,), dtype=np.float32,
+                                    doc="mm across slices, rows, columns"),
+    "image": tfds.features.Tensor(shape=(None, None, None, None), dtype=np.float32,
+                                  encoding=tfds.features.Encoding.BYTES,
+                                  doc="(D, H, W, C) intensities, one channel per modality"),
+    "mask": tfds.features.Tensor(shape=(None, None, None), dtype=np.uint16,
+                                 encoding=tfds.features.Encoding.ZLIB,
+                                 doc="(D, H, W) the label map, or bit k set = class k (the "
+                                     "metadata's task says which)"),
+})
+
+
 def pack_mask(mask: np.ndarray) -> np.ndarray:
     """(..., K) 0/1 masks -> (...) uint8 with bit k set where class k is."""
     mask = np.asarray(mask) != 0
@@ -50,11 +67,19 @@ def pack_mask(mask: np.ndarray) -> np.ndarray:
     return packed
 
 
-def unpack_mask(packed):
-    """(...) uint8 bit-packed masks -> (..., K) uint8 0/1 masks (a TensorFlow op)."""
+def unpack_mask(packed, num_classes: int = len(CLASSES)):
+    """(...) bit-packed masks (uint8, or uint16 for more than 8 classes) -> (..., K) uint8 0/1
+    masks (a TensorFlow op)."""
     import tensorflow as tf  # noqa: PLC0415 (the writers do not need TensorFlow)
-    bits = tf.constant(CLASS_BITS, tf.uint8)
+    bits = tf.constant([1 << k for k in range(num_classes)], packed.dtype)
     return tf.cast(tf.bitwise.bitwise_and(packed[..., None], bits) > 0, tf.uint8)
+
+
+def volume_example(volume, case_index: int) -> tuple[str, dict]:
+    """(key, feature dict) of a :class:`tf_medseg.data.volumes.Volume`."""
+    return volume.case, {"scan": volume.case, "case": np.int32(case_index),
+                         "spacing": volume.spacing, "image": volume.image,
+                         "mask": volume.label}
 
 
 def to_example(scan) -> tuple[str, dict]:

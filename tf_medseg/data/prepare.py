@@ -1,7 +1,7 @@
 """Prepare the configured data set as TFRecord shards (once), and open it.
 
 ``train.py`` calls :func:`prepare` before training: the first time it runs the TFDS builder
-(``gi_phantom`` or ``uw_madison_gi``), which validates the source and writes versioned TFRecord
+(``gi_phantom``, ``uw_madison_gi``, ``nnunet``, ``decathlon`` or ``segmentation_folder``), which validates the source and writes versioned TFRecord
 shards under ``data.data_dir``; later runs find them and reuse them.
 
 A build killed at any point (even with kill -9) leaves nothing that is reused: TFDS writes into
@@ -45,6 +45,22 @@ def _import_builders():
     return GiPhantom, phantom_config, UwMadisonGi, source_config
 
 
+def _volume_builder(config: DataConfig) -> tfds.core.DatasetBuilder:
+    _import_builders()
+    from datasets.decathlon import Decathlon
+    from datasets.folder import SegmentationFolder
+    from datasets.nnunet import Nnunet
+    from datasets.volume_layout import volume_config
+    cls = {"nnunet": Nnunet, "decathlon": Decathlon, "folder": SegmentationFolder}[
+        config.source]
+    wanted = volume_config(config.source, config.root, config.group_pattern,
+                           config.slice_axis, config.spacing)
+    if config.source == "folder" and not config.group_pattern:
+        print("Note: data.group_pattern is not set, so every image counts as its own patient "
+              "in the folds; set it if several images come from one patient", flush=True)
+    return cls(config=wanted, data_dir=data_dir(config))
+
+
 def data_dir(config: DataConfig) -> str:
     return os.path.expanduser(config.data_dir)
 
@@ -58,6 +74,8 @@ def get_builder(config: DataConfig) -> tfds.core.DatasetBuilder:
         # TFDS wants a registered config by name, and any other as an object.
         known = wanted.name in GiPhantom.builder_configs
         return GiPhantom(config=wanted.name if known else wanted, data_dir=data_dir(config))
+    if config.source in ("nnunet", "decathlon", "folder"):
+        return _volume_builder(config)
     root = Path(config.root).expanduser()
     if not root.is_dir():
         raise DataError(f"data.root {root} does not exist; set it to the Kaggle folder "

@@ -11,13 +11,17 @@ from tf_medseg.models.unet import build_unet
 BUILDERS = {"unet": build_unet, "attention_unet": build_attention_unet}
 
 
-def build_model(config) -> keras.Model:
-    """The model a :class:`tf_medseg.config.Config` describes (uncompiled, logits out; a list
-    of outputs with ``model.deep_supervision``)."""
-    from tf_medseg.config import CLASSES
+def build_model(config, task=None) -> keras.Model:
+    """The model a :class:`tf_medseg.config.Config` describes for the data's
+    :class:`~tf_medseg.data.task.Task` (default: the UW-Madison one): uncompiled, logits out
+    (background + classes for a softmax output, else one per class; a list of outputs with
+    ``model.deep_supervision``). Input channels: the data's channels x the context offsets."""
+    from tf_medseg.data.task import KAGGLE, num_outputs, output_of
 
+    task = task or KAGGLE
     m, d = config.model, config.data
-    return BUILDERS[m.name]((*d.image_size, len(d.context)), len(CLASSES),
+    channels = task.num_channels * len(d.context)
+    return BUILDERS[m.name]((*d.image_size, channels), num_outputs(output_of(config, task), task),
                             base_filters=m.base_filters, depth=m.depth,
                             batch_norm=m.batch_norm, dropout=m.dropout,
                             upsampling=m.upsampling, up_kernel=m.up_kernel,

@@ -1,0 +1,53 @@
+"""Read items in worker processes, a few at a time, and hand the results over in order.
+
+Reading is CPU-bound (PNG and gzip decoding, RLE decoding, mask packing), so the builders read
+in worker processes; at most ``_IN_FLIGHT`` items per worker are pending, so that memory stays
+bounded, and results come back in the order of the items, whatever order the workers finish
+in. One progress bar with a total.
+"""
+
+from __future__ import annotations
+
+import collections
+import multiprocessing as mp
+import os
+from concurrent import futures
+from typing import Callable, Iterator, Sequence
+
+from tqdm.auto import tqdm
+
+# Items in flight per worker: enough to keep workers busy while the main process writes.
+_IN_FLIGHT = 2
+
+
+def in_order(fn: Callable, jobs: Sequence[tuple], sizes: Sequence[int], *, desc: str,
+             unit: str, workers: int | None = None) -> Iterator:
+    """``fn(*job)`` of every job, in order, with a progress bar advancing by ``sizes``.
+
+    Args:
+        fn: A module-level function (workers are spawned: it must be importable).
+        workers: Reader processes (default: one per CPU core, at most 8).
+    """
+    workers = workers or min(8, os.cpu_count() or 1)
+    bar = tqdm(total=sum(sizes), desc=desc, unit=unit, unit_scale=True, smoothing=0.1)
+    with bar:
+        # spawn, not fork: TensorFlow's threads may be running in this process.
+        with futures.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+            todo = iter(zip(jobs, sizes))
+            pending = collections.deque()
+
+            def submit():
+                item = next(todo, None)
+                if item is not None:
+                    pending.append((item[1], pool.submit(fn, *item[0])))
+            for _ in range(_IN_FLIGHT * workers):
+                submit()
+            try:
+                while pending:
+                    size, job = pending.popleft()
+                    submit()
+                    yield job.result()
+                    bar.update(size)
+            finally:  # on an error, do not wait for items nobody will write
+                for _, job in pending:
+                    job.cancel()
