@@ -267,8 +267,9 @@ class TrainConfig:
                 "(MultiWorkerMirroredStrategy from the TF_CONFIG environment variable)")
     run_dir: str = _field("runs/unet", "where checkpoints, logs, metrics and the export go")
     seed: int = _field(42, "random seed for weights, shuffling and augmentation")
-    threshold: float = _field(0.5, "probability above which a pixel is the organ", min=0.0,
-                              max=1.0)
+    threshold: float = _field(0.5, "probability above which a pixel is the organ (sigmoid "
+                                   "outputs; a softmax model takes the most probable class)",
+                              min=0.0, max=1.0)
     max_minutes: Optional[float] = _field(
         None, "optional wall-clock budget (of each trial under --tune); no epoch starts that "
               "would end past it",
