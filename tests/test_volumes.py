@@ -176,3 +176,17 @@ def test_all_empty_label_maps_warn(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "warning: every label map of" in out and "is empty" in out
     assert builder.info.metadata["organ_slices_per_scan"] == {"case_000": 0, "case_001": 0}
+
+
+def test_records_are_keyed_to_files_and_options(nnunet):
+    import os
+
+    from datasets.volume_layout import volume_config
+    first = volume_config("nnunet", str(nnunet)).name
+    assert volume_config("nnunet", str(nnunet)).name == first  # stable
+    assert volume_config("nnunet", str(nnunet), slice_axis=0).name != first
+    assert volume_config("nnunet", str(nnunet), spacing=(2.0, 2.0)).name != first
+    label = nnunet / "labelsTr" / "case_000.nii.gz"
+    st = label.stat()
+    os.utime(label, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert volume_config("nnunet", str(nnunet)).name != first

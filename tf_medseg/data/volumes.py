@@ -382,13 +382,13 @@ def fingerprint(index: SourceIndex, options: dict) -> str:
     h.update(json.dumps({"format": index.format, "root": str(index.root.resolve()),
                          "task": index.task.to_dict(), "options": options},
                         sort_keys=True).encode())
-    meta = [index.root / "dataset.json", index.root / "labels.json"]
+    files = [index.root / "dataset.json", index.root / "labels.json"]
     for c in index.cases:
-        for p in (*c.images, *([c.label] if c.label else []), *c.masks, *meta):
-            if p.is_file():
-                st = p.stat()
-                h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-        meta = []
+        files += [*c.images, *([c.label] if c.label else []), *c.masks]
+    for path in files:
+        if path.is_file():
+            st = path.stat()
+            h.update(f"{path}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
 
 
