@@ -37,8 +37,14 @@ import keras
 import tensorflow as tf
 
 from tf_medseg.config import CLASSES, Config
-from tf_medseg.data.pipeline import (CLIP, PERCENTILE, apply_normalization, intensity_scale,
-                                     normalization_params, normalize)
+from tf_medseg.data.pipeline import (
+    CLIP,
+    PERCENTILE,
+    apply_normalization,
+    intensity_scale,
+    normalization_params,
+    normalize,
+)
 from tf_medseg.data.task import KAGGLE, output_of
 from tf_medseg.errors import MedsegError
 

@@ -4,7 +4,8 @@ Every loss takes ``(y_true, logits)``, y_true (B, H, W, K) 0/1 masks of the K cl
 returns a scalar. The logits are (B, H, W, K), one independent sigmoid channel per class, or
 with ``softmax=True`` (B, H, W, K + 1), a softmax over background and the classes (exclusive
 classes): then ``bce`` is the categorical cross-entropy against background + classes, and the
-overlap losses are computed on the K class probabilities, as nnU-Net's Dice + CE. ``train.loss`` picks one by name or weights several::
+overlap losses are computed on the K class probabilities, as nnU-Net's Dice + CE.
+``train.loss`` picks one by name or weights several::
 
     train:
       loss: {bce: 0.5, tversky: 0.5}     # 0.5 * BCE + 0.5 * Tversky

@@ -69,9 +69,9 @@ def train_peer(config, out: Path) -> dict:
     from tf_medseg.data.prepare import prepare
     from tf_medseg.data.task import output_of
     from tf_medseg.evaluate import evaluate_scans, json_safe
-    from tf_medseg.losses import get_loss
     from tf_medseg.loop import Trainer, fit
-    from tf_medseg.training import (HistoryLog, make_datasets, make_optimizer, runtime_for)
+    from tf_medseg.losses import get_loss
+    from tf_medseg.training import HistoryLog, make_datasets, make_optimizer, runtime_for
     strategy = tf.distribute.get_strategy()
     policy, jit = runtime_for(config)
     builder = prepare(config.data)

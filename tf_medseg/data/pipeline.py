@@ -28,6 +28,7 @@ offset ``context[k]`` (one modality: channel k is offset k, as for the Kaggle re
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import numpy as np
@@ -91,7 +92,6 @@ def resolve_task(config: Config, task: Task) -> Task:
             a channel without foreground statistics; anything but percentile for the Kaggle
             layout (normalised per scan from 16-bit integers).
     """
-    import dataclasses
     wanted = config.data.normalization
     methods = [wanted] * task.num_channels if isinstance(wanted, str) else list(wanted)
     if len(methods) != task.num_channels:
@@ -114,7 +114,6 @@ def task_for(config: Config, builder) -> Task:
     """The task of a prepared builder, normalisation resolved for ``config``."""
     task = task_of(builder)
     if task.kind == "volumes":
-        import dataclasses
         stats = builder.info.metadata.get("intensity_stats") or []
         task = dataclasses.replace(task, stats=tuple(stats))
     return resolve_task(config, task)

@@ -1,8 +1,9 @@
 """Prepare the configured data set as TFRecord shards (once), and open it.
 
 ``train.py`` calls :func:`prepare` before training: the first time it runs the TFDS builder
-(``gi_phantom``, ``uw_madison_gi``, ``nnunet``, ``decathlon`` or ``segmentation_folder``), which validates the source and writes versioned TFRecord
-shards under ``data.data_dir``; later runs find them and reuse them.
+(``gi_phantom``, ``uw_madison_gi``, ``nnunet``, ``decathlon`` or ``segmentation_folder``),
+which validates the source and writes versioned TFRecord shards under ``data.data_dir``; later
+runs find them and reuse them.
 
 A build killed at any point (even with kill -9) leaves nothing that is reused: TFDS writes into
 an ``incomplete.*`` folder and renames it only when complete. The next build takes a lock on the
