@@ -119,9 +119,15 @@ def test_nnunet_2d_png(tmp_path):
     check_volume_metrics(result, ["ball", "box"])
     assert all(r["slices"] == 1 for r in result["cases"])
     from tf_medseg.predict import predict
-    predict(run / "saved_model", root / "imagesTr", tmp_path / "out", progress=False)
+    predict(run / "saved_model", root / "imagesTr", tmp_path / "out", progress=False,
+            overlays=tmp_path / "overlays")
     label = cv2.imread(str(tmp_path / "out" / "img_000.png"), cv2.IMREAD_UNCHANGED)
     assert label.shape == (32, 28) and label.dtype == np.uint8
+    overlay = cv2.imread(str(tmp_path / "overlays" / "img_000_slice0000.png"))
+    assert overlay.shape == (32, 28, 3)
+    from tf_medseg.errors import MedsegError
+    with pytest.raises(MedsegError, match="the input folder"):
+        predict(run / "saved_model", root / "imagesTr", root / "imagesTr", progress=False)
 
 
 def test_decathlon_4d_multichannel(tmp_path):
@@ -230,3 +236,14 @@ def test_benchmark_on_a_volume_source(tmp_path):
     assert result["source"] == "nnunet" and result["slices"] == 12
     for key in ("pipeline_slices_per_s", "train_images_per_s", "infer_images_per_s"):
         assert result[key] > 0, key
+
+
+def test_benchmark_recognises_every_source(tmp_path, tiny_phantom):
+    from tf_medseg.benchmark import detect_source
+    from tf_medseg.errors import MedsegError
+    assert detect_source(str(tiny_phantom)) == "uwmgi"
+    assert detect_source(str(write_nnunet_2d(tmp_path / "n", cases=1))) == "nnunet"
+    assert detect_source(str(write_decathlon(tmp_path / "d", cases=1))) == "decathlon"
+    assert detect_source(str(write_folder(tmp_path / "f", images=1))) == "folder"
+    with pytest.raises(MedsegError, match="not a recognised data set folder"):
+        detect_source(str(tmp_path))
