@@ -136,6 +136,15 @@ def _write_nifti(path: Path, labels: np.ndarray, reference: Path) -> None:
     _atomic(path, lambda tmp: nib.save(image, str(tmp)))
 
 
+def _write_npz(path: Path, probs: np.ndarray, task: Task) -> None:
+    """``probabilities`` (K, ...) float16 and ``classes`` of (..., K) probabilities."""
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, probabilities=np.moveaxis(probs, -1, 0).astype(np.float16),
+                                classes=np.array(task.classes))
+    _atomic(path, write)
+
+
 def _write_png(path: Path, image: np.ndarray) -> None:
     import cv2
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -207,9 +216,7 @@ def predict_volumes(model, input_dir, output, *, overlays=None, tta: bool = Fals
             written.append(name)
             if probabilities:
                 p = volumes.from_slices(probs, axis).reshape(*file_shape, -1)
-                _atomic(out_dir / f"{case.name}.npz", lambda tmp: np.savez_compressed(
-                    open(tmp, "wb"), probabilities=np.moveaxis(p, -1, 0).astype(np.float16),
-                    classes=np.array(task.classes)))
+                _write_npz(out_dir / f"{case.name}.npz", p, task)
         else:
             labels = labels[:, :, 0]
             if task.exclusive:
@@ -221,9 +228,7 @@ def predict_volumes(model, input_dir, output, *, overlays=None, tta: bool = Fals
                                ((p[..., k] > threshold) * 255).astype(np.uint8))
             written.append(f"{case.name}.png")
             if probabilities:
-                _atomic(out_dir / f"{case.name}.npz", lambda tmp: np.savez_compressed(
-                    open(tmp, "wb"), probabilities=np.moveaxis(probs[0], -1, 0).astype(
-                        np.float16), classes=np.array(task.classes)))
+                _write_npz(out_dir / f"{case.name}.npz", probs[0], task)
         if overlay_dir is not None:
             _write_overlays(overlay_dir, case.name, volumes.to_slices(image, axis), probs,
                             task, output_kind, threshold)

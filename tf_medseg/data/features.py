@@ -12,6 +12,10 @@ Masks are mostly zeros: bit-packed and zlib-compressed they take about 0.1% of t
 
 The TFDS builders in ``datasets/`` write with :data:`FEATURES` and :func:`to_example`; the
 pipeline reads through the same builder and unpacks masks with :func:`unpack_mask`.
+
+The volume sources (nnunet, decathlon, folder) write :data:`VOLUME_FEATURES` with
+:func:`volume_example`: one case a record, its (D, H, W, C) float32 image and its (D, H, W)
+uint16 mask, a label map or bit-packed per-class masks as the metadata's task says.
 """
 
 from __future__ import annotations
