@@ -123,10 +123,8 @@ def _measure(config, args) -> dict:
     builder = prepare(config.data)
     prepared = time.perf_counter() - start
     from tf_medseg.data.pipeline import scan_table, task_for
-    from tf_medseg.data.task import output_of
     slices = sum(row[2] for row in scan_table(builder.info.metadata))
     task = task_for(config, builder)
-    output = output_of(config, task)
     policy, jit = runtime_for(config)
     result = {"pipeline_slices_per_s": None, "pipeline_first_epoch_slices_per_s": None,
               "train_images_per_s": None, "infer_images_per_s": None,
@@ -152,7 +150,7 @@ def _measure(config, args) -> dict:
         strategy = tf.distribute.get_strategy()
         model = compiled_model(config, policy, jit, steps_per_epoch=10**5, task=task)
         if "train" in parts:
-            trainer = Trainer(model, strategy, config.train.threshold, task.classes, output)
+            trainer = Trainer.for_config(model, strategy, config, task)
             result["train_images_per_s"] = round(
                 _time_training(trainer, (images, masks), args.seconds), 1)
             print(f"Training: {result['train_images_per_s']:.1f} images/s ({policy}, "
@@ -163,7 +161,7 @@ def _measure(config, args) -> dict:
             print(f"Inference: {result['infer_images_per_s']:.1f} images/s", flush=True)
     if args.compare_runtimes:
         result["runtimes"] = _compare_runtimes(config, (images, masks), args.compare_runtimes,
-                                               args.seconds, task, output)
+                                               args.seconds, task)
     result["peak_rss_mb"] = round(_peak_rss_mb())
     print(json.dumps(result), flush=True)
     return result
@@ -201,8 +199,7 @@ RUNTIMES = (("mixed_bfloat16", False), ("mixed_bfloat16", True), ("float32", Fal
             ("float32", True))
 
 
-def _compare_runtimes(config, batch, rounds: int, seconds: float, task=None,
-                      output: str = "sigmoid") -> dict:
+def _compare_runtimes(config, batch, rounds: int, seconds: float, task) -> dict:
     """Training images/s per (policy, XLA), measured in alternating rounds (so that machine
     load drifts alike for all), median over rounds; ``auto`` names what training picks."""
     import statistics
@@ -214,9 +211,8 @@ def _compare_runtimes(config, batch, rounds: int, seconds: float, task=None,
     trainers = {}
     for policy, jit in RUNTIMES:
         model = compiled_model(config, policy, jit, steps_per_epoch=10**5, task=task)
-        trainers[_runtime_label(policy, jit)] = Trainer(
-            model, tf.distribute.get_strategy(), config.train.threshold,
-            task.classes if task else ("large_bowel", "small_bowel", "stomach"), output)
+        trainers[_runtime_label(policy, jit)] = Trainer.for_config(
+            model, tf.distribute.get_strategy(), config, task)
     times: dict[str, list[float]] = {name: [] for name in trainers}
     for r in range(rounds):
         for name, trainer in trainers.items():

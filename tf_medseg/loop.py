@@ -79,6 +79,15 @@ class Trainer:
         self.train_step = tf.function(self._distributed_train_step)
         self.val_step = tf.function(self._distributed_val_step)
 
+    @classmethod
+    def for_config(cls, model: keras.Model, strategy: tf.distribute.Strategy, config, task
+                   ) -> "Trainer":
+        """The trainer of ``config`` (``train.threshold``, ``model.output``) for the data's
+        :class:`~tf_medseg.data.task.Task` (its classes)."""
+        from tf_medseg.data.task import output_of
+        return cls(model, strategy, config.train.threshold, task.classes,
+                   output_of(config, task))
+
     # Per replica ------------------------------------------------------------------------
 
     def _counts(self, y, logits):

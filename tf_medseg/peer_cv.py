@@ -62,7 +62,6 @@ def peer_model(config, task, output: str):
 
 def train_peer(config, out: Path) -> dict:
     """Train the peer on ``config``'s fold with tf_medseg's loop; its validation metrics."""
-    import keras
     import tensorflow as tf
 
     from tf_medseg.data.pipeline import task_for
@@ -70,25 +69,18 @@ def train_peer(config, out: Path) -> dict:
     from tf_medseg.data.task import output_of
     from tf_medseg.evaluate import evaluate_scans, json_safe
     from tf_medseg.loop import Trainer, fit
-    from tf_medseg.losses import get_loss
-    from tf_medseg.training import HistoryLog, make_datasets, make_optimizer, runtime_for
+    from tf_medseg.training import HistoryLog, compiled_model, make_datasets, runtime_for
     strategy = tf.distribute.get_strategy()
     policy, jit = runtime_for(config)
     builder = prepare(config.data)
     task = task_for(config, builder)
-    output = output_of(config, task)
     train_ds, val_ds = make_datasets(config, strategy, builder)
     steps = config.train.steps_per_epoch or int(train_ds.cardinality())
-    keras.utils.set_random_seed(config.train.seed)
-    keras.mixed_precision.set_global_policy(policy)
-    try:
-        model = peer_model(config, task, output)
-        model.compile(optimizer=make_optimizer(config.train, steps),
-                      loss=get_loss(config.train, output), jit_compile=jit)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
+    # Seeded, built under the policy and compiled as tf_medseg's own model is.
+    model = compiled_model(config, policy, jit, steps, task,
+                           build=lambda c, t: peer_model(c, t, output_of(c, t)))
     out.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(model, strategy, config.train.threshold, task.classes, output)
+    trainer = Trainer.for_config(model, strategy, config, task)
     fit(trainer, train_ds, val_ds, epochs=config.train.epochs,
         steps_per_epoch=config.train.steps_per_epoch,
         callbacks=[HistoryLog(out / "history.csv", 0)], verbose=2)

@@ -192,14 +192,9 @@ def predict_volumes(model, input_dir, output, *, overlays=None, tta: bool = Fals
         files = volumes.CaseFiles(case.name, case.name, case.files)
         image, header = volumes.read_images(index, files)
         file_shape = image.shape[:3]
-        axis = 2 if image.shape[2] == 1 else volumes.slice_axis_of(
-            header.spacing, meta.get("slice_axis", "auto"))
-        vol = volumes.to_slices(image, axis)  # (D, H, W, C)
-        native = vol.shape[1:3]
-        if spacing:
-            sp = [s for i, s in enumerate(header.spacing[:3]) if i != axis]
-            vol = volumes.resample_slices(vol, volumes.resample_size(native, sp, spacing),
-                                          nearest=False)
+        axis = volumes.case_axis(image.shape, header.spacing, meta.get("slice_axis", "auto"))
+        native = tuple(n for i, n in enumerate(file_shape) if i != axis)
+        vol, _ = volumes.cut(image, axis, header.spacing, spacing, nearest=False)  # (D, H, W, C)
         params = model.normalization(vol)
         stacks = stack_context(tf.constant(vol), offsets).numpy()
         probs = []
@@ -209,7 +204,8 @@ def predict_volumes(model, input_dir, output, *, overlays=None, tta: bool = Fals
         if probs.shape[1:3] != native:
             probs = volumes.resample_slices(probs, native, nearest=False)
         slices += len(probs)
-        labels = volumes.from_slices(label_map(probs, task, output_kind, threshold), axis)
+        slice_labels = label_map(probs, task, output_kind, threshold)
+        labels = volumes.from_slices(slice_labels, axis)
         if nifti:
             name = case.name + case.ending
             _write_nifti(out_dir / name, labels.reshape(file_shape), case.files[0])
@@ -231,18 +227,17 @@ def predict_volumes(model, input_dir, output, *, overlays=None, tta: bool = Fals
                 _write_npz(out_dir / f"{case.name}.npz", probs[0], task)
         if overlay_dir is not None:
             _write_overlays(overlay_dir, case.name, volumes.to_slices(image, axis), probs,
-                            task, output_kind, threshold)
+                            slice_labels, task, output_kind, threshold)
     end = time.perf_counter()
     return {"scans": len(cases), "slices": slices, "rows": len(written), "files": written,
             "output": str(out_dir), "seconds": end - start, "load_seconds": 0.0,
             "predict_seconds": end - start}
 
 
-def _write_overlays(folder: Path, name: str, vol: np.ndarray, probs: np.ndarray, task: Task,
-                    output: str, threshold: float) -> None:
+def _write_overlays(folder: Path, name: str, vol: np.ndarray, probs: np.ndarray,
+                    labels: np.ndarray, task: Task, output: str, threshold: float) -> None:
     from tf_medseg.overlay import contours, to_grey, write_png
     folder.mkdir(parents=True, exist_ok=True)
-    labels = label_map(probs, task, output, threshold)
     first = vol[..., 0]
     scale = float(np.percentile(first, 99.5)) or 1.0
     for i in range(len(vol)):

@@ -195,7 +195,7 @@ def make_optimizer(train_config, steps_per_epoch: int) -> keras.optimizers.Optim
 
 
 def compiled_model(config: Config, policy: str, jit: bool, steps_per_epoch: int,
-                   task=None) -> keras.Model:
+                   task=None, build=None) -> keras.Model:
     """The configured model built under ``policy`` and compiled with the configured optimiser,
     schedule and loss (a LossScaleOptimizer wraps the optimiser under mixed_float16). Call it
     inside the strategy's scope. The initial weights depend on ``train.seed`` alone: the
@@ -206,7 +206,9 @@ def compiled_model(config: Config, policy: str, jit: bool, steps_per_epoch: int,
     full-resolution head.
 
     ``task`` (:func:`tf_medseg.data.pipeline.task_for`) gives the classes, channels and the
-    output (``model.output``); default: the UW-Madison task.
+    output (``model.output``); default: the UW-Madison task. ``build(config, task)`` replaces
+    :func:`tf_medseg.models.build_model` (another network trained the same way, as
+    :mod:`tf_medseg.peer_cv` does).
     """
     from tf_medseg.data.task import KAGGLE, output_of
     from tf_medseg.losses import deep_supervision, get_loss
@@ -221,7 +223,7 @@ def compiled_model(config: Config, policy: str, jit: bool, steps_per_epoch: int,
     keras.utils.set_random_seed(config.train.seed)
     keras.mixed_precision.set_global_policy(policy)
     try:
-        model = build_model(config, task)
+        model = (build or build_model)(config, task)
         loss = get_loss(config.train, output_of(config, task))
         if len(model.outputs) > 1:
             loss = deep_supervision(loss, len(model.outputs))
@@ -670,7 +672,7 @@ def train(config: Config, verbose: int | None = None) -> dict:
         callbacks.append(TimeBudget(config.train.max_minutes))
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
-    trainer = Trainer(model, strategy, config.train.threshold, task.classes, output)
+    trainer = Trainer.for_config(model, strategy, config, task)
     fit(trainer, train_ds, val_ds, epochs=config.train.epochs,
         steps_per_epoch=config.train.steps_per_epoch, initial_epoch=initial_epoch,
         callbacks=callbacks, verbose=verbose, on_epoch_saved=backup.save)

@@ -110,10 +110,7 @@ class ConfigHyperModel(keras_tuner.HyperModel):
         after = [history]
         if config.train.max_minutes:
             after.append(TimeBudget(config.train.max_minutes))
-        from tf_medseg.data.task import output_of
-        task = self.task(config)
-        trainer = Trainer(model, self.strategy, config.train.threshold, task.classes,
-                          output_of(config, task))
+        trainer = Trainer.for_config(model, self.strategy, config, self.task(config))
         fit(trainer, train_ds, val_ds, epochs=epochs or self.epochs,
             steps_per_epoch=config.train.steps_per_epoch, initial_epoch=initial_epoch,
             callbacks=ours + list(callbacks) + after,

@@ -453,11 +453,8 @@ def _read_2d(path: Path, label: bool) -> np.ndarray:
 
 
 def _check_label(label: np.ndarray, path: Path, declared: frozenset[int]) -> np.ndarray:
-    if label.ndim == 4 and label.shape[3] == 1:
+    if label.ndim == 4:  # (X, Y, Z, 1): other 4-D maps were refused from the header
         label = label[..., 0]
-    if label.ndim > 3:
-        raise DataError(f"{path}: a {label.ndim}-D label map {label.shape}; label maps must "
-                        f"be 2-D or 3-D integer volumes")
     if not np.issubdtype(label.dtype, np.integer):
         if np.issubdtype(label.dtype, np.floating) and np.all(np.isfinite(label)) and \
                 np.array_equal(label, np.round(label)):
@@ -514,6 +511,27 @@ def resample_slices(volume: np.ndarray, size: tuple[int, int], nearest: bool) ->
     return out.astype(volume.dtype)
 
 
+def case_axis(shape: Sequence[int], spacing: Sequence[float], slice_axis) -> int:
+    """The file axis a case of (X, Y, Z[, C]) ``shape`` is cut across: 2 for a single-slice
+    (2D) image, else :func:`slice_axis_of`. Training and predict both use it."""
+    return 2 if shape[2] == 1 else slice_axis_of(spacing, slice_axis)
+
+
+def cut(volume: np.ndarray, axis: int, spacing: Sequence[float],
+        target: Sequence[float] | None, nearest: bool) -> tuple[np.ndarray, list[float]]:
+    """(slices (D, H, W[, C]), their spacing [across, rows, columns] in mm) of a volume in
+    file order with voxel ``spacing``, cut across ``axis`` and resampled in-plane to
+    ``target`` mm if given (linear, or nearest for labels). Training and predict both use
+    it."""
+    slices = to_slices(volume, axis)
+    sp = [spacing[axis]] + [s for i, s in enumerate(spacing[:3]) if i != axis]
+    if target:
+        slices = resample_slices(slices, resample_size(slices.shape[1:3], sp[1:], target),
+                                 nearest)
+        sp = [sp[0], *target]
+    return slices, sp
+
+
 def to_slices(volume: np.ndarray, axis: int) -> np.ndarray:
     """(X, Y, Z[, C]) in file order -> (D, H, W[, C]) with D along ``axis`` (the other two
     axes keep their order)."""
@@ -525,37 +543,45 @@ def from_slices(volume: np.ndarray, axis: int) -> np.ndarray:
     return np.moveaxis(volume, 0, axis)
 
 
+def _check_channels(case: CaseFiles, headers: Sequence[Header]) -> None:
+    """The channel files of a case share one grid (shape and affine, from their headers)."""
+    first = headers[0]
+    for p, h in zip(case.images[1:], headers[1:]):
+        if h.shape[:3] != first.shape[:3]:
+            raise DataError(f"{p}: shape {h.shape} differs from {case.images[0].name}'s "
+                            f"{first.shape}; the channels of case {case.case} must share "
+                            f"one grid")
+        if not np.allclose(h.affine, first.affine, atol=AFFINE_TOLERANCE):
+            raise DataError(f"{p}: its affine differs from {case.images[0].name}'s by more "
+                            f"than {AFFINE_TOLERANCE}; the channels of case {case.case} "
+                            f"must share one grid")
+
+
+def _check_label_header(path: Path, label: Header, image: Header) -> None:
+    """A NIfTI label map is 2-D or 3-D and on its image's grid (shape and affine)."""
+    shape = label.shape
+    if len(shape) == 4 and shape[3] != 1 or len(shape) > 4:
+        raise DataError(f"{path}: a {len(shape)}-D label map {shape}; label maps must be 2-D "
+                        f"or 3-D integer volumes")
+    if shape[:3] != image.shape[:3]:
+        raise DataError(f"{path}: shape {shape[:3]} differs from the image's "
+                        f"{image.shape[:3]}; image and label must share one grid")
+    if not np.allclose(label.affine, image.affine, atol=AFFINE_TOLERANCE):
+        raise DataError(f"{path}: its affine differs from the image's by more than "
+                        f"{AFFINE_TOLERANCE}; image and label must share one grid")
+
+
 def check_headers(index: SourceIndex) -> None:
     """Every NIfTI case's headers agree (channel shapes and affines, label shape, affine and
     dimensions), checked before a build reads any voxel: cheap (headers only), so that most
-    bad cases stop the build before it starts."""
+    bad cases stop the build before it starts. Reading a case checks the same."""
     if index.ending not in NIFTI_ENDINGS:
         return
     for case in index.cases:
         headers = [nifti_header(p) for p in case.images]
-        first = headers[0]
-        for p, h in zip(case.images[1:], headers[1:]):
-            if h.shape[:3] != first.shape[:3]:
-                raise DataError(f"{p}: shape {h.shape} differs from {case.images[0].name}'s "
-                                f"{first.shape}; the channels of case {case.case} must share "
-                                f"one grid")
-            if not np.allclose(h.affine, first.affine, atol=AFFINE_TOLERANCE):
-                raise DataError(f"{p}: its affine differs from {case.images[0].name}'s by more "
-                                f"than {AFFINE_TOLERANCE}; the channels of case {case.case} "
-                                f"must share one grid")
-        if case.label is None:
-            continue
-        label = nifti_header(case.label)
-        shape = label.shape
-        if len(shape) == 4 and shape[3] != 1 or len(shape) > 4:
-            raise DataError(f"{case.label}: a {len(shape)}-D label map {shape}; label maps "
-                            f"must be 2-D or 3-D integer volumes")
-        if shape[:3] != first.shape[:3]:
-            raise DataError(f"{case.label}: shape {shape[:3]} differs from the image's "
-                            f"{first.shape[:3]}; image and label must share one grid")
-        if not np.allclose(label.affine, first.affine, atol=AFFINE_TOLERANCE):
-            raise DataError(f"{case.label}: its affine differs from the image's by more than "
-                            f"{AFFINE_TOLERANCE}; image and label must share one grid")
+        _check_channels(case, headers)
+        if case.label is not None:
+            _check_label_header(case.label, nifti_header(case.label), headers[0])
 
 
 def read_images(index: SourceIndex, case: CaseFiles) -> tuple[np.ndarray, Header]:
@@ -563,6 +589,7 @@ def read_images(index: SourceIndex, case: CaseFiles) -> tuple[np.ndarray, Header
     C) with spacing 1. Checks channel shapes and values."""
     if index.ending in NIFTI_ENDINGS:
         headers = [nifti_header(p) for p in case.images]
+        _check_channels(case, headers)
         arrays = [_check_image(_nifti_data(p, label=False), p) for p in case.images]
         if index.four_d:
             image = arrays[0]
@@ -580,16 +607,6 @@ def read_images(index: SourceIndex, case: CaseFiles) -> tuple[np.ndarray, Header
                     raise DataError(f"{p}: a {a.ndim}-D image {a.shape}; nnU-Net keeps one "
                                     f"channel per file (_0000, _0001, ...), each 2-D or 3-D")
             arrays = [a if a.ndim == 3 else a[:, :, None] for a in arrays]
-            for p, a in zip(case.images[1:], arrays[1:]):
-                if a.shape != arrays[0].shape:
-                    raise DataError(f"{p}: shape {a.shape} differs from {case.images[0].name}'s "
-                                    f"{arrays[0].shape}; the channels of case {case.case} must "
-                                    f"share one grid")
-            for p, h in zip(case.images[1:], headers[1:]):
-                if not np.allclose(h.affine, headers[0].affine, atol=AFFINE_TOLERANCE):
-                    raise DataError(f"{p}: its affine differs from {case.images[0].name}'s by "
-                                    f"more than {AFFINE_TOLERANCE}; the channels of case "
-                                    f"{case.case} must share one grid")
             image = np.stack(arrays, axis=-1)
         header = headers[0]
         header.spacing = tuple(header.spacing[:3]) + (1.0,) * (3 - len(header.spacing[:3]))
@@ -622,21 +639,14 @@ def read_label(index: SourceIndex, case: CaseFiles, header: Header,
             packed[..., 0] |= (mask != 0).astype(np.uint16) << k
         return packed
     if index.ending in NIFTI_ENDINGS:
-        lh = nifti_header(case.label)
+        _check_label_header(case.label, nifti_header(case.label), header)
         label = _check_label(_nifti_data(case.label, label=True), case.label, index.declared)
-        if label.ndim == 2:
-            label = label[:, :, None]
-        if header.affine is not None and not np.allclose(lh.affine, header.affine,
-                                                          atol=AFFINE_TOLERANCE):
-            raise DataError(f"{case.label}: its affine differs from the image's by more than "
-                            f"{AFFINE_TOLERANCE}; image and label must share one grid")
-    else:
-        label = _check_label(_read_2d(case.label, label=True), case.label, index.declared)
-        label = label[:, :, None]
-    if label.shape != tuple(shape):
+        return label[:, :, None] if label.ndim == 2 else label
+    label = _check_label(_read_2d(case.label, label=True), case.label, index.declared)
+    if label.shape != tuple(shape[:2]):
         raise DataError(f"{case.label}: shape {label.shape} differs from the image's "
-                        f"{tuple(shape)}; image and label must share one grid")
-    return label
+                        f"{tuple(shape[:2])}; image and label must share one grid")
+    return label[:, :, None]
 
 
 @dataclasses.dataclass
@@ -658,15 +668,9 @@ def read_case(index: SourceIndex, case: CaseFiles, slice_axis="auto",
     if image.size > MAX_PIXELS:
         raise DataError(f"{case.images[0]}: {image.shape} is too large for one record")
     label = read_label(index, case, header, image.shape[:3])
-    axis = slice_axis_of(header.spacing, slice_axis) if image.shape[2] > 1 or \
-        index.ending in NIFTI_ENDINGS else 2
-    image, label = to_slices(image, axis), to_slices(label, axis)
-    sp = [header.spacing[axis]] + [s for i, s in enumerate(header.spacing[:3]) if i != axis]
-    if spacing:
-        size = resample_size(image.shape[1:3], sp[1:], spacing)
-        image = resample_slices(image, size, nearest=False)
-        label = resample_slices(label, size, nearest=True)
-        sp = [sp[0], *spacing]
+    axis = case_axis(image.shape, header.spacing, slice_axis)
+    image, sp = cut(image, axis, header.spacing, spacing, nearest=False)
+    label, _ = cut(label, axis, header.spacing, spacing, nearest=True)
     return Volume(case.case, case.group, np.ascontiguousarray(image),
                   np.ascontiguousarray(label), np.asarray(sp, np.float32), axis)
 
