@@ -38,6 +38,11 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tune", action="store_true",
                         help="run the KerasTuner search of the config's tune: section instead "
                              "(results in RUN_DIR/tuning/); rerun to resume it")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the finished (or unfinished) run in train.run_dir; the "
+                             "earlier run is kept in RUN_DIR/previous/ until the new run's "
+                             "outputs are complete. Without it a finished run is never "
+                             "replaced, and an unfinished one is resumed")
     args = parser.parse_args(argv)
     _quiet_tensorflow()
     return _run(lambda: _train(args))
@@ -47,11 +52,15 @@ def _train(args) -> None:
     from tf_medseg.config import load_config
     config = load_config(args.config, args.set)
     if args.tune:
+        if args.overwrite:
+            raise MedsegError("--overwrite: not with --tune; a search resumes when rerun, and "
+                              "starts again in another train.run_dir (or once RUN_DIR/tuning "
+                              "is deleted)")
         from tf_medseg.tuning import tune
         tune(config)
         return
     from tf_medseg.training import train
-    train(config)
+    train(config, overwrite=args.overwrite)
 
 
 def phantom_main(argv: Sequence[str] | None = None) -> int:
@@ -77,9 +86,15 @@ def _phantom(args) -> None:
     from tqdm.auto import tqdm
 
     from tf_medseg.data.phantom import kaggle_scale_plan, plan, write_phantom
+    from tf_medseg.files import check_output_path
     for name in ("cases", "days", "slices"):
-        if getattr(args, name) < 1:
-            raise MedsegError(f"--{name} must be at least 1")
+        if not 1 <= getattr(args, name) <= 10_000:
+            raise MedsegError(f"--{name} must be from 1 to 10000")
+    if not 0 <= args.seed < 2**31:
+        raise MedsegError(f"--seed must be from 0 to {2**31 - 1}")
+    out = check_output_path(args.out, "--out", "folder")
+    if out.is_dir() and any(out.iterdir()):  # before any work (write_phantom checks again)
+        raise MedsegError(f"{out} exists and is not an empty folder; choose another --out")
     scans = (kaggle_scale_plan(args.seed) if args.kaggle_scale
              else plan(args.cases, args.days, args.slices, args.seed))
     with tqdm(total=len(scans), desc="Writing phantom scans", unit="scan") as bar:
@@ -196,11 +211,29 @@ def benchmark_main(argv: Sequence[str] | None = None) -> int:
 
 COMMANDS = {"train": train_main, "phantom": phantom_main, "evaluate": evaluate_main,
             "predict": predict_main, "benchmark": benchmark_main}
+SUMMARIES = {
+    "train": "train (or --tune: search) as a YAML config says; the same as train.py",
+    "phantom": "write the built-in synthetic data set in the Kaggle layout",
+    "evaluate": "score an exported model on the validation cases (3-D metrics, JSON, CSV)",
+    "predict": "predict new scans: a Kaggle submission, or label maps for NIfTI/image input",
+    "benchmark": "measure input pipeline, training and inference speed (one JSON line)",
+}
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    return ("usage: python -m tf_medseg COMMAND [options]   (COMMAND --help for its options)"
+            "\n\ncommands:\n" + "".join(f"  {name:<{width}}  {SUMMARIES[name]}\n"
+                                        for name in COMMANDS))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-h", "--help", "help"):
+        print(_usage(), end="")
+        return 0
     if not argv or argv[0] not in COMMANDS:
-        print(f"usage: python -m tf_medseg {{{','.join(COMMANDS)}}} ...", file=sys.stderr)
+        wrong = f"error: unknown command {argv[0]!r}\n" if argv else ""
+        print(wrong + _usage(), end="", file=sys.stderr)
         return 2
     return COMMANDS[argv[0]](argv[1:])

@@ -33,6 +33,8 @@ import tensorflow as tf
 
 from tf_medseg.config import Config, dump_config, improves
 from tf_medseg.errors import ConfigError, TrainingError
+from tf_medseg.files import atomic_open, atomic_write, temporary_path
+from tf_medseg.run_dir import RunDir, check_run_dir, identity, read_json
 
 
 # ------------------------------------------------------------------------------------ runtime
@@ -324,20 +326,21 @@ class HistoryLog(keras.callbacks.Callback):
         if not rows:
             self.path.unlink(missing_ok=True)
             return
-        tmp = self.path.with_suffix(".csv.tmp")
-        with tmp.open("w", newline="") as f:
+        with atomic_open(self.path, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=fields)
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, self.path)
 
     def on_epoch_end(self, epoch, logs=None):
         row = {"epoch": epoch, **{k: logs[k] for k in sorted(logs)}}
         if self.path.is_file():
             with self.path.open() as f:
                 header = next(csv.reader(f), [])
-            if header != list(row):  # columns changed on resume (train.monitor): rewrite
+            complete = self.path.read_bytes().endswith(b"\n")
+            if header != list(row) or not complete:  # columns changed on resume
+                # (train.monitor), or a half-written last row: rewrite
                 rows = read_history(self.path) + [row]
+                header = header if header and header[0] == "epoch" else []
                 fields = header + [k for k in row if k not in header]
                 self._write([{k: r.get(k, "") for k in fields} for r in rows], fields)
                 return
@@ -352,10 +355,32 @@ class HistoryLog(keras.callbacks.Callback):
 
 
 def read_history(path: Path) -> list[dict]:
+    """The rows of ``history.csv``; a half-written last row (a kill while appending) is
+    dropped. Raises a one-line error for a file that is not a history."""
     if not path.is_file():
         return []
-    with path.open() as f:
-        return list(csv.DictReader(f))
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TrainingError(f"{path}: unreadable ({exc}); delete it to start the history "
+                            f"over") from None
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines = lines[:-1]  # the row being appended when the process died
+    rows = list(csv.DictReader(lines))
+    if lines and (not rows and len(lines) > 1 or lines[0].split(",")[0].strip() != "epoch"):
+        raise TrainingError(f"{path}: damaged (no epoch column); delete it to start the "
+                            f"history over")
+    good = []
+    for row in rows:
+        if None in row.values() or None in row:  # too few or too many fields
+            continue
+        try:
+            int(row["epoch"])
+        except ValueError:
+            continue
+        good.append(row)
+    return good
 
 
 def monitor_mode(monitor: str) -> str:
@@ -383,13 +408,10 @@ class BestCheckpoint(keras.callbacks.Callback):
         if value is None or not math.isfinite(value) or not self.better(value):
             return
         self.best = float(value)
-        tmp = self.path.with_name(".partial-" + self.path.name)
-        self.model.save_weights(str(tmp))
-        os.replace(tmp, self.path)
-        record = self.path.with_name("best.json")
-        record.with_suffix(".json.tmp").write_text(json.dumps(
+        with temporary_path(self.path, suffix=".weights.h5") as tmp:
+            self.model.save_weights(str(tmp))
+        atomic_write(self.path.with_name("best.json"), json.dumps(
             {"epoch": epoch, "monitor": self.monitor, "value": self.best}) + "\n")
-        os.replace(record.with_suffix(".json.tmp"), record)
 
 
 def best_record(ckpt_dir: Path, monitor: str) -> float | None:
@@ -397,8 +419,13 @@ def best_record(ckpt_dir: Path, monitor: str) -> float | None:
     path = ckpt_dir / "best.json"
     if not path.is_file() or not (ckpt_dir / "best.weights.h5").is_file():
         return None
-    record = json.loads(path.read_text())
-    return float(record["value"]) if record.get("monitor") == monitor else None
+    record = read_json(path, "record of the best epoch", f"delete {path} and "
+                       f"{ckpt_dir / 'best.weights.h5'} to keep the best epoch from now on")
+    try:
+        return float(record["value"]) if record.get("monitor") == monitor else None
+    except (KeyError, TypeError, ValueError):
+        raise TrainingError(f"{path}: damaged record of the best epoch (no value); delete it "
+                            f"and {ckpt_dir / 'best.weights.h5'}") from None
 
 
 class TensorBoardExtras(keras.callbacks.Callback):
@@ -466,24 +493,15 @@ def overlay_slices(config: Config, builder):
 
 # ------------------------------------------------------------------------------------ backup
 
-BACKUP_KEYS = ("model", "data.context", "data.image_size", "train.optimizer")
-
-
-def _backup_identity(config: Config) -> dict:
-    d = config.to_dict()
-    return {key: (d[key] if "." not in key else d[key.split(".")[0]][key.split(".")[1]])
-            for key in BACKUP_KEYS}
-
-
 class Backup:
     """The state of the last finished epoch (model, optimiser with its step, the epoch), as a
     TensorFlow checkpoint: written to a new file, then published, so a kill during a save
     leaves the previous backup intact. Non-chief workers write theirs to a temporary folder;
     every worker restores from the chief's."""
 
-    def __init__(self, model: keras.Model, directory: Path, chief: bool, config: Config):
+    def __init__(self, model: keras.Model, directory: Path, chief: bool, identity: dict):
         import tempfile
-        self.directory, self.chief, self.config = directory, chief, config
+        self.directory, self.chief, self.identity = directory, chief, identity
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
                                               epoch=self.epoch)
@@ -494,19 +512,13 @@ class Backup:
     def latest(self) -> str | None:
         return tf.train.latest_checkpoint(str(self.directory))
 
-    def check_compatible(self) -> None:
-        """The backup was written for a model this config builds (else a one-line error)."""
-        saved = self.directory / "identity.json"
-        if not saved.is_file():
-            return
-        ours, theirs = _backup_identity(self.config), json.loads(saved.read_text())
-        for key in BACKUP_KEYS:
-            if ours.get(key) != theirs.get(key):
-                raise ConfigError(
-                    f"{key}: {self.directory.parent.parent} holds an unfinished run with "
-                    f"{key} {theirs.get(key)}, this config has {ours.get(key)}; rerun with the "
-                    f"same config to resume, or delete {self.directory} (or use another "
-                    f"train.run_dir) to start over")
+    def trained(self) -> bool:
+        """True once training has ended (only scoring and export were left to do)."""
+        return (self.directory / "trained.json").is_file()
+
+    def mark_trained(self) -> None:
+        if self.chief:
+            atomic_write(self.directory / "trained.json", "{}\n")
 
     def restore(self) -> int:
         """Load the latest backup; the number of epochs it finished."""
@@ -514,8 +526,8 @@ class Backup:
         try:
             self.checkpoint.restore(path).assert_existing_objects_matched()
         except (AssertionError, ValueError, tf.errors.OpError) as exc:
-            raise TrainingError(f"{path}: the backup does not fit this model "
-                                f"({str(exc).splitlines()[0][:160]}); delete {self.directory} "
+            raise TrainingError(f"{path}: the backup does not fit this model or is damaged "
+                                f"({str(exc).splitlines()[0][:160]}); rerun with --overwrite "
                                 f"to start over") from None
         return int(self.epoch.numpy())
 
@@ -525,7 +537,7 @@ class Backup:
             self.directory.mkdir(parents=True, exist_ok=True)
             identity = self.directory / "identity.json"
             if not identity.is_file():
-                identity.write_text(json.dumps(_backup_identity(self.config)) + "\n")
+                atomic_write(identity, json.dumps(self.identity, indent=1) + "\n")
         self.manager.save()
 
     def close(self, finished: bool) -> None:
@@ -543,6 +555,34 @@ def check_global_batch(config: Config, strategy: tf.distribute.Strategy) -> None
     if config.data.batch_size < replicas:
         raise ConfigError(f"data.batch_size: the global batch ({config.data.batch_size}) must "
                           f"be at least the number of replicas ({replicas})")
+
+
+# Activations kept for the backward pass, per pixel of the input and per base filter, of the
+# U-Nets here (float32 bytes; about 40 tensors of base_filters * 2**l channels at 1/4**l of the
+# pixels, summed over the levels), an upper bound that errs high.
+_ACTIVATION_BYTES = 48 * 4
+
+
+def batch_memory(config: Config) -> int:
+    """Rough bytes a training batch needs on one device (activations of the forward pass)."""
+    h, w = config.data.image_size
+    return int(config.data.batch_size * h * w * config.model.base_filters * _ACTIVATION_BYTES)
+
+
+def check_memory(config: Config) -> None:
+    """An image size (or batch) whose training batch cannot fit in this machine's memory is
+    refused up front with the estimate, instead of failing (or swapping) minutes later."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    need = batch_memory(config)
+    if need > total:
+        h, w = config.data.image_size
+        raise ConfigError(f"data.image_size: a batch of {config.data.batch_size} at {h}x{w} "
+                          f"with model.base_filters {config.model.base_filters} needs about "
+                          f"{need / 2**30:,.0f} GiB, this machine has {total / 2**30:.0f} GiB; "
+                          f"lower data.image_size, data.batch_size or model.base_filters")
 
 
 def make_datasets(config: Config, strategy: tf.distribute.Strategy, builder
@@ -567,28 +607,47 @@ def make_datasets(config: Config, strategy: tf.distribute.Strategy, builder
     return train_ds, val_ds
 
 
-def train(config: Config, verbose: int | None = None) -> dict:
+def train(config: Config, verbose: int | None = None, overwrite: bool = False) -> dict:
     """Train, keep the best model, score it on the validation cases and export it.
 
     Rerunning with the same run directory after a crash resumes from the last epoch backup.
+    A run directory holding a finished run is refused unless ``overwrite``; then the earlier
+    run is kept in ``previous/`` until this one's outputs are complete
+    (:mod:`tf_medseg.run_dir`).
 
     Returns:
         The metrics written to ``metrics.json`` (on a non-chief worker: the last epoch's logs).
     """
+    strategy = get_strategy(config)  # first: MultiWorkerMirroredStrategy requires it
+    chief = is_chief(strategy)
+    if config.train.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    policy, jit = runtime_for(config)
+    check_global_batch(config, strategy)
+    check_memory(config)
+    # The run folder is checked and locked before any work (a second training into it, or a
+    # finished run there, stops at once); it is changed only once the data and model are ready.
+    run = RunDir(check_run_dir(config.train.run_dir)) if chief else None
+    ours = identity(config, policy)
+    mode = run.claim(ours, overwrite) if chief else None
+    try:
+        return _train(config, strategy, chief, policy, jit, run, mode, ours, overwrite,
+                      verbose)
+    finally:
+        if run is not None:
+            run.release()
+
+
+def _train(config: Config, strategy, chief: bool, policy: str, jit: bool, run, mode,
+           ours: dict, overwrite: bool, verbose: int | None) -> dict:
     from tf_medseg.data.prepare import prepare
     from tf_medseg.evaluate import evaluate_scans, json_safe
     from tf_medseg.export import export_saved_model
     from tf_medseg.loop import Trainer, fit
     from tf_medseg.models import main_output
 
-    strategy = get_strategy(config)  # first: MultiWorkerMirroredStrategy requires it
-    chief = is_chief(strategy)
-    if config.train.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    policy, jit = runtime_for(config)
     replicas = strategy.num_replicas_in_sync
-    check_global_batch(config, strategy)
-    # Data first: bad input stops here, before the run directory is touched. Prepared once
+    # Data first: bad input stops here, before the run directory is changed. Prepared once
     # (the Kaggle source is fingerprinted once) for both splits and the final scoring.
     builder = prepare(config.data)
     from tf_medseg.data.pipeline import task_for
@@ -603,22 +662,14 @@ def train(config: Config, verbose: int | None = None) -> dict:
     steps = config.train.steps_per_epoch or int(train_ds.cardinality())
     with strategy.scope():
         model = compiled_model(config, policy, jit, steps, task)
-    backup = Backup(model, backup_dir, chief, config)
-    resuming = backup.latest() is not None
-    if resuming:
-        backup.check_compatible()
-    elif chief:
-        stale_backup = backup_dir.is_dir() and any(backup_dir.iterdir())
-        if stale_backup:
-            print(f"Note: {backup_dir} holds no usable backup (an older format or an "
-                  f"interrupted first epoch); starting over", flush=True)
-        # A fresh run must not mix with an earlier run's outputs.
-        for stale in (history, run_dir / "metrics.json", ckpt_dir / "best.weights.h5",
-                      ckpt_dir / "best.json"):
-            stale.unlink(missing_ok=True)
-        for folder in (run_dir / "saved_model", backup_dir):
-            shutil.rmtree(folder, ignore_errors=True)
+    backup = Backup(model, backup_dir, chief, ours)
+    if chief:
+        resuming = mode == "resume"
+        run.begin()  # an earlier run moved into previous/, or leftovers removed
+    else:  # the chief decides; a worker follows its backup (none after --overwrite)
+        resuming = backup.latest() is not None and not overwrite
     initial_epoch = backup.restore() if resuming else 0
+    trained = resuming and backup.trained()
 
     runtime = {"precision": policy, "jit_compile": jit,
                "strategy": strategy_name(strategy), "replicas": replicas,
@@ -632,8 +683,9 @@ def train(config: Config, verbose: int | None = None) -> dict:
         run_dir.mkdir(parents=True, exist_ok=True)
         ckpt_dir.mkdir(exist_ok=True)
         dump_config(config, run_dir / "config.yaml")
-        (run_dir / "runtime.json").write_text(json.dumps(runtime, indent=2) + "\n")
-    where = (f"resuming after epoch {initial_epoch} (the last backup)" if resuming
+        atomic_write(run_dir / "runtime.json", json.dumps(runtime, indent=2) + "\n")
+    where = ("training had ended; scoring and exporting" if trained else
+             f"resuming after epoch {initial_epoch} (the last backup)" if resuming
              else "starting")
     print(f"Runtime: precision {policy}, jit_compile {jit}, {runtime['strategy']} with "
           f"{replicas} replica(s), custom training loop; {where} in {run_dir}"
@@ -673,9 +725,10 @@ def train(config: Config, verbose: int | None = None) -> dict:
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     trainer = Trainer.for_config(model, strategy, config, task)
-    fit(trainer, train_ds, val_ds, epochs=config.train.epochs,
-        steps_per_epoch=config.train.steps_per_epoch, initial_epoch=initial_epoch,
-        callbacks=callbacks, verbose=verbose, on_epoch_saved=backup.save)
+    if not trained:
+        fit(trainer, train_ds, val_ds, epochs=config.train.epochs,
+            steps_per_epoch=config.train.steps_per_epoch, initial_epoch=initial_epoch,
+            callbacks=callbacks, verbose=verbose, on_epoch_saved=backup.save)
     if nan_guard.batch is not None:
         backup.close(finished=False)
         kept = (f"the backup of epoch {int(backup.epoch.numpy())} is kept: lower "
@@ -685,10 +738,14 @@ def train(config: Config, verbose: int | None = None) -> dict:
                 "train.clipnorm) and rerun")
         raise TrainingError(f"loss became NaN in epoch {nan_guard.epoch + 1}, batch "
                             f"{nan_guard.batch + 1}; {kept}")
-    backup.close(finished=True)
+    # The backup stays until the outputs are complete: a crash while scoring or exporting
+    # resumes here, with training marked as ended.
+    if backup.latest():
+        backup.mark_trained()
     # Every worker prints it: equal fingerprints show that the workers trained in sync.
     print(f"Weights fingerprint after training: {weights_fingerprint(model):.9e}", flush=True)
     if not chief:
+        backup.close(finished=True)
         trainer.any_worker(False)  # wait for the chief's outputs, then leave together
         return {}
     if config.train.keep == "best" and best_path.is_file():
@@ -707,14 +764,15 @@ def train(config: Config, verbose: int | None = None) -> dict:
         result["kept_epoch"] = result["epochs_trained"] - 1
     elif (ckpt_dir / "best.json").is_file():
         result["kept_epoch"] = json.loads((ckpt_dir / "best.json").read_text())["epoch"]
-    tmp = run_dir / "metrics.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, run_dir / "metrics.json")
     if config.export.saved_model:
         export_saved_model(model, config, run_dir / "saved_model", task=task,
                            extra_metadata={"validation": {
                                k: result[k] for k in ("dice", "hausdorff", "hd95", "score")
                                if k in result}})
+    # metrics.json last: it marks the run finished.
+    atomic_write(run_dir / "metrics.json", json.dumps(result, indent=2) + "\n")
+    backup.close(finished=True)
+    run.completed()  # the run this one replaced (--overwrite) goes only now
     trainer.any_worker(False)  # the other workers wait for this: the outputs are complete
     summary = ", ".join(f"{k} {result[k]:.4f}" if result[k] is not None else f"{k} n/a"
                         for k in ("dice_pooled", "dice", "hausdorff", "hd95", "score")
