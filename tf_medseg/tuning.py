@@ -23,6 +23,7 @@ writes the results; the workers train.
 from __future__ import annotations
 
 import csv
+import contextlib
 import json
 import math
 import os
@@ -39,6 +40,8 @@ from keras_tuner.src.engine.oracle import Display
 
 from tf_medseg.config import Config, dump_config, improves
 from tf_medseg.errors import ConfigError, TrainingError
+from tf_medseg.files import atomic_open, atomic_write
+from tf_medseg.run_dir import RunDir, check_run_dir, read_json
 from tf_medseg.search_space import SpaceEntry, apply_values, parse_space
 
 #: Logged per epoch and kept per trial (at its best epoch) in the results.
@@ -285,10 +288,39 @@ def _ranked(rows: list[dict], direction: str) -> list[dict]:
     return done + [r for r in rows if r not in done]
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+_atomic_write = atomic_write
+
+
+@contextlib.contextmanager
+def keras_tuner_state(folder: Path):
+    """While it lasts, KerasTuner's own state files (``oracle.json``, ``tuner_*.json``,
+    ``trial_*/trial.json``, ...) are written atomically, as every other output (KerasTuner
+    writes them in place: a kill mid-write would leave a file no later run can read), and a
+    damaged one is reported in one line naming it. KerasTuner reads and writes them all
+    through ``keras_tuner.src.utils.save_json`` / ``load_json``, replaced here and restored
+    after."""
+    from keras_tuner.src import utils as kt_utils
+
+    def save_json(path, obj):
+        text = json.dumps(obj)
+        atomic_write(path, text)
+        return text
+
+    def load_json(path):
+        try:
+            with open(path) as f:
+                return json.load(f)
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise TrainingError(f"{path}: damaged search state ({str(exc).splitlines()[0][:80]}"
+                                f"); delete {folder} to search again (or use another "
+                                f"train.run_dir)") from None
+
+    saved = kt_utils.save_json, kt_utils.load_json
+    kt_utils.save_json, kt_utils.load_json = save_json, load_json
+    try:
+        yield
+    finally:
+        kt_utils.save_json, kt_utils.load_json = saved
 
 
 def write_results(oracle, config: Config, entries: list[SpaceEntry], folder: Path,
@@ -300,12 +332,10 @@ def write_results(oracle, config: Config, entries: list[SpaceEntry], folder: Pat
     fields = list(rows[0]) if rows else ["trial"]
     for row in rows:
         fields += [k for k in row if k not in fields]
-    tmp = folder / "results.csv.tmp"
-    with tmp.open("w", newline="") as f:
+    with atomic_open(folder / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields, restval="")
         writer.writeheader()
         writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
-    os.replace(tmp, folder / "results.csv")
     ranked = _ranked(rows, objective.direction)
     best = ranked[0] if ranked and ranked[0]["objective"] is not None else None
     summary = {"tuner": config.tune.tuner, "objective": objective.name,
@@ -392,7 +422,8 @@ def _check_same_search(folder: Path, config: Config) -> None:
     ours = _search_identity(config)
     if not path.is_file():
         return
-    theirs = json.loads(path.read_text())
+    theirs = read_json(path, "search record", f"delete {folder} to search again (or use "
+                       f"another train.run_dir)")
     for section in ours:
         for key in sorted(set(ours[section]) | set(theirs.get(section, {}))):
             if ours[section].get(key) != theirs.get(section, {}).get(key):
@@ -424,8 +455,11 @@ def _show_trials(oracle, config: Config, entries: list[SpaceEntry], folder: Path
     """Replace KerasTuner's display by the trial lines, which also write the results after
     every trial; trial durations carry over from an interrupted run."""
     saved = folder / "oracle.json"
-    seconds = (json.loads(saved.read_text()).get("display", {}).get("seconds", {})
-               if saved.is_file() else {})
+    state = (read_json(saved, "search state", f"delete {folder} to search again (or use "
+                       f"another train.run_dir)") if saved.is_file() else {})
+    seconds = state.get("display", {}).get("seconds", {})
+    if not isinstance(seconds, dict):
+        seconds = {}
     lines = TrialLines(oracle, entries, lambda durations: write_results(
         oracle, config, entries, folder, durations), seconds)
     lines.set_state({**oracle._display.get_state(), "seconds": seconds})
@@ -456,8 +490,7 @@ def tune(config: Config, verbose: int | None = None) -> list[dict]:
         ConfigError: no search space, or a search of another config in the folder.
         TrainingError: no trial completed.
     """
-    from tf_medseg.data.prepare import prepare
-    from tf_medseg.training import get_strategy, runtime_for, strategy_name
+    from tf_medseg.training import check_memory, get_strategy, runtime_for
 
     if not config.tune.space:
         raise ConfigError("tune.space: empty; --tune searches the keys listed there, e.g. "
@@ -468,12 +501,29 @@ def tune(config: Config, verbose: int | None = None) -> list[dict]:
                           "distribute the search instead (KERASTUNER_TUNER_ID, "
                           "KERASTUNER_ORACLE_IP, KERASTUNER_ORACLE_PORT; see the README)")
     role = _role()
+    check_memory(config)
     strategy = get_strategy(config)
     tf.get_logger().setLevel("ERROR")  # each trial traces its own functions: no retracing notes
     policy, jit = runtime_for(config)
+    # The run folder is locked by the process that writes the results (not the workers of a
+    # distributed search, which share the chief's folder).
+    run = RunDir(check_run_dir(config.train.run_dir))
+    if role != "worker":
+        run.path.mkdir(parents=True, exist_ok=True)
+        run.lock.acquire()
+    try:
+        with keras_tuner_state(run.path / "tuning"):
+            return _tune(config, role, strategy, policy, jit, run.path, verbose)
+    finally:
+        run.release()
+
+
+def _tune(config: Config, role: str, strategy, policy: str, jit: bool, run_dir: Path,
+          verbose: int | None) -> list[dict]:
     # Bad data stops here, before the tuning folder exists. The chief does not train.
+    from tf_medseg.data.prepare import prepare
+    from tf_medseg.training import strategy_name
     builder = prepare(config.data) if role != "chief" else None
-    run_dir = Path(config.train.run_dir).expanduser()
     folder = run_dir / "tuning"
     _check_same_search(folder, config)
     folder.mkdir(parents=True, exist_ok=True)
@@ -483,7 +533,12 @@ def tune(config: Config, verbose: int | None = None) -> list[dict]:
                                   builder=builder, verbose=verbose)
     entries = hypermodel.entries
     resuming = (folder / "oracle.json").is_file()
-    tuner = _make_tuner(config, hypermodel, strategy, run_dir)
+    try:
+        tuner = _make_tuner(config, hypermodel, strategy, run_dir)
+    except (RuntimeError, KeyError, TypeError, ValueError) as exc:  # reloading its state
+        raise TrainingError(f"{folder}: damaged search state ({str(exc).splitlines()[0][:80]}"
+                            f"); delete {folder} to search again (or use another "
+                            f"train.run_dir)") from None
     tuner.entries = entries
     oracle, objective = tuner.oracle, objective_of(config)
     done = 0
