@@ -28,6 +28,7 @@ from tf_medseg.config import Config
 from tf_medseg.data.pipeline import parse, prepare_scan, scan_dataset, task_for
 from tf_medseg.data.task import KAGGLE, output_of
 from tf_medseg.errors import MedsegError
+from tf_medseg.files import PARTIAL, atomic_open, atomic_write, check_outside, check_output_path
 
 
 def predict_scan(predict: Callable, example: dict, config: Config, batch_size: int,
@@ -156,25 +157,38 @@ def write_report(result: dict, rows: list[dict], out_dir: str | os.PathLike,
     scans_mode = not rows or "case_day" in rows[0]
     name = "case_days" if scans_mode else "cases"
     report = json_safe({**result, name: rows})
-    tmp = out_dir / "metrics.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, out_dir / "metrics.json")
+    atomic_write(out_dir / "metrics.json", json.dumps(report, indent=2) + "\n")
     if scans_mode:
         fields = ["case_day", "slices", "dice", "hausdorff", "score"] + [
             f"{m}_{c}" for m in ("dice", "hausdorff") for c in classes]
     else:
         fields = ["case", "slices", "dice", "hd95"] + [
             f"{m}_{c}" for m in ("dice", "hd95") for c in classes]
-    tmp = out_dir / f"{name}.csv.tmp"
-    with tmp.open("w", newline="") as f:
+    with atomic_open(out_dir / f"{name}.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else
                                  round(v, 6) if isinstance(v, float) else v)
                              for k, v in row.items()})
-    os.replace(tmp, out_dir / f"{name}.csv")
     return out_dir
+
+
+REPORT_FILES = ("metrics.json", "case_days.csv", "cases.csv")
+
+
+def check_report_dir(out: Path, model_dir: Path, config: Config) -> None:
+    """The report folder (``--output``) before any work: a folder that is new, empty or holds
+    an earlier report only (so a run folder's metrics.json is never replaced), and outside
+    the model and the data (one-line errors)."""
+    check_output_path(out, "--output", "folder")
+    check_outside(out, "--output", {"--model": model_dir, "data.root": config.data.root})
+    if out.is_dir():
+        other = sorted(p.name for p in out.iterdir() if p.name not in REPORT_FILES
+                       and not p.name.startswith(PARTIAL))
+        if other:
+            raise MedsegError(f"--output {out}: holds other files than a report ("
+                              f"{', '.join(other[:3])}); give a new or empty folder")
 
 
 def json_safe(value):
@@ -195,9 +209,11 @@ def evaluate_saved_model(model_dir: str | os.PathLike, config: Config, *,
     the run directory).
     """
     from tf_medseg.data.prepare import prepare
+    out = (Path(out_dir).expanduser() if out_dir is not None
+           else Path(model_dir).expanduser().resolve().parent / "evaluation")
+    check_report_dir(out, Path(model_dir).expanduser(), config)
     predict = load_exported(model_dir, config)
     builder = prepare(config.data)
     result, rows = evaluate_scans(predict, config, split, both_empty, builder=builder,
                                   progress=True)
-    out = Path(out_dir) if out_dir else Path(model_dir).resolve().parent / "evaluation"
     return result, write_report(result, rows, out, task_for(config, builder).classes)

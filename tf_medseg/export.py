@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import keras
@@ -82,6 +80,11 @@ def serving_fn(model: keras.Model, image_size):
     one scan."""
     scaled = scaled_fn(model, image_size)
     return lambda raw: scaled(raw, intensity_scale(raw))
+
+
+# What predict and evaluate read from metadata.json (a file without them is damaged).
+METADATA_KEYS = ("classes", "context_offsets", "model_input_size")
+from tf_medseg.config import MAX_OFFSET  # noqa: E402  (the largest context offset)
 
 
 def export_saved_model(model: keras.Model, config: Config, out_dir: str | os.PathLike,
@@ -151,16 +154,10 @@ def _add_logits(archive, model: keras.Model, size, channels: int) -> None:
 def _write(archive, metadata: dict, out_dir: Path) -> None:
     """The SavedModel and its metadata.json, written beside ``out_dir`` and then moved in
     place: an export that exists is complete."""
-    tmp = Path(tempfile.mkdtemp(prefix=".saved_model.partial-", dir=out_dir.parent))
-    try:
+    from tf_medseg.files import atomic_dir
+    with atomic_dir(out_dir) as tmp:  # with the permissions of the other outputs
         archive.write_out(str(tmp), verbose=False)
         (tmp / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _export_volumes(model: keras.Model, config: Config, out_dir: Path, task,
@@ -234,7 +231,23 @@ def read_metadata(model_dir: Path, label: str) -> dict:
                                                             ).is_file():
         raise MedsegError(f"{label}: not a tf_medseg SavedModel (expected saved_model.pb and "
                           f"metadata.json; train.py writes them to RUN_DIR/saved_model)")
-    return json.loads((model_dir / "metadata.json").read_text())
+    from tf_medseg.run_dir import read_json
+    path = model_dir / "metadata.json"
+    fix = "export the model again (train.py over its run folder resumes and exports)"
+    metadata = read_json(path, "export metadata", fix)
+    missing = [k for k in METADATA_KEYS if k not in metadata]
+    if missing:
+        raise MedsegError(f"{path}: damaged export metadata (no {missing[0]!r}); {fix}")
+    offsets = metadata["context_offsets"]
+    if (not isinstance(offsets, list) or not offsets or 0 not in offsets
+            or not all(isinstance(o, int) and abs(o) <= MAX_OFFSET for o in offsets)):
+        raise MedsegError(f"{path}: damaged export metadata (context_offsets {offsets!r}); "
+                          f"{fix}")
+    threshold = metadata.get("threshold", 0.5)
+    if (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+            or not 0 < threshold < 1):
+        raise MedsegError(f"{path}: damaged export metadata (threshold {threshold!r}); {fix}")
+    return metadata
 
 
 def load_signatures(model_dir: Path, names, label: str):

@@ -7,8 +7,6 @@ TensorBoard image panel (true | predicted).
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -63,8 +61,8 @@ def side_by_side(image: np.ndarray, true: np.ndarray, pred: np.ndarray, classes=
 
 def write_png(path, rgb: np.ndarray) -> None:
     """Write an RGB image as PNG (atomically: a file that exists is complete)."""
-    path = Path(path)
-    tmp = path.with_name(".partial-" + path.name)
-    if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {path}")
-    os.replace(tmp, path)
+    from tf_medseg.files import atomic_write
+    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f"could not encode {path}")
+    atomic_write(path, data.tobytes())

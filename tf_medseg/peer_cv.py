@@ -31,6 +31,7 @@ from typing import Sequence
 import numpy as np
 
 from tf_medseg.errors import MedsegError
+from tf_medseg.files import atomic_write
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -87,7 +88,7 @@ def train_peer(config, out: Path) -> dict:
     result, rows = evaluate_scans(lambda x: model(x, training=False), config, "val",
                                   builder=builder)
     result = json_safe({**result, "cases": rows, "parameters": model.count_params()})
-    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write(out / "metrics.json", json.dumps(result, indent=2) + "\n")
     return result
 
 
@@ -120,7 +121,7 @@ def run(args) -> dict:
             per_fold[str(fold)]["seconds"] = round(time.perf_counter() - start, 1)
             summary[side]["mean"] = _mean(per_fold)
             out.mkdir(parents=True, exist_ok=True)
-            summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+            atomic_write(summary_path, json.dumps(summary, indent=2) + "\n")
     print(json.dumps({side: summary[side]["mean"] for side in summary}), flush=True)
     return summary
 

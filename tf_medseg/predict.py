@@ -39,6 +39,7 @@ from tf_medseg.config import CLASSES
 from tf_medseg.data import kaggle, rle
 from tf_medseg.data.pipeline import stack_context
 from tf_medseg.errors import DataError, MedsegError
+from tf_medseg.files import atomic_open
 
 
 # Test-time augmentation: zooms within training's scale augmentation. (A left-right mirror,
@@ -83,6 +84,8 @@ def find_scans(input_dir: str | os.PathLike) -> list[InputScan]:
     if days:
         return [_from_case_day(d) for d in days]
     pngs = list(root.glob("*.png"))
+    for p in pngs:
+        kaggle.require_regular(p)
     if not pngs:
         raise DataError(f"--input {root}: no PNG slices found (expected a Kaggle folder with "
                         f"test/ or train/, a caseN_dayM folder, or a folder of slice PNGs)")
@@ -108,6 +111,7 @@ def read_volume(scan: InputScan) -> np.ndarray:
     else:
         slices = []
         for path in scan.paths:
+            kaggle.png_header(path)  # an ordinary PNG within the pixel limit, not decoded yet
             image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
             if image is None:
                 raise DataError(f"{path}: not a readable PNG")
@@ -186,6 +190,31 @@ def _averaged(images, run, tta: bool, to_input=lambda z: z) -> np.ndarray:
     return out / (1 + len(TTA_ZOOMS))
 
 
+def check_paths(model_dir, input_dir, output, overlays) -> None:
+    """Before any work: the model is an export, the input a folder, and the outputs of the
+    right kind (a CSV file, or a folder of label maps for a volume model) and outside the
+    input and the model (one-line errors)."""
+    from tf_medseg.export import read_metadata
+    from tf_medseg.files import check_outside, check_output_path
+    model_dir = Path(model_dir).expanduser()
+    meta = read_metadata(model_dir, f"--model {model_dir}")
+    volumes = meta.get("task", {}).get("kind") == "volumes"
+    root = Path(input_dir).expanduser()
+    if not root.is_dir():
+        raise DataError(f"--input {root}: not a folder")
+    inputs = {"--input": root, "--model": model_dir}
+    out = check_output_path(output, "--output", "folder" if volumes else "file")
+    if volumes and out.suffix.lower() == ".csv":
+        raise MedsegError(f"--output {out}: this model answers with label maps; give a "
+                          f"folder (a CSV is for the Kaggle layout)")
+    check_outside(out, "--output", inputs)
+    if overlays is not None:
+        check_output_path(overlays, "--overlays", "folder")
+        check_outside(overlays, "--overlays", {**inputs, "--output": out})
+        if not volumes:
+            check_outside(out, "--output", {"--overlays": overlays})
+
+
 def predict(model_dir: str | os.PathLike, input_dir: str | os.PathLike,
             output: str | os.PathLike, *, overlays: str | os.PathLike | None = None,
             tta: bool = False, threshold: float | None = None, batch_size: int = 16,
@@ -208,6 +237,7 @@ def predict(model_dir: str | os.PathLike, input_dir: str | os.PathLike,
         raise MedsegError(f"--threshold: must be between 0 and 1 (exclusive), got {threshold}")
     if batch_size < 1:
         raise MedsegError(f"--batch-size: must be at least 1, got {batch_size}")
+    check_paths(model_dir, input_dir, output, overlays)
     model = ExportedModel(model_dir)
     loaded = time.perf_counter()
     if model.volumes:
@@ -228,34 +258,28 @@ def predict(model_dir: str | os.PathLike, input_dir: str | os.PathLike,
     if overlay_dir is not None:
         overlay_dir.mkdir(parents=True, exist_ok=True)
     total = sum(len(s.ids) for s in scans)
-    tmp = output.with_name(".partial-" + output.name)
     rows = 0
-    try:
-        with tmp.open("w", newline="") as f, tqdm(total=total, desc="Predicting",
-                                                  unit="slice", disable=not progress) as bar:
-            writer = csv.writer(f)
-            writer.writerow(["id", "class", "predicted"])
-            for scan in scans:
-                bar.set_postfix_str(scan.name)
-                volume = read_volume(scan)
-                scale = model.scale(volume)
-                stacks = stack_context(volume, model.context)  # the pipeline's own
-                for begin in range(0, len(volume), batch_size):
-                    probs = model.probabilities(stacks[begin:begin + batch_size], scale, tta)
-                    masks = probs > threshold
-                    for i, mask in enumerate(masks):
-                        sid = scan.ids[begin + i]
-                        for c, cls in enumerate(CLASSES):
-                            writer.writerow([sid, cls, rle.encode(mask[..., c])])
-                            rows += 1
-                        if overlay_dir is not None:
-                            grey = to_grey(volume[begin + i], float(scale))
-                            write_png(overlay_dir / f"{sid}.png", contours(grey, mask))
-                    bar.update(len(masks))
-        os.replace(tmp, output)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_open(output, "w", newline="") as f, tqdm(
+            total=total, desc="Predicting", unit="slice", disable=not progress) as bar:
+        writer = csv.writer(f)
+        writer.writerow(["id", "class", "predicted"])
+        for scan in scans:
+            bar.set_postfix_str(scan.name)
+            volume = read_volume(scan)
+            scale = model.scale(volume)
+            stacks = stack_context(volume, model.context)  # the pipeline's own
+            for begin in range(0, len(volume), batch_size):
+                probs = model.probabilities(stacks[begin:begin + batch_size], scale, tta)
+                masks = probs > threshold
+                for i, mask in enumerate(masks):
+                    sid = scan.ids[begin + i]
+                    for c, cls in enumerate(CLASSES):
+                        writer.writerow([sid, cls, rle.encode(mask[..., c])])
+                        rows += 1
+                    if overlay_dir is not None:
+                        grey = to_grey(volume[begin + i], float(scale))
+                        write_png(overlay_dir / f"{sid}.png", contours(grey, mask))
+                bar.update(len(masks))
     end = time.perf_counter()
     return {"scans": len(scans), "slices": total, "rows": rows, "output": str(output),
             "seconds": end - start, "load_seconds": loaded - start,

@@ -27,7 +27,6 @@ and renamed, so a file that exists is complete.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import time
 from pathlib import Path
@@ -36,7 +35,9 @@ import numpy as np
 
 from tf_medseg.data import volumes
 from tf_medseg.data.task import Task
-from tf_medseg.errors import DataError, MedsegError
+from tf_medseg.data.images import require_regular
+from tf_medseg.errors import DataError
+from tf_medseg.files import atomic_write, temporary_path
 
 CHANNEL_RE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 TTA_ZOOMS = (0.9, 1.1)
@@ -58,7 +59,10 @@ def find_cases(input_dir: Path, channels: int, colour: bool = False) -> list[Inp
     if (root / "images").is_dir() and not any(volumes._ending(p.name) for p in root.iterdir()
                                               if p.is_file()):
         root = root / "images"
-    files = sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith("."))
+    files = sorted(p for p in root.iterdir() if not p.is_dir() and not p.name.startswith("."))
+    for p in files:
+        if volumes._ending(p.name):
+            require_regular(p)
     found = [(p, volumes._ending(p.name)) for p in files]
     found = [(p, e) for p, e in found if e]
     if not found:
@@ -117,13 +121,11 @@ def label_map(probs: np.ndarray, task: Task, output: str, threshold: float) -> n
 
 
 def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(".partial-" + path.name)
-    try:
+    """``write(tmp)`` to a new, exclusively created file beside ``path``, then renamed."""
+    suffix = next((e for e in (".nii.gz", ".nii", ".npz", ".png") if path.name.endswith(e)),
+                  "")
+    with temporary_path(path, suffix) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _write_nifti(path: Path, labels: np.ndarray, reference: Path) -> None:
@@ -149,10 +151,10 @@ def _write_png(path: Path, image: np.ndarray) -> None:
     import cv2
     path.parent.mkdir(parents=True, exist_ok=True)
 
-    def write(tmp):
-        if not cv2.imwrite(str(tmp), image):
-            raise OSError(f"could not write {path}")
-    _atomic(path, write)
+    ok, data = cv2.imencode(".png", image)
+    if not ok:
+        raise OSError(f"could not encode {path}")
+    atomic_write(path, data.tobytes())
 
 
 def predict_volumes(model, input_dir, output, *, overlays=None, tta: bool = False,
@@ -170,15 +172,8 @@ def predict_volumes(model, input_dir, output, *, overlays=None, tta: bool = Fals
     output_kind = meta.get("model_output", "sigmoid")
     threshold = float(meta.get("threshold", 0.5)) if threshold is None else threshold
     spacing = meta.get("spacing")
-    out_dir = Path(output).expanduser()
-    if out_dir.suffix.lower() == ".csv":
-        raise MedsegError(f"--output {out_dir}: this model answers with label maps; give a "
-                          f"folder (a CSV is for the Kaggle layout)")
+    out_dir = Path(output).expanduser()  # checked by predict(): not on the input
     input_root = Path(input_dir).expanduser()
-    if input_root.exists() and out_dir.resolve() in (input_root.resolve(),
-                                                     (input_root / "images").resolve()):
-        raise MedsegError(f"--output {out_dir}: the input folder; give another folder so that "
-                          f"no input file is overwritten")
     cases = find_cases(input_root, task.num_channels, task.channels == ("R", "G", "B"))
     index = volumes.SourceIndex("predict", input_root, task, frozenset(), (), cases[0].ending,
                                 four_d=task.num_channels > 1 and len(cases[0].files) == 1)

@@ -27,8 +27,6 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing as mp
 import os
-import shutil
-import tempfile
 from concurrent import futures
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -401,14 +399,14 @@ def write_phantom(out: str | os.PathLike, *, cases: int = 8, days: int = 2, slic
     Returns:
         The folder.
     """
+    from tf_medseg.files import atomic_dir
     out = Path(out).expanduser()
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} exists and is not empty; choose another --out")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"{out} exists and is not an empty folder; choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     scans = list(scans) if scans is not None else plan(cases, days, slices, seed, sizes)
     workers = workers or min(4, os.cpu_count() or 1, len(scans))
-    try:
+    with atomic_dir(out) as tmp:  # a folder that exists is complete
         results = {}
         # spawn, not fork: the caller may have TensorFlow's threads running.
         with futures.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
@@ -419,10 +417,4 @@ def write_phantom(out: str | os.PathLike, *, cases: int = 8, days: int = 2, slic
                     progress(len(results), len(scans))
         rows = ["id,class,segmentation"] + [r for scan in scans for r in results[scan]]
         (tmp / "train.csv").write_text("\n".join(rows) + "\n")
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
