@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import math
 import os
 import re
 import types
@@ -26,6 +27,10 @@ CLASSES = ("large_bowel", "small_bowel", "stomach")
 
 
 NORMALIZATIONS = ("auto", "percentile", "zscore", "ct")
+MAX_OFFSET = 64  # the largest data.context offset (scans have 80 to 144 slices)
+MAX_SEED = 2**31 - 1  # NumPy's and TensorFlow's seeds (and train.seed + executions) fit
+MAX_CONFIG_BYTES = 1 << 20
+MAX_YAML_NODES = 100_000  # a config expanded through its aliases: far beyond any real one
 
 
 def _regex_ok(pattern: str) -> tuple[bool, str]:
@@ -62,15 +67,18 @@ class DataConfig:
         (128, 128), "[height, width] the model sees; slices are resized to it", min=16)
     context: tuple[int, ...] = _field(
         (0,), "slice offsets stacked as channels: [0] is 2D, [-2, 0, 2] is 2.5D",
-        check=lambda v: (0 in v and len(set(v)) == len(v), "must contain 0 and no repeats"))
+        check=lambda v: (0 in v and len(set(v)) == len(v)
+                         and all(abs(o) <= MAX_OFFSET for o in v),
+                         f"must contain 0, no repeats, offsets within +-{MAX_OFFSET}"))
     batch_size: int = _field(16, "global batch size (split across replicas)", min=1)
     fold: int = _field(0, "validation fold, 0 <= fold < num_folds", min=0)
     num_folds: int = _field(5, "number of case-grouped folds", min=2)
     shuffle_buffer: int = _field(2048, "slices in the training shuffle buffer", min=1)
     cache: bool = _field(True, "cache decoded, resized slices in memory after the first epoch")
     organ_fraction: Optional[float] = _field(
-        None, "share of training slices that show an organ (slices resampled each epoch); "
-              "null keeps the data's own share", min=0.0, max=1.0)
+        None, "share of training slices that show an organ (slices resampled each epoch), "
+              "in (0, 1]; null keeps the data's own share", min=0.0, max=1.0,
+        check=lambda v: (v > 0, "must be > 0 (null keeps the data's own share)"))
     augment: bool = _field(True, "augment training batches as the augment: section says "
                                  "(affine, flips, elastic, contrast, brightness, gamma)")
     drop_case_days: tuple[str, ...] = _field(
@@ -102,7 +110,8 @@ class DataConfig:
     phantom_cases: int = _field(8, "phantom: number of cases (patients)", min=2)
     phantom_days: int = _field(2, "phantom: scan days per case", min=1)
     phantom_slices: int = _field(80, "phantom: slices per scan", min=8)
-    phantom_seed: int = _field(0, "phantom: random seed (the data set is deterministic for it)")
+    phantom_seed: int = _field(0, "phantom: random seed (the data set is deterministic for it)",
+                               min=0, max=MAX_SEED)
 
 
 def _range(lo: float, hi: float):
@@ -266,14 +275,16 @@ class TrainConfig:
                 "default, mirrored (all local GPUs, or CPUs), multi_worker "
                 "(MultiWorkerMirroredStrategy from the TF_CONFIG environment variable)")
     run_dir: str = _field("runs/unet", "where checkpoints, logs, metrics and the export go")
-    seed: int = _field(42, "random seed for weights, shuffling and augmentation")
+    seed: int = _field(42, "random seed for weights, shuffling and augmentation", min=0,
+                       max=MAX_SEED - 1000)
     threshold: float = _field(0.5, "probability above which a pixel is the organ (sigmoid "
                                    "outputs; a softmax model takes the most probable class)",
-                              min=0.0, max=1.0)
+                              check=lambda v: (0 < v < 1, "must be between 0 and 1, both "
+                                                          "excluded"))
     max_minutes: Optional[float] = _field(
-        None, "optional wall-clock budget (of each trial under --tune); no epoch starts that "
-              "would end past it",
-        min=0.0)
+        None, "optional wall-clock budget in minutes (of each trial under --tune), > 0; no "
+              "epoch starts that would end past it",
+        check=lambda v: (v > 0, "must be > 0 (null for no budget)"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -304,7 +315,8 @@ class TuneConfig:
         None, "bayesian: random trials before the Gaussian process picks the next; null "
               "takes KerasTuner's 3 per searched key", min=1)
     hyperband_factor: int = _field(3, "hyperband: reduction factor between rounds", min=2)
-    seed: Optional[int] = _field(None, "seed of the tuner's sampling; null takes train.seed")
+    seed: Optional[int] = _field(None, "seed of the tuner's sampling; null takes train.seed",
+                                 min=0, max=MAX_SEED)
     space: dict = dataclasses.field(
         default_factory=dict,
         metadata={"doc": "search space: config key -> {type: choice, values: [...]}, "
@@ -381,8 +393,16 @@ def load_config(path: str | os.PathLike | None = None, overrides: typing.Sequenc
     raw: dict = {}
     if path is not None:
         file = resolve_config_path(path)
+        if file.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{file}: {file.stat().st_size:,} bytes; a config is a few "
+                              f"kilobytes of YAML")
         try:
-            raw = yaml.safe_load(file.read_text()) or {}
+            text = file.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{file}: not UTF-8 text (byte {exc.start}); save the config "
+                              f"as UTF-8") from None
+        try:
+            raw = safe_yaml(text, str(file)) or {}
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark else ""
@@ -395,12 +415,39 @@ def load_config(path: str | os.PathLike | None = None, overrides: typing.Sequenc
     return from_dict(raw)
 
 
+def safe_yaml(text: str, where: str):
+    """``yaml.safe_load``, refusing (before building anything) a document whose aliases
+    would expand it beyond :data:`MAX_YAML_NODES` nodes (a "billion laughs")."""
+    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    if node is None:
+        return None
+    sizes: dict[int, int] = {}
+
+    def size(n) -> int:  # nodes after expanding every alias (shared nodes counted each time)
+        if id(n) in sizes:
+            return sizes[id(n)]
+        sizes[id(n)] = MAX_YAML_NODES + 1  # a cycle (recursive alias) is too big too
+        if isinstance(n, yaml.MappingNode):
+            total = 1 + sum(size(k) + size(v) for k, v in n.value)
+        elif isinstance(n, yaml.SequenceNode):
+            total = 1 + sum(size(v) for v in n.value)
+        else:
+            total = 1
+        sizes[id(n)] = min(total, MAX_YAML_NODES + 1)
+        return sizes[id(n)]
+
+    if size(node) > MAX_YAML_NODES:
+        raise ConfigError(f"{where}: its aliases expand to more than {MAX_YAML_NODES:,} "
+                          f"values; write the config without nested aliases")
+    return yaml.safe_load(text)
+
+
 def _apply_override(raw: dict, item: str) -> None:
     key, sep, text = item.partition("=")
     if not sep or "." not in key:
         raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. train.epochs=1")
     try:
-        value = yaml.safe_load(text) if text != "" else None
+        value = safe_yaml(text, f"--set {key}") if text != "" else None
     except yaml.YAMLError:
         raise ConfigError(f"--set {item!r}: the value is not valid YAML")
     section, _, name = key.partition(".")
@@ -410,8 +457,21 @@ def _apply_override(raw: dict, item: str) -> None:
     node[name] = value
 
 
+def _check_finite(value: Any, path: str) -> None:
+    """NaN and infinities (YAML's .nan, .inf) are refused wherever a number may stand."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{path}: must be a finite number, got {value}")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_finite(v, f"{path}[{i}]")
+
+
 def from_dict(raw: dict) -> Config:
     """Build a validated :class:`Config` from a plain nested dict."""
+    _check_finite(raw, "")
     sections = {f.name: f.default_factory for f in dataclasses.fields(Config)}
     _check_unknown(raw.keys(), sections, prefix="")
     built = {}
@@ -510,9 +570,11 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
     if tp is float:
         if isinstance(value, str) and _EXPONENT.match(value.strip()):
             # YAML 1.1 reads 1e-4 (no dot) as a string; everyone writes it so.
-            return float(value)
+            value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise wrong
+        if not math.isfinite(float(value)):
+            raise ConfigError(f"{path}: must be a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -572,11 +634,9 @@ def _check_cross(config: Config) -> None:
 
 def dump_config(config: Config, path: str | os.PathLike, header: str = "") -> None:
     """Write the resolved config as YAML (atomically), after optional ``#`` comment lines."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    from tf_medseg.files import atomic_write
     comment = "".join(f"# {line}\n" for line in header.splitlines())
-    tmp.write_text(comment + yaml.safe_dump(config.to_dict(), sort_keys=False))
-    os.replace(tmp, path)
+    atomic_write(path, comment + yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
 def describe_keys() -> list[tuple[str, str, str, str]]:
