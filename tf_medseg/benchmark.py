@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import shutil
 import tempfile
 import time
+from pathlib import Path
 from typing import Sequence
 
 
@@ -96,8 +98,17 @@ def _peak_rss_mb() -> float:
 def run(args) -> dict:
     """Run the benchmark described by parsed ``args``; print and return the results."""
     from tf_medseg.config import load_config
-    if args.seconds <= 0:
-        raise MedsegError("--seconds must be positive")
+    if not (math.isfinite(args.seconds) and 0 < args.seconds <= 3600):
+        raise MedsegError(f"--seconds: must be a number of seconds in (0, 3600], got "
+                          f"{args.seconds}")
+    if not 0 <= args.compare_runtimes <= 100:
+        raise MedsegError(f"--compare-runtimes: must be a number of rounds from 0 to 100, "
+                          f"got {args.compare_runtimes}")
+    if args.image_size and not all(16 <= n <= 8192 for n in args.image_size):
+        raise MedsegError(f"--image-size: each side must be from 16 to 8192 pixels, got "
+                          f"{args.image_size[0]} {args.image_size[1]}")
+    if not Path(args.data_root).expanduser().is_dir():
+        raise MedsegError(f"--data-root {args.data_root}: not a folder")
     tmp = tempfile.mkdtemp(prefix="tf_medseg_benchmark_")
     try:
         source = args.source or detect_source(args.data_root)

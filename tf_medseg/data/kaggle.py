@@ -30,6 +30,8 @@ import pandas as pd
 from tf_medseg.config import CLASSES
 from tf_medseg.data import rle
 from tf_medseg.errors import DataError
+from tf_medseg.data.images import (  # noqa: F401  (png_header: part of this module's API)
+    PNG_GRAY_TYPES, png_header, require_regular)
 
 SLICE_RE = re.compile(r"^slice_(\d{4})_(\d+)_(\d+)_(\d+(?:\.\d+)?)_(\d+(?:\.\d+)?)\.png$")
 CASE_DAY_RE = re.compile(r"^case(\d+)_day(\d+)$")
@@ -106,15 +108,19 @@ def index_folder(root: str | os.PathLike, drop_case_days: Sequence[str] = (),
     if not train.is_dir():
         raise DataError(f"{train} is missing; data.root must hold {split}/caseN/caseN_dayM/"
                         f"scans/")
-    scans = []
-    for case_dir in train.iterdir():
+    scans, folders = [], {}
+    for case_dir in sorted(train.iterdir()):
         if not case_dir.is_dir():
             continue
-        for day_dir in case_dir.iterdir():
-            if day_dir.name in drop_case_days:
+        for day_dir in sorted(case_dir.iterdir()):
+            if day_dir.name in drop_case_days or not day_dir.is_dir():
                 continue
             scan = case_day_files(day_dir)
             if scan is not None:
+                other = folders.setdefault((scan.case, scan.day), day_dir)
+                if other != day_dir:
+                    raise DataError(f"{day_dir}: the same case-day as {other} "
+                                    f"({scan.case_day}); keep one of the two folders")
                 scans.append(scan)
     if not scans:
         raise DataError(f"{train} holds no slice PNGs (expected "
@@ -134,7 +140,10 @@ def case_day_files(day_dir: Path) -> ScanFiles | None:
     m = CASE_DAY_RE.match(day_dir.name)
     if not m:
         return None
-    files = [parse_slice_filename(p) for p in (day_dir / "scans").glob("*.png")]
+    paths = sorted((day_dir / "scans").glob("*.png"))
+    for p in paths:
+        require_regular(p)
+    files = [parse_slice_filename(p) for p in paths]
     if not files:
         return None
     files.sort(key=lambda s: s.slice_number)
@@ -155,16 +164,23 @@ def read_labels(csv_path: str | os.PathLike) -> dict[str, dict[str, str]]:
             duplicated (id, class) row, naming the row.
     """
     csv_path = Path(csv_path)
-    if not csv_path.is_file():
+    if not csv_path.exists():
         raise DataError(f"{csv_path} is missing; the Kaggle folder must hold train.csv")
+    require_regular(csv_path)
     try:
         frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{csv_path}: empty; expected the header id,class,segmentation and "
+                        f"one row per slice and class (from the Kaggle download)") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DataError(f"{csv_path}: not a readable CSV ({str(exc).splitlines()[0]})")
     missing = {"id", "class", "segmentation"} - set(frame.columns)
     if missing:
         raise DataError(f"{csv_path}: missing column(s) {sorted(missing)}; expected "
                         f"id,class,segmentation")
+    if frame.empty:
+        raise DataError(f"{csv_path}: no rows, only the header; expected one row per slice "
+                        f"and class (from the Kaggle download)")
     labels: dict[str, dict[str, str]] = {}
     for row, (sid, cls, seg) in enumerate(zip(frame["id"], frame["class"],
                                               frame["segmentation"]), start=2):
@@ -184,11 +200,16 @@ def read_labels(csv_path: str | os.PathLike) -> dict[str, dict[str, str]]:
 
 
 def read_png(s: SliceFile) -> np.ndarray:
-    """Read one slice as a (H, W) uint16 array, checking its size against its file name."""
+    """Read one slice as a (H, W) uint16 array, checking its header (size against the file
+    name, pixel limit, grey) before decoding it."""
+    check_slice_header(s)
     image = cv2.imread(str(s.path), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise DataError(f"{s.path}: not a readable PNG")
-    if image.ndim == 3:  # some copies are saved as gray RGB; the channels are equal
+    if image.ndim == 3:  # some copies are saved as gray RGB; then the channels are equal
+        if not all(np.array_equal(image[..., 0], image[..., k]) for k in (1, 2)):
+            raise DataError(f"{s.path}: a colour image; expected a grayscale MRI slice "
+                            f"(8- or 16-bit)")
         image = image[..., 0]
     if image.dtype not in (np.uint8, np.uint16):
         raise DataError(f"{s.path}: expected an 8- or 16-bit grayscale PNG, got {image.dtype}")
@@ -248,26 +269,15 @@ class Inventory:
         return sum(any(self.labels[scan.slice_id(f)].values()) for f in scan.slices)
 
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-PNG_GRAY_TYPES = {0: "gray", 2: "RGB", 4: "gray+alpha", 6: "RGBA"}
-
-
-def png_header(path: Path) -> tuple[int, int, int, int]:
-    """(width, height, bit depth, colour type) from a PNG's IHDR chunk, without decoding.
-
-    Raises:
-        DataError: if the file cannot be read or is not a PNG.
-    """
-    try:
-        with open(path, "rb") as f:
-            head = f.read(26)
-    except OSError as exc:
-        raise DataError(f"{path}: cannot be read ({exc.strerror})") from None
-    if len(head) < 26 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
-        raise DataError(f"{path}: not a PNG file (truncated or another format); replace it "
-                        f"with the original from the Kaggle download")
-    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-    return width, height, head[24], head[25]
+def check_slice_header(s: SliceFile) -> None:
+    """One slice's PNG header: its size as its name says, 8 or 16 bits, grey."""
+    width, height, depth, colour = png_header(s.path)
+    if (width, height) != (s.width, s.height):
+        raise DataError(f"{s.path}: image is {width}x{height} (WxH) but its name says "
+                        f"{s.width}x{s.height}")
+    if depth not in (8, 16) or colour not in (0, 2):
+        raise DataError(f"{s.path}: expected an 8- or 16-bit grayscale PNG, got "
+                        f"{depth}-bit {PNG_GRAY_TYPES.get(colour, colour)}")
 
 
 def check_headers(scans: Sequence[ScanFiles]) -> None:
@@ -281,13 +291,7 @@ def check_headers(scans: Sequence[ScanFiles]) -> None:
     """
     for scan in scans:
         for s in scan.slices:
-            width, height, depth, colour = png_header(s.path)
-            if (width, height) != (s.width, s.height):
-                raise DataError(f"{s.path}: image is {width}x{height} (WxH) but its name says "
-                                f"{s.width}x{s.height}")
-            if depth not in (8, 16) or colour not in (0, 2):
-                raise DataError(f"{s.path}: expected an 8- or 16-bit grayscale PNG, got "
-                                f"{depth}-bit {PNG_GRAY_TYPES.get(colour, colour)}")
+            check_slice_header(s)
 
 
 def check_masks(scans: Sequence[ScanFiles], labels: dict[str, dict[str, str]],

@@ -79,8 +79,9 @@ def get_builder(config: DataConfig) -> tfds.core.DatasetBuilder:
         return _volume_builder(config)
     root = Path(config.root).expanduser()
     if not root.is_dir():
-        raise DataError(f"data.root {root} does not exist; set it to the Kaggle folder "
-                        f"holding train.csv and train/")
+        what = "is not a folder" if root.exists() else "does not exist"
+        raise DataError(f"data.root {root} {what}; set it to the Kaggle folder holding "
+                        f"train.csv and train/")
     return UwMadisonGi(config=source_config(str(root), config.drop_case_days, config.unmatched),
                        data_dir=data_dir(config))
 

@@ -7,9 +7,13 @@ encoding (sorted, non-touching runs) round-trips exactly: ``encode(decode(s, h, 
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from tf_medseg.errors import DataError
+
+_DIGITS = re.compile(r"[0-9]+")
 
 
 def parse(rle: str | float | None, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -26,11 +30,14 @@ def parse(rle: str | float | None, height: int, width: int) -> tuple[np.ndarray,
     if len(tokens) % 2:
         raise DataError(f"RLE has an odd number of values ({len(tokens)}); "
                         f"expected 'start length' pairs")
-    try:
-        values = np.array(tokens, dtype=np.int64)
-    except (ValueError, OverflowError):
-        bad = next(t for t in tokens if not t.isdigit())
-        raise DataError(f"RLE value {bad!r} is not a non-negative integer")
+    bad = next((t for t in tokens if not _DIGITS.fullmatch(t)), None)
+    if bad is not None:
+        raise DataError(f"RLE value {bad[:20]!r} is not a non-negative integer")
+    huge = next((t for t in tokens if len(t) > 12), None)  # beyond any image, before int64
+    if huge is not None:
+        raise DataError(f"RLE value {huge[:20]}{'...' if len(huge) > 20 else ''} is past the "
+                        f"end of the {height}x{width} image ({height * width} pixels)")
+    values = np.array(tokens, dtype=np.int64)
     starts, lengths = values[0::2] - 1, values[1::2]
     ends = starts + lengths
     if (starts < 0).any():

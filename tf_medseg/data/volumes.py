@@ -38,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 from pathlib import Path
 from typing import Sequence
@@ -45,6 +46,7 @@ from typing import Sequence
 import numpy as np
 
 from tf_medseg.data.task import MAX_CLASSES, Task
+from tf_medseg.data.images import png_header, require_regular
 from tf_medseg.errors import DataError
 
 FORMATS = ("nnunet", "decathlon", "folder")
@@ -325,7 +327,8 @@ def index_folder(root: Path, group_pattern: str | None = None) -> SourceIndex:
     else:
         raise DataError(f"{path}: expected {{\"background\": 0, \"CLASS\": 1, ...}} (label "
                         f"maps) or [\"CLASS\", ...] (one mask folder per class)")
-    files = sorted(p for p in images_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+    files = sorted(p for p in images_dir.iterdir() if not p.is_dir()
+                   and not p.name.startswith("."))
     if not files:
         raise DataError(f"{images_dir}: no images")
     cases = []
@@ -372,6 +375,9 @@ def index_source(fmt: str, root: str | Path, group_pattern: str | None = None) -
              "folder": index_folder}[fmt](root, group_pattern)
     if not index.cases:
         raise DataError(f"{root}: no cases found")
+    for case in index.cases:  # never open a FIFO or device named like a case
+        for path in (*case.images, *([case.label] if case.label else []), *case.masks):
+            require_regular(path)
     return index
 
 
@@ -405,6 +411,7 @@ class Header:
 
 def _load_nifti(path: Path):
     import nibabel as nib  # noqa: PLC0415 (only the NIfTI sources need it)
+    require_regular(path)
     try:
         return nib.load(str(path))
     except Exception as exc:  # nibabel raises many types for damaged files
@@ -413,9 +420,15 @@ def _load_nifti(path: Path):
 
 
 def nifti_header(path: Path) -> Header:
+    """The header of a NIfTI file (its voxels are not read); a volume beyond
+    :data:`MAX_PIXELS` voxels is refused here, before anything is decompressed."""
     img = _load_nifti(path)
     zooms = tuple(float(z) for z in img.header.get_zooms())
-    return Header(tuple(int(n) for n in img.shape), zooms, np.asarray(img.affine))
+    shape = tuple(int(n) for n in img.shape)
+    if math.prod(shape) > MAX_PIXELS:
+        raise DataError(f"{path}: {' x '.join(map(str, shape))} voxels, more than the "
+                        f"{MAX_PIXELS:,} a case may have; not read")
+    return Header(shape, zooms, np.asarray(img.affine))
 
 
 def _nifti_data(path: Path, label: bool) -> np.ndarray:
@@ -433,6 +446,8 @@ def _nifti_data(path: Path, label: bool) -> np.ndarray:
 
 def _read_2d(path: Path, label: bool) -> np.ndarray:
     import cv2  # noqa: PLC0415
+    if path.name.lower().endswith(".png"):
+        png_header(path)  # within the pixel limit, before decoding (TIFFs: OpenCV's limit)
     data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if data is None:
         raise DataError(f"{path}: not a readable image")
