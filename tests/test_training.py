@@ -127,7 +127,8 @@ def test_cli_phantom(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert len(list(out.rglob("*.png"))) == 16 and (out / "train.csv").is_file()
     again = _cli("-m", "tf_medseg", "phantom", "--out", str(out))
-    assert again.returncode == 2 and "exists and is not empty" in again.stderr
+    assert again.returncode == 2 and again.stderr.strip() == (
+        f"error: {out} exists and is not an empty folder; choose another --out")
     assert "Traceback" not in again.stderr
 
 
@@ -285,7 +286,8 @@ def test_kill_9_then_the_same_command_resumes(tmp_path):
     other = _cli(*args, "model.base_filters=8")
     assert other.returncode == 2 and "Traceback" not in other.stderr
     assert other.stderr.strip().splitlines()[-1].startswith(
-        f"error: model: {run} holds an unfinished run with model ")
+        f"error: model.base_filters: {run} holds an unfinished run with "
+        f"model.base_filters 4, this config has 8; ")
 
     again = _cli(*args)
     assert again.returncode == 0, again.stderr[-2000:]
