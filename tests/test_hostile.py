@@ -69,6 +69,18 @@ def test_rerun_over_a_finished_run_refuses_and_keeps_it(finished, capsys):
     assert not (run / ".lock").exists()
 
 
+def test_the_refusal_comes_before_tensorflow_is_imported(finished):
+    overrides, run, before = finished
+    code = ("import sys; from tf_medseg.cli import train_main; "
+            f"rc = train_main({['--config', 'unet.yaml', '--set', *overrides]!r}); "
+            "print(rc, 'tensorflow' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.stdout.split() == ["2", "False"], proc.stderr
+    assert "holds a finished run" in proc.stderr
+    assert_intact(run, before)
+
+
 def test_a_config_that_fails_validation_touches_nothing(finished, capsys):
     overrides, run, before = finished
     err = one_line_error(capsys, train_main(

@@ -59,6 +59,8 @@ def _train(args) -> None:
         from tf_medseg.tuning import tune
         tune(config)
         return
+    from tf_medseg.run_dir import RunDir, check_run_dir
+    RunDir(check_run_dir(config.train.run_dir)).precheck(args.overwrite)  # before TensorFlow
     from tf_medseg.training import train
     train(config, overwrite=args.overwrite)
 

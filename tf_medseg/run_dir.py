@@ -38,8 +38,10 @@ OUTPUTS = ("config.yaml", "runtime.json", "logs", "checkpoints", "history.csv",
 OURS = (*OUTPUTS, "tuning", PREVIOUS, LOCK)
 
 # Keys that may differ when a run is resumed: they change how long or how loudly it trains,
-# or what is written after it, not what its weights mean. Every other key must match.
-RESUMABLE_KEYS = ("train.epochs", "train.max_minutes", "train.early_stopping",
+# or what is written after it, not what its weights mean (the learning rate and clipping: to
+# continue after a NaN loss with gentler steps). Every other key must match.
+RESUMABLE_KEYS = ("train.learning_rate", "train.clipnorm", "train.epochs", "train.max_minutes",
+                  "train.early_stopping",
                   "train.run_dir", "train.overlay_slices", "train.keep", "train.strategy",
                   "train.monitor", "train.deterministic", "data.data_dir", "data.cache",
                   "export.saved_model", "tune")
@@ -224,10 +226,17 @@ class RunDir:
             for path in self.outputs():
                 _remove(path)
 
-    def _decide(self, identity: dict, overwrite: bool) -> str:
+    def precheck(self, overwrite: bool) -> None:
+        """The refusals of :meth:`claim` that need no lock and no TensorFlow (a finished run
+        without ``overwrite``), read-only: the command line calls it before importing
+        TensorFlow, so that a rerun over a finished run stops at once."""
+        if self.path.is_dir():
+            self._decide(None, overwrite)
+
+    def _decide(self, identity: dict | None, overwrite: bool) -> str:
         if self.has_backup() and not overwrite:
             saved = self.backup / "identity.json"
-            if saved.exists():
+            if saved.exists() and identity is not None:
                 check_identity(saved, identity, self.path)
             return "resume"
         valuable = self.valuable()

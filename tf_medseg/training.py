@@ -732,8 +732,9 @@ def _train(config: Config, strategy, chief: bool, policy: str, jit: bool, run, m
     if nan_guard.batch is not None:
         backup.close(finished=False)
         kept = (f"the backup of epoch {int(backup.epoch.numpy())} is kept: lower "
-                f"train.learning_rate (or set train.precision float32, or train.clipnorm) and "
-                f"rerun to continue from it" if backup.latest() else
+                f"train.learning_rate (or set train.clipnorm) and rerun to continue from it, "
+                f"or add --overwrite to start over (e.g. with train.precision float32)"
+                if backup.latest() else
                 "lower train.learning_rate (or set train.precision float32, or "
                 "train.clipnorm) and rerun")
         raise TrainingError(f"loss became NaN in epoch {nan_guard.epoch + 1}, batch "
