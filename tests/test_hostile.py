@@ -310,10 +310,14 @@ def test_evaluate_output_over_a_file_or_a_run_is_refused(finished, tmp_path, cap
     ("data.organ_fraction=0", "data.organ_fraction: must be > 0"),
     ("data.organ_fraction=1.5", "data.organ_fraction: must be <= 1.0"),
 ])
-def test_config_values_that_pass_validation_can_run(override, message):
+def test_config_values_that_pass_validation_can_run(tmp_path, capsys, override, message):
     with pytest.raises(ConfigError) as info:
         load_config("unet.yaml", [override])
     assert str(info.value).startswith(message), str(info.value)
+    err = one_line_error(capsys, train_main(["--config", "unet.yaml", "--set",
+                                             *tiny_overrides(tmp_path), override]))
+    assert err.startswith(f"error: {message}")
+    assert not (tmp_path / "run").exists()
 
 
 def test_an_image_size_beyond_memory_is_refused_with_the_estimate(tmp_path, capsys):
@@ -376,9 +380,8 @@ def test_a_colour_png_with_a_kaggle_name_is_refused(kaggle_copy, tmp_path, capsy
     grey = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     colour = np.stack([grey, grey // 2, grey // 3], axis=-1)
     assert cv2.imwrite(str(path), colour)
-    from tf_medseg.data.kaggle import parse_slice_filename, read_png
-    with pytest.raises(MedsegError, match="a colour image; expected a grayscale MRI slice"):
-        read_png(parse_slice_filename(path))
+    err = one_line_error(capsys, _train_on(kaggle_copy, tmp_path))
+    assert err == f"error: {path}: a colour image; expected a grayscale MRI slice (8- or 16-bit)"
 
 
 def test_a_fifo_named_like_a_slice_does_not_block_the_build(kaggle_copy, tmp_path):
@@ -396,10 +399,18 @@ def test_a_fifo_named_like_a_slice_does_not_block_the_build(kaggle_copy, tmp_pat
 
 @pytest.mark.parametrize("value", ["1 99999999999999999999999999", "9223372036854775807 5",
                                    "18446744073709551615 18446744073709551615"])
-def test_rle_numbers_beyond_the_image_are_refused_whatever_their_size(value):
+def test_rle_numbers_beyond_the_image_are_refused_whatever_their_size(kaggle_copy, tmp_path,
+                                                                    capsys, value):
     from tf_medseg.data import rle
     with pytest.raises(MedsegError, match="past the end of the 10x10 image"):
         rle.decode(value, 10, 10)
+    csv_path = kaggle_copy / "train.csv"
+    lines = csv_path.read_text().splitlines()
+    row = next(i for i, line in enumerate(lines) if i and line.endswith(","))
+    lines[row] += value
+    csv_path.write_text("\n".join(lines) + "\n")
+    err = one_line_error(capsys, _train_on(kaggle_copy, tmp_path))
+    assert "past the end of the" in err and err.startswith(f"error: {csv_path}")
 
 
 def test_two_folders_of_one_case_day_are_refused(kaggle_copy, tmp_path, capsys):
