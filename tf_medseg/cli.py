@@ -87,24 +87,22 @@ def phantom_main(argv: Sequence[str] | None = None) -> int:
 def _phantom(args) -> None:
     from tqdm.auto import tqdm
 
-    from tf_medseg.data.phantom import kaggle_scale_plan, plan, write_phantom
+    from tf_medseg.data.phantom import check_out, kaggle_scale_plan, plan, write_phantom
     from tf_medseg.files import check_output_path
     for name in ("cases", "days", "slices"):
         if not 1 <= getattr(args, name) <= 10_000:
             raise MedsegError(f"--{name} must be from 1 to 10000")
     if not 0 <= args.seed < 2**31:
         raise MedsegError(f"--seed must be from 0 to {2**31 - 1}")
-    out = check_output_path(args.out, "--out", "folder")
-    if out.is_dir() and any(out.iterdir()):  # before any work (write_phantom checks again)
-        raise MedsegError(f"{out} exists and is not an empty folder; choose another --out")
+    try:
+        check_out(check_output_path(args.out, "--out", "folder"))  # before the progress bar
+    except FileExistsError as exc:
+        raise MedsegError(str(exc)) from None
     scans = (kaggle_scale_plan(args.seed) if args.kaggle_scale
              else plan(args.cases, args.days, args.slices, args.seed))
     with tqdm(total=len(scans), desc="Writing phantom scans", unit="scan") as bar:
-        try:
-            out = write_phantom(args.out, seed=args.seed, scans=scans,
-                                progress=lambda done, total: bar.update(1))
-        except FileExistsError as exc:
-            raise MedsegError(str(exc)) from None
+        out = write_phantom(args.out, seed=args.seed, scans=scans,
+                            progress=lambda done, total: bar.update(1))
     print(f"Wrote {len(scans)} scans ({sum(s.slices for s in scans)} slices) to {out}")
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from tf_medseg.config import CLASSES, Config
+from tf_medseg.config import CLASSES, MAX_OFFSET, Config
 from tf_medseg.data.pipeline import (
     CLIP,
     PERCENTILE,
@@ -84,7 +84,6 @@ def serving_fn(model: keras.Model, image_size):
 
 # What predict and evaluate read from metadata.json (a file without them is damaged).
 METADATA_KEYS = ("classes", "context_offsets", "model_input_size")
-from tf_medseg.config import MAX_OFFSET  # noqa: E402  (the largest context offset)
 
 
 def export_saved_model(model: keras.Model, config: Config, out_dir: str | os.PathLike,

@@ -108,6 +108,15 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def atomic_png(path: str | os.PathLike, image) -> None:
+    """Write an array (grey or OpenCV's BGR order) as PNG, atomically."""
+    import cv2
+    ok, data = cv2.imencode(".png", image)
+    if not ok:
+        raise OSError(f"could not encode {path} as PNG")
+    atomic_write(path, data.tobytes())
+
+
 def is_within(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
     """True if ``path`` is ``folder`` or lies inside it (symlinks resolved)."""
     path = os.path.realpath(os.path.expanduser(path))

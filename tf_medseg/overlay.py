@@ -61,8 +61,5 @@ def side_by_side(image: np.ndarray, true: np.ndarray, pred: np.ndarray, classes=
 
 def write_png(path, rgb: np.ndarray) -> None:
     """Write an RGB image as PNG (atomically: a file that exists is complete)."""
-    from tf_medseg.files import atomic_write
-    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise OSError(f"could not encode {path}")
-    atomic_write(path, data.tobytes())
+    from tf_medseg.files import atomic_png
+    atomic_png(path, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))

@@ -37,6 +37,7 @@ import numpy as np
 
 from tf_medseg.config import CLASSES
 from tf_medseg.data import kaggle, rle
+from tf_medseg.data.images import png_header
 from tf_medseg.data.pipeline import stack_context
 from tf_medseg.errors import DataError, MedsegError
 from tf_medseg.files import atomic_open
@@ -83,9 +84,7 @@ def find_scans(input_dir: str | os.PathLike) -> list[InputScan]:
     days = sorted((d for d in days if d is not None), key=lambda s: (s.case, s.day))
     if days:
         return [_from_case_day(d) for d in days]
-    pngs = list(root.glob("*.png"))
-    for p in pngs:
-        kaggle.require_regular(p)
+    pngs = list(root.glob("*.png"))  # each one's header is checked before it is read
     if not pngs:
         raise DataError(f"--input {root}: no PNG slices found (expected a Kaggle folder with "
                         f"test/ or train/, a caseN_dayM folder, or a folder of slice PNGs)")
@@ -111,7 +110,7 @@ def read_volume(scan: InputScan) -> np.ndarray:
     else:
         slices = []
         for path in scan.paths:
-            kaggle.png_header(path)  # an ordinary PNG within the pixel limit, not decoded yet
+            png_header(path)  # an ordinary PNG within the pixel limit, not decoded yet
             image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
             if image is None:
                 raise DataError(f"{path}: not a readable PNG")

@@ -35,9 +35,8 @@ import numpy as np
 
 from tf_medseg.data import volumes
 from tf_medseg.data.task import Task
-from tf_medseg.data.images import require_regular
 from tf_medseg.errors import DataError
-from tf_medseg.files import atomic_write, temporary_path
+from tf_medseg.files import atomic_open, atomic_png, temporary_path
 
 CHANNEL_RE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 TTA_ZOOMS = (0.9, 1.1)
@@ -59,10 +58,8 @@ def find_cases(input_dir: Path, channels: int, colour: bool = False) -> list[Inp
     if (root / "images").is_dir() and not any(volumes._ending(p.name) for p in root.iterdir()
                                               if p.is_file()):
         root = root / "images"
+    # Every file the readers open is checked to be a regular file first (no FIFO blocks).
     files = sorted(p for p in root.iterdir() if not p.is_dir() and not p.name.startswith("."))
-    for p in files:
-        if volumes._ending(p.name):
-            require_regular(p)
     found = [(p, volumes._ending(p.name)) for p in files]
     found = [(p, e) for p, e in found if e]
     if not found:
@@ -120,14 +117,6 @@ def label_map(probs: np.ndarray, task: Task, output: str, threshold: float) -> n
     return out
 
 
-def _atomic(path: Path, write) -> None:
-    """``write(tmp)`` to a new, exclusively created file beside ``path``, then renamed."""
-    suffix = next((e for e in (".nii.gz", ".nii", ".npz", ".png") if path.name.endswith(e)),
-                  "")
-    with temporary_path(path, suffix) as tmp:
-        write(tmp)
-
-
 def _write_nifti(path: Path, labels: np.ndarray, reference: Path) -> None:
     import nibabel as nib
     ref = nib.load(str(reference))
@@ -135,26 +124,21 @@ def _write_nifti(path: Path, labels: np.ndarray, reference: Path) -> None:
     header.set_data_dtype(labels.dtype)
     image = type(ref)(labels, ref.affine, header)
     image.header.set_slope_inter(1.0, 0.0)
-    _atomic(path, lambda tmp: nib.save(image, str(tmp)))
+    # nibabel picks gzip by the name's ending, so the temporary name keeps it.
+    with temporary_path(path, volumes._ending(path.name)) as tmp:
+        nib.save(image, str(tmp))
 
 
 def _write_npz(path: Path, probs: np.ndarray, task: Task) -> None:
     """``probabilities`` (K, ...) float16 and ``classes`` of (..., K) probabilities."""
-    def write(tmp):
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, probabilities=np.moveaxis(probs, -1, 0).astype(np.float16),
-                                classes=np.array(task.classes))
-    _atomic(path, write)
+    with atomic_open(path, "wb") as f:
+        np.savez_compressed(f, probabilities=np.moveaxis(probs, -1, 0).astype(np.float16),
+                            classes=np.array(task.classes))
 
 
 def _write_png(path: Path, image: np.ndarray) -> None:
-    import cv2
     path.parent.mkdir(parents=True, exist_ok=True)
-
-    ok, data = cv2.imencode(".png", image)
-    if not ok:
-        raise OSError(f"could not encode {path}")
-    atomic_write(path, data.tobytes())
+    atomic_png(path, image)
 
 
 def predict_volumes(model, input_dir, output, *, overlays=None, tta: bool = False,

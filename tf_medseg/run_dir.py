@@ -28,7 +28,7 @@ except ImportError:  # not POSIX: no lock
     fcntl = None
 
 from tf_medseg.errors import ConfigError, MedsegError
-from tf_medseg.files import PARTIAL, atomic_write, check_output_path
+from tf_medseg.files import PARTIAL, check_output_path
 
 LOCK = ".lock"
 PREVIOUS = "previous"
@@ -290,7 +290,3 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     else:
         path.unlink(missing_ok=True)
-
-
-def write_json(path: Path, value) -> None:
-    atomic_write(path, json.dumps(value, indent=2) + "\n")

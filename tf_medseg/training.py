@@ -629,17 +629,17 @@ def train(config: Config, verbose: int | None = None, overwrite: bool = False) -
     # finished run there, stops at once); it is changed only once the data and model are ready.
     run = RunDir(check_run_dir(config.train.run_dir)) if chief else None
     ours = identity(config, policy)
-    mode = run.claim(ours, overwrite) if chief else None
+    if chief:
+        run.claim(ours, overwrite)
     try:
-        return _train(config, strategy, chief, policy, jit, run, mode, ours, overwrite,
-                      verbose)
+        return _train(config, strategy, chief, policy, jit, run, ours, overwrite, verbose)
     finally:
         if run is not None:
             run.release()
 
 
-def _train(config: Config, strategy, chief: bool, policy: str, jit: bool, run, mode,
-           ours: dict, overwrite: bool, verbose: int | None) -> dict:
+def _train(config: Config, strategy, chief: bool, policy: str, jit: bool, run, ours: dict,
+           overwrite: bool, verbose: int | None) -> dict:
     from tf_medseg.data.prepare import prepare
     from tf_medseg.evaluate import evaluate_scans, json_safe
     from tf_medseg.export import export_saved_model
@@ -664,7 +664,7 @@ def _train(config: Config, strategy, chief: bool, policy: str, jit: bool, run, m
         model = compiled_model(config, policy, jit, steps, task)
     backup = Backup(model, backup_dir, chief, ours)
     if chief:
-        resuming = mode == "resume"
+        resuming = run.mode == "resume"
         run.begin()  # an earlier run moved into previous/, or leftovers removed
     else:  # the chief decides; a worker follows its backup (none after --overwrite)
         resuming = backup.latest() is not None and not overwrite
@@ -764,7 +764,8 @@ def _train(config: Config, strategy, chief: bool, policy: str, jit: bool, run, m
     if config.train.keep == "last":
         result["kept_epoch"] = result["epochs_trained"] - 1
     elif (ckpt_dir / "best.json").is_file():
-        result["kept_epoch"] = json.loads((ckpt_dir / "best.json").read_text())["epoch"]
+        result["kept_epoch"] = read_json(ckpt_dir / "best.json", "record of the best epoch",
+                                         "delete it and rerun")["epoch"]
     if config.export.saved_model:
         export_saved_model(model, config, run_dir / "saved_model", task=task,
                            extra_metadata={"validation": {

@@ -288,9 +288,6 @@ def _ranked(rows: list[dict], direction: str) -> list[dict]:
     return done + [r for r in rows if r not in done]
 
 
-_atomic_write = atomic_write
-
-
 @contextlib.contextmanager
 def keras_tuner_state(folder: Path):
     """While it lasts, KerasTuner's own state files (``oracle.json``, ``tuner_*.json``,
@@ -342,7 +339,7 @@ def write_results(oracle, config: Config, entries: list[SpaceEntry], folder: Pat
                "direction": objective.direction,
                "space": {e.key: e.describe() for e in entries},
                "best_trial": best["trial"] if best else None, "trials": rows}
-    _atomic_write(folder / "results.json", json.dumps(summary, indent=2, default=str) + "\n")
+    atomic_write(folder / "results.json", json.dumps(summary, indent=2, default=str) + "\n")
     if best is not None:
         trial = oracle.trials[best["trial_id"]]
         values = {e.key: e.config_value(trial.hyperparameters.values[e.key])
@@ -543,7 +540,7 @@ def _tune(config: Config, role: str, strategy, policy: str, jit: bool, run_dir: 
     oracle, objective = tuner.oracle, objective_of(config)
     done = 0
     if role != "worker":
-        _atomic_write(folder / SEARCH_FILE, json.dumps(_search_identity(config)) + "\n")
+        atomic_write(folder / SEARCH_FILE, json.dumps(_search_identity(config)) + "\n")
         _show_trials(oracle, config, entries, folder)
         _hparams_config(entries, folder / "logs", objective.name)
         done = sum(t.status in ("COMPLETED", "FAILED") for t in oracle.trials.values())

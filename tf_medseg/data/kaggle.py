@@ -30,8 +30,7 @@ import pandas as pd
 from tf_medseg.config import CLASSES
 from tf_medseg.data import rle
 from tf_medseg.errors import DataError
-from tf_medseg.data.images import (  # noqa: F401  (png_header: part of this module's API)
-    PNG_GRAY_TYPES, png_header, require_regular)
+from tf_medseg.data.images import PNG_GRAY_TYPES, png_header, require_regular
 
 SLICE_RE = re.compile(r"^slice_(\d{4})_(\d+)_(\d+)_(\d+(?:\.\d+)?)_(\d+(?:\.\d+)?)\.png$")
 CASE_DAY_RE = re.compile(r"^case(\d+)_day(\d+)$")

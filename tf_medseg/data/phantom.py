@@ -374,6 +374,18 @@ def kaggle_scale_plan(seed: int) -> list[ScanPlan]:
     return scans
 
 
+def check_out(out: str | os.PathLike) -> Path:
+    """The destination of :func:`write_phantom` as a path: new, or an empty folder.
+
+    Raises:
+        FileExistsError: it exists and is a file or a folder with something in it.
+    """
+    out = Path(out).expanduser()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"{out} exists and is not an empty folder; choose another --out")
+    return out
+
+
 def write_phantom(out: str | os.PathLike, *, cases: int = 8, days: int = 2, slices: int = 80,
                   seed: int = 0, sizes: tuple = SIZES, scans: Sequence[ScanPlan] | None = None,
                   workers: int | None = None,
@@ -400,9 +412,7 @@ def write_phantom(out: str | os.PathLike, *, cases: int = 8, days: int = 2, slic
         The folder.
     """
     from tf_medseg.files import atomic_dir
-    out = Path(out).expanduser()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(f"{out} exists and is not an empty folder; choose another --out")
+    out = check_out(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     scans = list(scans) if scans is not None else plan(cases, days, slices, seed, sizes)
     workers = workers or min(4, os.cpu_count() or 1, len(scans))

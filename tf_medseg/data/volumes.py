@@ -448,6 +448,8 @@ def _read_2d(path: Path, label: bool) -> np.ndarray:
     import cv2  # noqa: PLC0415
     if path.name.lower().endswith(".png"):
         png_header(path)  # within the pixel limit, before decoding (TIFFs: OpenCV's limit)
+    else:
+        require_regular(path)
     data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if data is None:
         raise DataError(f"{path}: not a readable image")
