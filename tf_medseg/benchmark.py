@@ -42,16 +42,12 @@ SOURCES = ("uwmgi", "nnunet", "decathlon", "folder")
 
 def detect_source(root: str) -> str:
     """The format of a data set folder, from the files that mark it."""
-    import json
-    from pathlib import Path
     folder = Path(root).expanduser()
     if (folder / "train.csv").is_file():
         return "uwmgi"
     if (folder / "dataset.json").is_file():
-        try:
-            meta = json.loads((folder / "dataset.json").read_text())
-        except ValueError:
-            raise MedsegError(f"{folder / 'dataset.json'}: not valid JSON") from None
+        from tf_medseg.data.volumes import read_json
+        meta = read_json(folder / "dataset.json", "")
         return "decathlon" if isinstance(meta, dict) and "training" in meta else "nnunet"
     if (folder / "labels.json").is_file() and (folder / "images").is_dir():
         return "folder"

@@ -102,7 +102,9 @@ def run(args) -> dict:
     summary = {}
     summary_path = out / "summary.json"
     if summary_path.is_file():
-        summary = json.loads(summary_path.read_text())
+        from tf_medseg.run_dir import read_json
+        summary = read_json(summary_path, "cross-validation summary",
+                            "delete it (or use another --out) to start the comparison over")
     for side in sides:
         per_fold = summary.setdefault(side, {}).setdefault("folds", {})
         for fold in folds:
