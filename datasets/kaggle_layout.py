@@ -1,6 +1,6 @@
 """What both builders share: a checked Kaggle-layout folder read into one example per scan.
 
-Scans are read and encoded in worker processes (``datasets.reading``) and handed to TFDS in
+Scans are read and encoded in worker processes (:mod:`.reading`) and handed to TFDS in
 order.
 
 The builders let TFDS write records in its hashed order (``disable_shuffling`` is off): with it
@@ -18,15 +18,17 @@ from typing import Iterator, Sequence
 
 import tensorflow_datasets as tfds
 
-from datasets import reading
-from tf_medseg.data import features, kaggle
+from tf_medseg.data import examples as examples_of
+from tf_medseg.data import kaggle_inventory
+
+from . import reading
 
 
 def inventory(info: tfds.core.DatasetInfo, root: Path, drop_case_days: Sequence[str] = (),
-              unmatched: str = "error") -> kaggle.Inventory:
+              unmatched: str = "error") -> kaggle_inventory.Inventory:
     """Check the whole folder up front (before any record is written) and record what it
     holds, and what was dropped and why, in ``info.metadata``."""
-    inv = kaggle.take_inventory(root, drop_case_days, unmatched)
+    inv = kaggle_inventory.take_inventory(root, drop_case_days, unmatched)
     info.metadata["source"] = str(root)
     info.metadata["cases"] = sorted({s.case for s in inv.scans})
     info.metadata["case_days"] = [s.case_day for s in inv.scans]
@@ -43,11 +45,8 @@ def inventory(info: tfds.core.DatasetInfo, root: Path, drop_case_days: Sequence[
     return inv
 
 
-def _read(scan: kaggle.ScanFiles, labels: dict) -> tuple[str, dict]:
-    return features.to_example(kaggle.read_scan(scan, labels))
-
-
-def examples(inv: kaggle.Inventory, workers: int | None = None) -> Iterator[tuple[str, dict]]:
+def examples(inv: kaggle_inventory.Inventory, workers: int | None = None
+             ) -> Iterator[tuple[str, dict]]:
     """(key, example) of every scan, in order, with a progress bar.
 
     Args:
@@ -55,7 +54,8 @@ def examples(inv: kaggle.Inventory, workers: int | None = None) -> Iterator[tupl
     """
     jobs = [(scan, {scan.slice_id(s): inv.labels[scan.slice_id(s)] for s in scan.slices})
             for scan in inv.scans]
-    yield from reading.in_order(_read, jobs, [len(s.slices) for s in inv.scans],
+    yield from reading.in_order(examples_of.scan_example, jobs,
+                                [len(s.slices) for s in inv.scans],
                                 desc=f"Reading {len(inv.scans)} scans", unit="slice",
                                 workers=workers)
     print(f"Writing TFRecord shards of {len(inv.scans)} scans ...", flush=True)

@@ -22,8 +22,9 @@ from typing import Sequence
 import numpy as np
 import tensorflow_datasets as tfds
 
-from datasets import reading
-from tf_medseg.data import features, volumes
+from tf_medseg.data import examples, features, volumes
+
+from . import reading
 
 
 class VolumeConfig(tfds.core.BuilderConfig):
@@ -46,15 +47,6 @@ def volume_config(fmt: str, root: str, group_pattern: str | None = None,
     return VolumeConfig(name=f"src_{digest}", description=f"{fmt} folder {index.root}",
                         root=str(index.root.resolve()), group_pattern=group_pattern,
                         slice_axis=slice_axis, spacing=spacing)
-
-
-def _read(index: volumes.SourceIndex, case: volumes.CaseFiles, case_index: int, slice_axis,
-          spacing) -> tuple:
-    volume = volumes.read_case(index, case, slice_axis, spacing)
-    masks = volumes.class_masks(volume.label, index.task)
-    organ_slices = int(masks.reshape(len(masks), -1).any(axis=1).sum())
-    sample = volumes.foreground_sample(volume, index.task)
-    return features.volume_example(volume, case_index), organ_slices, sample
 
 
 class VolumeBuilder(tfds.core.GeneratorBasedBuilder):
@@ -81,7 +73,8 @@ class VolumeBuilder(tfds.core.GeneratorBasedBuilder):
                 for c in index.cases]
         slices, organ, samples = {}, {}, []
         for (key, example), organ_slices, sample in reading.in_order(
-                _read, jobs, [1] * len(jobs), desc=f"Reading {len(jobs)} cases", unit="case"):
+                examples.case_example, jobs, [1] * len(jobs),
+                desc=f"Reading {len(jobs)} cases", unit="case"):
             slices[key] = int(example["image"].shape[0])
             organ[key] = organ_slices
             samples.append(sample)

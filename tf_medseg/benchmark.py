@@ -32,8 +32,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-
-from tf_medseg.cli import add_set_argument
+from tf_medseg.commands import add_set_argument, prog, run_command
 from tf_medseg.errors import MedsegError
 
 PARTS = ("pipeline", "train", "infer")
@@ -57,7 +56,7 @@ def detect_source(root: str) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m tf_medseg benchmark",
+        prog=prog("benchmark"),
         description="Measure input pipeline, training and inference throughput on a "
                     "data set folder; prints one JSON line last.")
     parser.add_argument("--data-root", required=True,
@@ -82,9 +81,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from tf_medseg.cli import _run
     args = _parser().parse_args(argv)
-    return _run(lambda: run(args))
+    return run_command(lambda: run(args))
 
 
 def _peak_rss_mb() -> float:
@@ -122,12 +120,12 @@ def _measure(config, args) -> dict:
     import tensorflow as tf
 
     from tf_medseg.data.pipeline import make_dataset
-    from tf_medseg.data.prepare import prepare
-    from tf_medseg.training import runtime_for
+    from tf_medseg.records import build_records
+    from tf_medseg.runtime import runtime_for
 
     parts = [args.only] if args.only else list(PARTS)
     start = time.perf_counter()
-    builder = prepare(config.data)
+    builder = build_records(config.data)
     prepared = time.perf_counter() - start
     from tf_medseg.data.pipeline import scan_table, task_for
     slices = sum(row[2] for row in scan_table(builder.info.metadata))
@@ -153,7 +151,7 @@ def _measure(config, args) -> dict:
     if "train" in parts or "infer" in parts or args.compare_runtimes:
         images, masks = next(iter(ds))
         from tf_medseg.loop import Trainer
-        from tf_medseg.training import compiled_model
+        from tf_medseg.optim import compiled_model
         strategy = tf.distribute.get_strategy()
         model = compiled_model(config, policy, jit, steps_per_epoch=10**5, task=task)
         if "train" in parts:
@@ -214,7 +212,8 @@ def _compare_runtimes(config, batch, rounds: int, seconds: float, task) -> dict:
     import tensorflow as tf
 
     from tf_medseg.loop import Trainer
-    from tf_medseg.training import compiled_model, resolve_runtime
+    from tf_medseg.optim import compiled_model
+    from tf_medseg.runtime import resolve_runtime
     trainers = {}
     for policy, jit in RUNTIMES:
         model = compiled_model(config, policy, jit, steps_per_epoch=10**5, task=task)

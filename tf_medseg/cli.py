@@ -1,5 +1,6 @@
-"""Command line: ``python -m tf_medseg {train,phantom,evaluate,predict,benchmark} ...``
-(``train.py`` is a shortcut for ``train``).
+"""Command line: ``tf-medseg {train,phantom,evaluate,predict,benchmark} ...`` (installed with
+``pip install .``), the same as ``python -m tf_medseg ...``; ``train.py`` is a shortcut for
+``train``.
 
 User errors (bad config, bad data) print one line and exit with status 2; no traceback.
 """
@@ -7,30 +8,17 @@ User errors (bad config, bad data) print one line and exit with status 2; no tra
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Sequence
 
+from tf_medseg.commands import add_set_argument, prog, quiet_tensorflow, run_command
 from tf_medseg.errors import MedsegError
-
-
-def _quiet_tensorflow() -> None:
-    # C++ info logs (oneDNN, CUDA probing) and absl notices drown the progress output.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import absl.logging
-    absl.logging.set_verbosity(absl.logging.ERROR)
-
-
-def add_set_argument(parser: argparse.ArgumentParser) -> None:
-    """``--set KEY=VALUE ...``: config overrides, parsed as YAML by ``load_config``."""
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="override config keys; values are YAML, e.g. train.epochs=1 "
-                             "data.image_size=[64,64]")
 
 
 def train_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="train.py", description="Train a U-Net / Attention U-Net as a YAML config says.")
+        prog="train.py" if sys.argv[0].endswith("train.py") else prog("train"),
+        description="Train a U-Net / Attention U-Net as a YAML config says.")
     parser.add_argument("--config", required=True,
                         help="YAML config (a name such as unet.yaml is also looked up in "
                              "configs/)")
@@ -44,8 +32,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
                              "outputs are complete. Without it a finished run is never "
                              "replaced, and an unfinished one is resumed")
     args = parser.parse_args(argv)
-    _quiet_tensorflow()
-    return _run(lambda: _train(args))
+    quiet_tensorflow()
+    return run_command(lambda: _train(args))
 
 
 def _train(args) -> None:
@@ -69,7 +57,7 @@ def phantom_main(argv: Sequence[str] | None = None) -> int:
     from tf_medseg.config import DataConfig
     d = DataConfig()
     parser = argparse.ArgumentParser(
-        prog="python -m tf_medseg phantom",
+        prog=prog("phantom"),
         description="Write the synthetic abdominal MRI data set in the Kaggle layout.")
     parser.add_argument("--out", required=True, help="destination folder (new or empty)")
     parser.add_argument("--cases", type=int, default=d.phantom_cases)
@@ -81,7 +69,7 @@ def phantom_main(argv: Sequence[str] | None = None) -> int:
                              "274 case-days, 38,496 slices in all four image sizes "
                              "(ignores --cases/--days/--slices; about 5 GB)")
     args = parser.parse_args(argv)
-    return _run(lambda: _phantom(args))
+    return run_command(lambda: _phantom(args))
 
 
 def _phantom(args) -> None:
@@ -106,21 +94,9 @@ def _phantom(args) -> None:
     print(f"Wrote {len(scans)} scans ({sum(s.slices for s in scans)} slices) to {out}")
 
 
-def _run(fn) -> int:
-    try:
-        fn()
-    except MedsegError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return 0
-
-
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tf_medseg evaluate",
+        prog=prog("evaluate"),
         description="Score an exported model on the validation fold with the competition "
                     "metric (per case-day and per class); writes metrics.json and "
                     "case_days.csv.")
@@ -136,8 +112,8 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", help="report folder (default: evaluation/ beside the "
                                          "SavedModel, in the run directory)")
     args = parser.parse_args(argv)
-    _quiet_tensorflow()
-    return _run(lambda: _evaluate(args))
+    quiet_tensorflow()
+    return run_command(lambda: _evaluate(args))
 
 
 def _evaluate(args) -> None:
@@ -159,7 +135,7 @@ def _evaluate(args) -> None:
 
 def predict_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tf_medseg predict",
+        prog=prog("predict"),
         description="Predict new scans with an exported model; write a Kaggle submission "
                     "(id,class,predicted), or for NIfTI / image input label maps in the "
                     "input's form, and optionally contour overlays.")
@@ -186,8 +162,8 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16,
                         help="slices per forward pass (default 16)")
     args = parser.parse_args(argv)
-    _quiet_tensorflow()
-    return _run(lambda: _predict(args))
+    quiet_tensorflow()
+    return run_command(lambda: _predict(args))
 
 
 def _predict(args) -> None:
@@ -204,7 +180,7 @@ def _predict(args) -> None:
 
 
 def benchmark_main(argv: Sequence[str] | None = None) -> int:
-    _quiet_tensorflow()
+    quiet_tensorflow()
     from tf_medseg.benchmark import main as benchmark
     return benchmark(argv)
 
@@ -222,7 +198,7 @@ SUMMARIES = {
 
 def _usage() -> str:
     width = max(map(len, COMMANDS))
-    return ("usage: python -m tf_medseg COMMAND [options]   (COMMAND --help for its options)"
+    return (f"usage: {prog()} COMMAND [options]   (COMMAND --help for its options)"
             "\n\ncommands:\n" + "".join(f"  {name:<{width}}  {SUMMARIES[name]}\n"
                                         for name in COMMANDS))
 

@@ -25,10 +25,10 @@ import tensorflow as tf
 
 from tf_medseg import metrics
 from tf_medseg.config import Config
-from tf_medseg.data.pipeline import parse, prepare_scan, scan_dataset, task_for
+from tf_medseg.data.pipeline import parse, scan_dataset, scan_inputs, task_for
 from tf_medseg.data.task import KAGGLE, output_of
 from tf_medseg.errors import MedsegError
-from tf_medseg.files import PARTIAL, atomic_open, atomic_write, check_outside, check_output_path
+from tf_medseg.files import PARTIAL, atomic_open, atomic_write, check_output_path, check_outside
 
 
 def predict_scan(predict: Callable, example: dict, config: Config, batch_size: int,
@@ -39,7 +39,7 @@ def predict_scan(predict: Callable, example: dict, config: Config, batch_size: i
     or the ``logits`` endpoint of an exported SavedModel. Logits are resized bilinearly to
     the native size, then thresholded (sigmoid) or their largest taken (softmax).
     """
-    images, _ = prepare_scan(example, config.data.context, config.data.image_size, task)
+    images, _ = scan_inputs(example, config.data.context, config.data.image_size, task)
     height, width = example["image"].shape[1:3]
     output = output_of(config, task)
     threshold = config.train.threshold
@@ -65,8 +65,8 @@ def evaluate_scans(predict: Callable, config: Config, split: str = "val",
     the split pooled per class, averaged over classes.
     """
     if builder is None:
-        from tf_medseg.data.prepare import prepare
-        builder = prepare(config.data)
+        from tf_medseg.records import build_records
+        builder = build_records(config.data)
     task = task_for(config, builder)
     classes = task.classes
     scans_mode = task.kind == "scans"
@@ -208,12 +208,12 @@ def evaluate_saved_model(model_dir: str | os.PathLike, config: Config, *,
     The report goes to ``out_dir``, by default ``evaluation/`` beside the SavedModel (inside
     the run directory).
     """
-    from tf_medseg.data.prepare import prepare
+    from tf_medseg.records import build_records
     out = (Path(out_dir).expanduser() if out_dir is not None
            else Path(model_dir).expanduser().resolve().parent / "evaluation")
     check_report_dir(out, Path(model_dir).expanduser(), config)
     predict = load_exported(model_dir, config)
-    builder = prepare(config.data)
+    builder = build_records(config.data)
     result, rows = evaluate_scans(predict, config, split, both_empty, builder=builder,
                                   progress=True)
     return result, write_report(result, rows, out, task_for(config, builder).classes)

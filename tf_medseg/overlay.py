@@ -7,7 +7,6 @@ TensorBoard image panel (true | predicted).
 
 from __future__ import annotations
 
-
 import cv2
 import numpy as np
 

@@ -35,7 +35,7 @@ from tf_medseg.files import atomic_write
 
 
 def _parser() -> argparse.ArgumentParser:
-    from tf_medseg.cli import add_set_argument
+    from tf_medseg.commands import add_set_argument
     p = argparse.ArgumentParser(prog="python -m tf_medseg.peer_cv", description=__doc__.split(
         "\n\n")[0])
     p.add_argument("--config", required=True)
@@ -65,15 +65,18 @@ def train_peer(config, out: Path) -> dict:
     """Train the peer on ``config``'s fold with tf_medseg's loop; its validation metrics."""
     import tensorflow as tf
 
+    from tf_medseg.checkpoints import HistoryLog
     from tf_medseg.data.pipeline import task_for
-    from tf_medseg.data.prepare import prepare
     from tf_medseg.data.task import output_of
     from tf_medseg.evaluate import evaluate_scans, json_safe
     from tf_medseg.loop import Trainer, fit
-    from tf_medseg.training import HistoryLog, compiled_model, make_datasets, runtime_for
+    from tf_medseg.optim import compiled_model
+    from tf_medseg.records import build_records
+    from tf_medseg.runtime import runtime_for
+    from tf_medseg.training import make_datasets
     strategy = tf.distribute.get_strategy()
     policy, jit = runtime_for(config)
-    builder = prepare(config.data)
+    builder = build_records(config.data)
     task = task_for(config, builder)
     train_ds, val_ds = make_datasets(config, strategy, builder)
     steps = config.train.steps_per_epoch or int(train_ds.cardinality())
@@ -140,10 +143,10 @@ def _mean(per_fold: dict) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from tf_medseg.cli import _quiet_tensorflow, _run
+    from tf_medseg.commands import quiet_tensorflow, run_command
     args = _parser().parse_args(argv)
-    _quiet_tensorflow()
-    return _run(lambda: run(args))
+    quiet_tensorflow()
+    return run_command(lambda: run(args))
 
 
 if __name__ == "__main__":

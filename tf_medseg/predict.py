@@ -42,7 +42,6 @@ from tf_medseg.data.pipeline import stack_context
 from tf_medseg.errors import DataError, MedsegError
 from tf_medseg.files import atomic_open
 
-
 # Test-time augmentation: zooms within training's scale augmentation. (A left-right mirror,
 # the usual choice, lowered the score of a held-out phantom scan from 0.874 to 0.780: the
 # organs are lateralised and training does not flip them.)
@@ -194,7 +193,7 @@ def check_paths(model_dir, input_dir, output, overlays) -> None:
     right kind (a CSV file, or a folder of label maps for a volume model) and outside the
     input and the model (one-line errors)."""
     from tf_medseg.export import read_metadata
-    from tf_medseg.files import check_outside, check_output_path
+    from tf_medseg.files import check_output_path, check_outside
     model_dir = Path(model_dir).expanduser()
     meta = read_metadata(model_dir, f"--model {model_dir}")
     volumes = meta.get("task", {}).get("kind") == "volumes"

@@ -32,7 +32,8 @@ from typing import Any
 
 import yaml
 
-from tf_medseg.config import (LOSS_TERMS, Config, _EXPONENT, from_dict, loss_weights)
+from tf_medseg.config_schema import LOSS_TERMS, Config, loss_weights
+from tf_medseg.config_values import _EXPONENT, build_config
 from tf_medseg.errors import ConfigError
 
 #: Keys a search may not vary: where data and outputs live, how the run is executed, and the
@@ -250,4 +251,7 @@ def apply_values(config: Config, values: dict[str, Any], *, check_space: bool = 
         else:
             section, name = key.split(".", 1)
             raw[section][name] = value
-    return from_dict(raw)
+    trial = build_config(raw)
+    if check_space and trial.tune.space:
+        parse_space(trial)  # the space stays valid with the trial's values
+    return trial

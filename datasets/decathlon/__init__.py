@@ -1,5 +1,5 @@
 """Medical Segmentation Decathlon task folders."""
 
-from datasets.decathlon.decathlon_dataset_builder import Decathlon
+from .decathlon_dataset_builder import Decathlon
 
 __all__ = ["Decathlon"]

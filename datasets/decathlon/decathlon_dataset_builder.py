@@ -6,7 +6,7 @@ axis of each image. See ``tf_medseg.data.volumes`` and ``datasets.volume_layout`
 
 from __future__ import annotations
 
-from datasets.volume_layout import VolumeBuilder
+from ..volume_layout import VolumeBuilder
 
 
 class Decathlon(VolumeBuilder):

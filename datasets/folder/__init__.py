@@ -1,5 +1,5 @@
 """Folders of 2D image/mask pairs."""
 
-from datasets.folder.folder_dataset_builder import SegmentationFolder
+from .folder_dataset_builder import SegmentationFolder
 
 __all__ = ["SegmentationFolder"]

@@ -8,7 +8,7 @@ for classification.)
 
 from __future__ import annotations
 
-from datasets.volume_layout import VolumeBuilder
+from ..volume_layout import VolumeBuilder
 
 
 class SegmentationFolder(VolumeBuilder):

@@ -11,8 +11,9 @@ from pathlib import Path
 import tensorflow_datasets as tfds
 from tqdm.auto import tqdm
 
-from datasets import kaggle_layout
 from tf_medseg.data import features, phantom
+
+from .. import kaggle_layout
 
 
 class PhantomConfig(tfds.core.BuilderConfig):

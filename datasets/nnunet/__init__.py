@@ -1,5 +1,5 @@
 """Data sets in nnU-Net v2 raw format."""
 
-from datasets.nnunet.nnunet_dataset_builder import Nnunet
+from .nnunet_dataset_builder import Nnunet
 
 __all__ = ["Nnunet"]

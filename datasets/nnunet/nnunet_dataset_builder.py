@@ -7,7 +7,7 @@ records.
 
 from __future__ import annotations
 
-from datasets.volume_layout import VolumeBuilder
+from ..volume_layout import VolumeBuilder
 
 
 class Nnunet(VolumeBuilder):

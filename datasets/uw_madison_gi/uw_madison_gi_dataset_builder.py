@@ -14,8 +14,9 @@ from typing import Sequence
 
 import tensorflow_datasets as tfds
 
-from datasets import kaggle_layout
-from tf_medseg.data import features, kaggle
+from tf_medseg.data import features, kaggle_inventory
+
+from .. import kaggle_layout
 
 
 class SourceConfig(tfds.core.BuilderConfig):
@@ -33,7 +34,7 @@ def source_config(root: str, drop_case_days: Sequence[str] = (),
     """The config for a folder: its name is a fingerprint of the folder's contents and of the
     rules that choose what is read (``drop_case_days``, ``unmatched``)."""
     root = str(Path(root).expanduser().resolve())
-    digest = kaggle.fingerprint(root, drop_case_days, unmatched)
+    digest = kaggle_inventory.fingerprint(root, drop_case_days, unmatched)
     return SourceConfig(name=f"src_{digest}", description=f"Kaggle-layout folder {root}",
                         root=root, drop_case_days=drop_case_days, unmatched=unmatched)
 

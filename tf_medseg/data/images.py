@@ -1,11 +1,14 @@
-"""Checks made on an image file before it is decoded: an ordinary file (never a FIFO or a
-device), a PNG header within the pixel limit (a decompression bomb costs 26 bytes of reading).
+"""2D image files: the checks made before one is decoded (an ordinary file, never a FIFO or a
+device; a PNG header within the pixel limit: a decompression bomb costs 26 bytes of reading),
+and :func:`read_2d`, the reader of the image/mask folders.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+import numpy as np
 
 from tf_medseg.errors import DataError
 from tf_medseg.files import regular_file
@@ -44,3 +47,30 @@ def require_regular(path: Path) -> None:
         kind = "a folder" if Path(path).is_dir() else "missing" if not os.path.lexists(
             path) else "not a regular file (a FIFO, device or socket)"
         raise DataError(f"{path}: {kind}; inputs must be ordinary files")
+
+
+def read_2d(path: Path, label: bool) -> np.ndarray:
+    """A 2D image file (PNG, TIFF) as an array: grey (H, W), or colour (H, W, 3) in RGB order
+    (a grey image saved in colour is grey); ``label``: an integer label map, never colour."""
+    import cv2  # noqa: PLC0415  (OpenCV is slow to import; not every caller needs it)
+    if path.name.lower().endswith(".png"):
+        png_header(path)  # within the pixel limit, before decoding (TIFFs: OpenCV's limit)
+    else:
+        require_regular(path)
+    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if data is None:
+        raise DataError(f"{path}: not a readable image")
+    if data.ndim == 3:
+        if data.shape[2] == 4:
+            data = data[..., :3]
+        grey = all(np.array_equal(data[..., 0], data[..., k]) for k in (1, 2))
+        if grey:
+            data = data[..., 0]
+        elif label:
+            raise DataError(f"{path}: a colour image; masks must be single-channel integer "
+                            f"label maps")
+        else:
+            data = data[..., ::-1]  # BGR -> RGB
+    if label and not np.issubdtype(data.dtype, np.integer):
+        raise DataError(f"{path}: the mask is {data.dtype}; masks must hold whole numbers")
+    return data

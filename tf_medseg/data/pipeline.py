@@ -219,7 +219,7 @@ def normalized(example: dict, task: Task = KAGGLE) -> tf.Tensor:
                                normalization_params(example["image"], task))
 
 
-def prepare_volume(example: dict, size: Sequence[int], task: Task = KAGGLE
+def resized_volume(example: dict, size: Sequence[int], task: Task = KAGGLE
                    ) -> tuple[tf.Tensor, tf.Tensor]:
     """One scan record -> (volume (D, h, w, C) float32 normalised, masks (D, h, w)
     bit-packed).
@@ -234,10 +234,10 @@ def prepare_volume(example: dict, size: Sequence[int], task: Task = KAGGLE
     return volume, packed[..., 0]
 
 
-def prepare_scan(example: dict, context: Sequence[int], size: Sequence[int],
+def scan_inputs(example: dict, context: Sequence[int], size: Sequence[int],
                  task: Task = KAGGLE):
     """One scan record -> (images (D, h, w, C) float32, masks (D, h, w, K) float32)."""
-    volume, packed = prepare_volume(example, size, task)
+    volume, packed = resized_volume(example, size, task)
     return (stack_context(volume, context),
             tf.cast(unpack_mask(packed, task.num_classes), tf.float32))
 
@@ -250,8 +250,8 @@ def scan_dataset(config: Config, split: str, *, with_count: bool = False, builde
         with_count: Return (dataset, scans, slices, slices showing an organ) of the split.
     """
     if builder is None:
-        from tf_medseg.data.prepare import prepare  # noqa: PLC0415 (TFDS import is slow)
-        builder = prepare(config.data)
+        from tf_medseg.records import build_records  # noqa: PLC0415 (TFDS import is slow)
+        builder = build_records(config.data)
     cases = builder.info.metadata["cases"]
     if split == "all":
         keep = cases
@@ -320,14 +320,14 @@ def make_dataset(config: Config, split: str, *, batch_size: int | None = None,
         augment_batches = split == "train" and data.augment
     seed = config.train.seed
     if builder is None:
-        from tf_medseg.data.prepare import prepare  # noqa: PLC0415 (TFDS import is slow)
-        builder = prepare(config.data)
+        from tf_medseg.records import build_records  # noqa: PLC0415 (TFDS import is slow)
+        builder = build_records(config.data)
     task = task_for(config, builder)
     ds, num_scans, num_slices, num_organ = scan_dataset(config, split, with_count=True,
                                                         builder=builder)
 
     def compact(example):
-        volume, packed = prepare_volume(example, data.image_size, task)
+        volume, packed = resized_volume(example, data.image_size, task)
         return tf.cast(volume, tf.float16), packed
     ds = ds.map(compact, num_parallel_calls=tf.data.AUTOTUNE)
     if data.cache:

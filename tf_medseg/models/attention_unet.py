@@ -7,8 +7,14 @@ from typing import Sequence
 import keras
 from keras import layers
 
-from tf_medseg.models.blocks import (batch_norm_layer, check_input, decoder, encoder, heads,
-                                     input_layer)
+from tf_medseg.models.blocks import (
+    batch_norm_layer,
+    check_input,
+    decoder,
+    encoder,
+    heads,
+    input_layer,
+)
 
 UP_KERNEL = 2
 

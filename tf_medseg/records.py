@@ -1,6 +1,6 @@
-"""Prepare the configured data set as TFRecord shards (once), and open it.
+"""Build the configured data set's TFRecord shards (once), and open them.
 
-``train.py`` calls :func:`prepare` before training: the first time it runs the TFDS builder
+Training calls :func:`build_records` before anything else: the first time it runs the TFDS builder
 (``gi_phantom``, ``uw_madison_gi``, ``nnunet``, ``decathlon`` or ``segmentation_folder``),
 which validates the source and writes versioned TFRecord shards under ``data.data_dir``; later
 runs find them and reuse them.
@@ -20,7 +20,6 @@ import contextlib
 import os
 import random
 import shutil
-import sys
 from pathlib import Path
 
 try:
@@ -33,29 +32,15 @@ import tensorflow_datasets as tfds
 
 from tf_medseg.config import DataConfig
 from tf_medseg.errors import DataError
-
-_PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _import_builders():
-    # The builders live in the top-level datasets/ folder beside the package.
-    if str(_PROJECT_ROOT) not in sys.path:
-        sys.path.insert(0, str(_PROJECT_ROOT))
-    from datasets.gi_phantom import GiPhantom, phantom_config
-    from datasets.uw_madison_gi import UwMadisonGi, source_config
-    return GiPhantom, phantom_config, UwMadisonGi, source_config
+from tf_medseg.resources import builders
 
 
 def _volume_builder(config: DataConfig) -> tfds.core.DatasetBuilder:
-    _import_builders()
-    from datasets.decathlon import Decathlon
-    from datasets.folder import SegmentationFolder
-    from datasets.nnunet import Nnunet
-    from datasets.volume_layout import volume_config
-    cls = {"nnunet": Nnunet, "decathlon": Decathlon, "folder": SegmentationFolder}[
-        config.source]
-    wanted = volume_config(config.source, config.root, config.group_pattern,
-                           config.slice_axis, config.spacing)
+    layout = builders("volume_layout")
+    cls = {"nnunet": builders("nnunet").Nnunet, "decathlon": builders("decathlon").Decathlon,
+           "folder": builders("folder").SegmentationFolder}[config.source]
+    wanted = layout.volume_config(config.source, config.root, config.group_pattern,
+                                  config.slice_axis, config.spacing)
     if config.source == "folder" and not config.group_pattern:
         print("Note: data.group_pattern is not set, so every image counts as its own patient "
               "in the folds; set it if several images come from one patient", flush=True)
@@ -68,9 +53,9 @@ def data_dir(config: DataConfig) -> str:
 
 def get_builder(config: DataConfig) -> tfds.core.DatasetBuilder:
     """The TFDS builder of the configured source (not yet prepared)."""
-    GiPhantom, phantom_config, UwMadisonGi, source_config = _import_builders()
     if config.source == "phantom":
-        wanted = phantom_config(config.phantom_cases, config.phantom_days,
+        GiPhantom = builders("gi_phantom").GiPhantom
+        wanted = builders("gi_phantom").phantom_config(config.phantom_cases, config.phantom_days,
                                 config.phantom_slices, config.phantom_seed)
         # TFDS wants a registered config by name, and any other as an object.
         known = wanted.name in GiPhantom.builder_configs
@@ -82,8 +67,10 @@ def get_builder(config: DataConfig) -> tfds.core.DatasetBuilder:
         what = "is not a folder" if root.exists() else "does not exist"
         raise DataError(f"data.root {root} {what}; set it to the Kaggle folder holding "
                         f"train.csv and train/")
-    return UwMadisonGi(config=source_config(str(root), config.drop_case_days, config.unmatched),
-                       data_dir=data_dir(config))
+    kaggle = builders("uw_madison_gi")
+    return kaggle.UwMadisonGi(config=kaggle.source_config(str(root), config.drop_case_days,
+                                                          config.unmatched),
+                              data_dir=data_dir(config))
 
 
 @contextlib.contextmanager
@@ -120,7 +107,7 @@ def _remove_leftovers(folder: Path) -> None:
         shutil.rmtree(leftover, ignore_errors=True)
 
 
-def prepare(config: DataConfig) -> tfds.core.DatasetBuilder:
+def build_records(config: DataConfig) -> tfds.core.DatasetBuilder:
     """Build the records if they are not there yet; return the ready builder."""
     builder = get_builder(config)
     if builder.is_prepared():
