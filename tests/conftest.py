@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,3 +37,26 @@ def tiny_overrides(tmp_path: Path) -> list[str]:
             "data.phantom_days=2", "data.phantom_slices=12", "data.image_size=[32,32]",
             "data.batch_size=8", "data.num_folds=2", "model.base_filters=4", "model.depth=2",
             "train.epochs=2", f"train.run_dir={tmp_path / 'run'}", "train.max_minutes=null"]
+
+
+def tiny_train_args(tmp_path: Path, *extra: str) -> list[str]:
+    """``train.py`` arguments for a tiny run (see :func:`tiny_overrides`)."""
+    return ["train.py", "--config", "unet.yaml", "--set", *tiny_overrides(tmp_path), *extra]
+
+
+def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``python ARGS`` run from the project folder, output captured."""
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One tiny finished run, shared by the tests that only read it: (config, run folder,
+    the metrics train() returned)."""
+    from tf_medseg.config import load_config
+    from tf_medseg.training import train
+    tmp = tmp_path_factory.mktemp("e2e")
+    config = load_config("unet.yaml", tiny_overrides(tmp))
+    result = train(config, verbose=0)
+    return config, tmp / "run", result

@@ -68,6 +68,7 @@ def test_batched_scaled_serving_equals_one_call(export, tiny_phantom):
     assert np.allclose(parts, whole, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_metadata_and_saved_model_cli(export):
     config, _, out = export
     meta = json.loads((out / "metadata.json").read_text())

@@ -149,7 +149,7 @@ def _fake_backup(run: Path, config, policy="float32") -> None:
     ("train.optimizer=adam", "train.optimizer"), ("data.root=/elsewhere", "data.root"),
     ("train.precision=float32", "train.precision")])
 def test_resuming_checks_every_key_that_changes_the_weights(tmp_path, capsys, change, key):
-    from tf_medseg.training import runtime_for
+    from tf_medseg.runtime import runtime_for
     overrides = tiny_overrides(tmp_path)
     config = load_config("unet.yaml", overrides)
     policy = runtime_for(config)[0]
@@ -167,7 +167,7 @@ def test_resuming_checks_every_key_that_changes_the_weights(tmp_path, capsys, ch
 def test_a_damaged_backup_is_one_line_and_epochs_may_change(tmp_path, capsys):
     overrides = tiny_overrides(tmp_path)
     _fake_backup(tmp_path / "run", load_config("unet.yaml", overrides),
-                 __import__("tf_medseg.training").training.runtime_for(
+                 __import__("tf_medseg.runtime").runtime.runtime_for(
                      load_config("unet.yaml", overrides))[0])
     # train.epochs may change on resume: the claim passes and the damaged backup is reported.
     err = one_line_error(capsys, train_main(
@@ -179,6 +179,7 @@ def test_a_damaged_backup_is_one_line_and_epochs_may_change(tmp_path, capsys):
                           f"/identity.json: damaged backup identity")
 
 
+@pytest.mark.slow
 def test_overwrite_killed_in_its_first_epoch_keeps_the_old_run_whole(finished, tmp_path):
     overrides, old, before = finished
     run = tmp_path / "run"
@@ -384,6 +385,7 @@ def test_a_colour_png_with_a_kaggle_name_is_refused(kaggle_copy, tmp_path, capsy
     assert err == f"error: {path}: a colour image; expected a grayscale MRI slice (8- or 16-bit)"
 
 
+@pytest.mark.slow
 def test_a_fifo_named_like_a_slice_does_not_block_the_build(kaggle_copy, tmp_path):
     fifo = _a_slice(kaggle_copy).parent / "slice_0099_266_266_1.50_1.50.png"
     os.mkfifo(fifo)
@@ -450,7 +452,7 @@ def test_damaged_export_metadata_is_one_line(finished, slices, tmp_path, capsys,
 
 
 def test_a_half_written_history_row_is_dropped(tmp_path):
-    from tf_medseg.training import HistoryLog, read_history
+    from tf_medseg.checkpoints import HistoryLog, read_history
     path = tmp_path / "history.csv"
     path.write_text("epoch,loss,val_dice\n0,0.9,0.1\n1,0.8,0.2\n2,0.7")  # killed mid-row
     assert [r["epoch"] for r in read_history(path)] == ["0", "1"]

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tf_medseg.data import kaggle
+from tf_medseg.data import kaggle, kaggle_inventory
 from tf_medseg.errors import DataError
 
 
@@ -39,7 +39,7 @@ def _set_rle(root, value):
 
 def _refused(root, pattern, **kwargs):
     with pytest.raises(DataError, match=pattern):
-        kaggle.take_inventory(root, **kwargs)
+        kaggle_inventory.take_inventory(root, **kwargs)
 
 
 @pytest.mark.parametrize("rle, why", [
@@ -67,7 +67,7 @@ def test_id_without_image_follows_the_unmatched_rule(root):
     png.unlink()
     sid = f"{png.parts[-3]}_slice_0005"
     _refused(root, rf"id {sid} has no image under train/; .*data.unmatched: drop")
-    inv = kaggle.take_inventory(root, unmatched="drop")
+    inv = kaggle_inventory.take_inventory(root, unmatched="drop")
     assert inv.dropped == {sid: "no image under train/"}
     assert inv.num_slices == 8 * 12 - 1
 
@@ -76,14 +76,14 @@ def test_image_without_rows_follows_the_unmatched_rule(root):
     rows = _rows(root)
     _write_rows(root, [r for r in rows if not r.startswith("case3_day0_slice_0007,")])
     _refused(root, r"slice_0007_\d+_\d+_1.50_1.50.png: no rows for case3_day0_slice_0007")
-    inv = kaggle.take_inventory(root, unmatched="drop")
+    inv = kaggle_inventory.take_inventory(root, unmatched="drop")
     # The whole case-day goes: a scan with a hole would give wrong 2.5D neighbours.
     assert list(inv.dropped) == ["case3_day0"] and "1 of its 12 slices" in inv.dropped["case3_day0"]
     assert "case3_day0" not in [s.case_day for s in inv.scans] and inv.num_slices == 7 * 12
 
 
 def test_faulty_case_days_are_dropped_by_name(root):
-    inv = kaggle.take_inventory(root, drop_case_days=("case2_day0",))
+    inv = kaggle_inventory.take_inventory(root, drop_case_days=("case2_day0",))
     assert "case2_day0" not in [s.case_day for s in inv.scans]
     assert inv.dropped == {"case2_day0": "listed in data.drop_case_days"}
 
@@ -104,7 +104,7 @@ def test_unreadable_or_wrongly_sized_png(root):
 def test_truncated_png_is_caught_when_read(root):
     png = sorted(root.rglob("*.png"))[0]
     png.write_bytes(png.read_bytes()[:200])  # header intact, pixels cut off
-    inv = kaggle.take_inventory(root)
+    inv = kaggle_inventory.take_inventory(root)
     with pytest.raises(DataError, match=rf"{re.escape(png.name)}: not a readable PNG"):
         kaggle.read_scan(inv.scans[0], inv.labels)
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tf_medseg.config import CLASSES
-from tf_medseg.data import kaggle, rle
+from tf_medseg.data import kaggle, kaggle_inventory, rle
 from tf_medseg.errors import DataError
 
 
@@ -24,13 +24,13 @@ def test_original_16bit_slices(sample_dir):
         assert image.dtype == np.uint16
         maxima.append(int(image.max()))
     assert min(maxima) == 125 and max(maxima) == 12920
-    scan = next(kaggle.iter_scans(sample_dir / "png16" / "kaggle_layout"))
+    scan = next(kaggle_inventory.iter_scans(sample_dir / "png16" / "kaggle_layout"))
     assert scan.image.dtype == np.uint16 and scan.image.shape == (1, 234, 234)
     assert scan.image.max() == 4997 and scan.mask.sum() == 0
 
 
 def test_real_8bit_folder_reads_with_labels(sample_dir):
-    (scan,) = list(kaggle.iter_scans(sample_dir / "case139_day0_8bit"))
+    (scan,) = list(kaggle_inventory.iter_scans(sample_dir / "case139_day0_8bit"))
     assert scan.case_day == "case139_day0"
     assert scan.image.shape == (108, 234, 234) and scan.image.dtype == np.uint16
     assert list(scan.slice_numbers[:2]) == [27, 28]
@@ -41,7 +41,7 @@ def test_real_8bit_folder_reads_with_labels(sample_dir):
 
 
 def test_phantom_written_and_read_back(tiny_phantom):
-    scans = list(kaggle.iter_scans(tiny_phantom))
+    scans = list(kaggle_inventory.iter_scans(tiny_phantom))
     assert [s.case_day for s in scans][:2] == ["case1_day0", scans[1].case_day]
     assert len(scans) == 8 and all(len(s.slice_numbers) == 12 for s in scans)
     assert {s.image.shape[1:] for s in scans} == {(266, 266), (310, 360)}
@@ -60,30 +60,30 @@ def _copy(src, dst):
 
 def test_bad_inputs_are_refused_with_the_file_named(tiny_phantom, tmp_path):
     with pytest.raises(DataError, match="does not exist"):
-        list(kaggle.iter_scans(tmp_path / "missing"))
+        list(kaggle_inventory.iter_scans(tmp_path / "missing"))
     root = _copy(tiny_phantom, tmp_path / "a")
     (root / "train.csv").unlink()
     with pytest.raises(DataError, match="train.csv is missing"):
-        list(kaggle.iter_scans(root))
+        list(kaggle_inventory.iter_scans(root))
 
     root = _copy(tiny_phantom, tmp_path / "b")
     text = (root / "train.csv").read_text().replace(",stomach,", ",liver,", 1)
     (root / "train.csv").write_text(text)
     with pytest.raises(DataError, match=r"train.csv line \d+: unknown class 'liver'"):
-        list(kaggle.iter_scans(root))
+        list(kaggle_inventory.iter_scans(root))
 
     root = _copy(tiny_phantom, tmp_path / "c")
     png = sorted(root.rglob("*.png"))[0]
     cv2.imwrite(str(png), np.zeros((10, 12), np.uint16))
     with pytest.raises(DataError, match=r"slice_0001_266_266_1.50_1.50.png: image is 12x10 "
                                         r"\(WxH\) but its name says 266x266"):
-        list(kaggle.iter_scans(root))
+        list(kaggle_inventory.iter_scans(root))
 
 
 def test_fingerprint_follows_content(tiny_phantom, tmp_path):
     root = _copy(tiny_phantom, tmp_path / "d")
-    before = kaggle.fingerprint(root)
-    assert kaggle.fingerprint(root) == before
+    before = kaggle_inventory.fingerprint(root)
+    assert kaggle_inventory.fingerprint(root) == before
     png = sorted(root.rglob("*.png"))[0]
     cv2.imwrite(str(png), cv2.imread(str(png), cv2.IMREAD_UNCHANGED) + 1)
-    assert kaggle.fingerprint(root) != before
+    assert kaggle_inventory.fingerprint(root) != before

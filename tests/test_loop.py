@@ -6,6 +6,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tf_medseg.config import CLASSES
@@ -42,7 +43,9 @@ MIRRORED = textwrap.dedent("""
     import keras
     from tf_medseg.config import load_config
     from tf_medseg.loop import Trainer
-    from tf_medseg.training import compiled_model, get_strategy, train
+    from tf_medseg.optim import compiled_model
+    from tf_medseg.runtime import get_strategy
+    from tf_medseg.training import train
     sys.path.insert(0, "tests")
     from conftest import tiny_overrides
     from pathlib import Path
@@ -80,6 +83,7 @@ MIRRORED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     """One step on 2 replicas (4 + 4 images) equals one step on 8 images on one device,
     and train() runs under MirroredStrategy end to end."""
@@ -95,13 +99,12 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     assert 0 <= report["score"] <= 1
 
 
-
 def test_float16_steps_go_through_loss_scaling(tmp_path):
     import keras
 
     from tf_medseg.config import load_config
     from tf_medseg.loop import Trainer
-    from tf_medseg.training import compiled_model
+    from tf_medseg.optim import compiled_model
 
     from conftest import tiny_overrides
     config = load_config("unet.yaml", tiny_overrides(tmp_path))

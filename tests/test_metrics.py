@@ -5,7 +5,7 @@ import pytest
 
 from tf_medseg import metrics
 from tf_medseg.config import CLASSES
-from tf_medseg.data import kaggle
+from tf_medseg.data import kaggle_inventory
 
 
 def _volume(d=4, h=20, w=30):
@@ -82,7 +82,7 @@ def test_aggregate_score_over_volumes():
 
 
 def test_real_case_day_volume(sample_dir):
-    (scan,) = list(kaggle.iter_scans(sample_dir / "case139_day0_8bit"))
+    (scan,) = list(kaggle_inventory.iter_scans(sample_dir / "case139_day0_8bit"))
     true = scan.mask.astype(bool)
     assert metrics.competition_score(true, true)["score"] == 1.0
     shifted = np.roll(true, 2, axis=2)  # two rows down

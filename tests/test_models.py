@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_medseg.models import (FusedBatchNormalization, build_attention_unet, build_unet,
-                              main_output)
+from tf_medseg.models import FusedBatchNormalization, build_attention_unet, build_unet, main_output
 
 OUR_NAMES = re.compile(r"^(image|enc\d|bottleneck|dec\d|att\d|logits|aux\d)")
 
@@ -43,6 +42,7 @@ def test_deep_supervision_heads(builder):
 
 @pytest.mark.parametrize("builder,upsampling", [(build_attention_unet, "transpose"),
                                                 (build_unet, "bilinear")])
+@pytest.mark.slow
 def test_trains_under_xla_with_float16(builder, upsampling):
     """The GPU default (mixed_float16 + XLA), on CPU: bilinear resizes must not break the
     compiled gradient (keras-team/keras#20931)."""

@@ -1,8 +1,10 @@
+
 import numpy as np
+import pytest
 
 from tf_medseg.config import CLASSES
-from tf_medseg.data import kaggle
-from tf_medseg.data.phantom import Anatomy, render_scan
+from tf_medseg.data import kaggle_inventory
+from tf_medseg.data.anatomy import Anatomy, render_scan
 
 
 def test_deterministic_for_a_seed():
@@ -16,6 +18,7 @@ def test_deterministic_for_a_seed():
 def test_written_phantom_depends_on_its_seed_alone(tmp_path):
     """The same files for any number of workers, whatever the global generators hold."""
     import random
+
     from tf_medseg.data.phantom import write_phantom
     trees = []
     for name, workers, global_seed in (("a", 1, 1), ("b", 2, 2)):
@@ -29,7 +32,7 @@ def test_written_phantom_depends_on_its_seed_alone(tmp_path):
 
 
 def test_layout_intensities_and_empty_slices(tiny_phantom):
-    scans = list(kaggle.iter_scans(tiny_phantom))
+    scans = list(kaggle_inventory.iter_scans(tiny_phantom))
     maxima = [int(s.image.max()) for s in scans]
     assert all(s.image.dtype == np.uint16 for s in scans)
     assert 400 < min(maxima) and max(maxima) < 16000 and max(maxima) / min(maxima) > 3
@@ -43,9 +46,10 @@ def test_layout_intensities_and_empty_slices(tiny_phantom):
     assert 0.2 < overlap < 0.98
 
 
+@pytest.mark.slow
 def test_not_separable_by_intensity(tiny_phantom):
     """The best single intensity threshold per class reaches Dice < 0.5."""
-    scans = list(kaggle.iter_scans(tiny_phantom))
+    scans = list(kaggle_inventory.iter_scans(tiny_phantom))
     image = np.concatenate([(s.image / np.percentile(s.image, 99.5)).ravel() for s in scans])
     masks = np.concatenate([s.mask.reshape(-1, 3) for s in scans]).astype(bool)
     for c, name in enumerate(CLASSES):

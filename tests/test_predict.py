@@ -10,9 +10,9 @@ import pytest
 
 from tf_medseg.config import CLASSES, load_config
 from tf_medseg.data import rle
+from tf_medseg.data.pipeline import stack_context
 from tf_medseg.export import export_saved_model
 from tf_medseg.models import build_model
-from tf_medseg.data.pipeline import stack_context
 from tf_medseg.predict import find_scans
 
 from conftest import ROOT, tiny_overrides
@@ -36,6 +36,7 @@ def _rows(path):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_real_case_day_gives_324_rows_of_valid_rle(model_dir, sample_dir, tmp_path):
     folder = sample_dir / "case139_day0_8bit"
     out, overlays = tmp_path / "submission.csv", tmp_path / "overlays"
@@ -66,6 +67,7 @@ def test_kaggle_layout_and_case_day_folders_find_the_same_scan(sample_dir):
         assert scans[0].ids == found[0][0].ids and len(scans[0].ids) == 108
 
 
+@pytest.mark.slow
 def test_folder_of_real_16_bit_pngs(model_dir, sample_dir, tmp_path):
     folder = sample_dir / "png16" / "unidentified"  # three 266x266 slices, odd names
     out = tmp_path / "sub.csv"

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from tf_medseg.config import load_config
 
@@ -19,11 +20,11 @@ import numpy as np
 import tensorflow as tf
 from tf_medseg.cli import train_main
 from tf_medseg.config import DataConfig
-from tf_medseg.data.prepare import prepare
+from tf_medseg.records import build_records
 
 if __name__ == "__main__":
     random.seed(7); random.random(); np.random.rand(3); tf.random.uniform([3])
-    prepare(DataConfig(data_dir=sys.argv[1], phantom_cases=2, phantom_days=1,
+    build_records(DataConfig(data_dir=sys.argv[1], phantom_cases=2, phantom_days=1,
                        phantom_slices=4, phantom_seed=5))
     sys.exit(train_main(sys.argv[2:]))
 """
@@ -37,6 +38,7 @@ def _train(*args, prelude=None):
     return proc.stdout
 
 
+@pytest.mark.slow
 def test_same_run_whether_the_records_were_built_or_reused(tmp_path):
     base = tiny_overrides(tmp_path) + ["export.saved_model=false"]
     outputs = []
@@ -55,7 +57,8 @@ def test_same_run_whether_the_records_were_built_or_reused(tmp_path):
 
 def test_compiled_model_weights_depend_on_the_seed_alone(tmp_path):
     import keras
-    from tf_medseg.training import compiled_model
+
+    from tf_medseg.optim import compiled_model
 
     def weights(seed):
         config = load_config("unet.yaml", tiny_overrides(tmp_path) + [f"train.seed={seed}"])
@@ -77,9 +80,10 @@ def test_records_and_batches_do_not_depend_on_the_writing_order(tiny_phantom, tm
                                                                  monkeypatch):
     """TFDS orders the records by a hash of their keys, not by the order the builder yields
     them in, so the seeded shuffles start from the same sequence on every build."""
-    import datasets.kaggle_layout as kaggle_layout
+    from tf_medseg.resources import builders
+    kaggle_layout = builders("kaggle_layout")
     from tf_medseg.data.pipeline import make_dataset
-    from tf_medseg.data.prepare import prepare
+    from tf_medseg.records import build_records
 
     examples, yielded = kaggle_layout.examples, {}
 
@@ -92,7 +96,7 @@ def test_records_and_batches_do_not_depend_on_the_writing_order(tiny_phantom, tm
         monkeypatch.setattr(kaggle_layout, "examples", recorded)
         config = load_config("unet.yaml", tiny_overrides(tmp_path / name) + [
             "data.source=uwmgi", f"data.root={tiny_phantom}"])
-        builder = prepare(config.data)
+        builder = build_records(config.data)
         keys = [e["case_day"].decode() for e in
                 builder.as_dataset(split="train", shuffle_files=False).as_numpy_iterator()]
         batches = [x.numpy() for x, _ in make_dataset(config, "train", builder=builder)]

@@ -16,8 +16,7 @@ from tf_medseg.data import volumes
 from tf_medseg.errors import ConfigError
 
 from conftest import ROOT
-from synthetic_volumes import (AFFINE, write_decathlon, write_folder, write_nnunet,
-                               write_nnunet_2d)
+from synthetic_volumes import AFFINE, write_decathlon, write_folder, write_nnunet, write_nnunet_2d
 
 CHAOS = ROOT.parent / "shared" / "data" / "chaos_t2" / "Dataset001_CHAOST2"
 
@@ -51,6 +50,7 @@ def check_volume_metrics(result: dict, classes: list[str]) -> None:
             assert (d is None and h is None) or (0 <= d <= 1 and h >= 0)
 
 
+@pytest.mark.slow
 def test_nnunet_3d_two_channels_softmax(tmp_path):
     import nibabel as nib
     root = write_nnunet(tmp_path / "Dataset009_Tiny")
@@ -91,8 +91,8 @@ def test_nnunet_regions_are_sigmoid_and_paint_in_order(tmp_path):
                         ending=".nii")
     config = tiny(tmp_path, "nnunet", root)
     from tf_medseg.data.pipeline import make_dataset, task_for
-    from tf_medseg.data.prepare import prepare
-    builder = prepare(config.data)
+    from tf_medseg.records import build_records
+    builder = build_records(config.data)
     task = task_for(config, builder)
     assert not task.exclusive and task.classes == ("whole", "ball")
     assert task.normalization == ("ct",) and task.label_values == (2, 1)
@@ -112,6 +112,7 @@ def test_nnunet_regions_are_sigmoid_and_paint_in_order(tmp_path):
     assert label_map(probs, task, "sigmoid", 0.5).tolist() == [[2, 1]]
 
 
+@pytest.mark.slow
 def test_nnunet_2d_png(tmp_path):
     root = write_nnunet_2d(tmp_path / "Dataset011_Png")
     config = tiny(tmp_path, "nnunet", root)
@@ -130,6 +131,7 @@ def test_nnunet_2d_png(tmp_path):
         predict(run / "saved_model", root / "imagesTr", root / "imagesTr", progress=False)
 
 
+@pytest.mark.slow
 def test_decathlon_4d_multichannel(tmp_path):
     import nibabel as nib
     root = write_decathlon(tmp_path / "Task01_Tiny")
@@ -146,12 +148,13 @@ def test_decathlon_4d_multichannel(tmp_path):
     assert img.shape == (32, 28, 6)
 
 
+@pytest.mark.slow
 def test_folder_label_maps_groups_patients(tmp_path):
     root = write_folder(tmp_path / "pngs")
     config = tiny(tmp_path, "folder", root, r"data.group_pattern=^(p\d+)_")
     from tf_medseg.data.pipeline import scan_dataset
-    from tf_medseg.data.prepare import prepare
-    builder = prepare(config.data)
+    from tf_medseg.records import build_records
+    builder = build_records(config.data)
     assert builder.info.metadata["groups"] == ["p00", "p01", "p02", "p03"]
     val = {ex["scan"].numpy().decode() for ex in scan_dataset(config, "val", builder=builder)}
     assert len(val) == 4 and len({v.split("_")[0] for v in val}) == 2  # whole patients
@@ -162,12 +165,13 @@ def test_folder_label_maps_groups_patients(tmp_path):
     assert len(list((tmp_path / "out").glob("p*_slice*.png"))) == 8
 
 
+@pytest.mark.slow
 def test_folder_per_class_masks_overlap(tmp_path):
     root = write_folder(tmp_path / "pngs", per_class=True, colour=True)
     config = tiny(tmp_path, "folder", root)
     from tf_medseg.data.pipeline import task_for
-    from tf_medseg.data.prepare import prepare
-    task = task_for(config, prepare(config.data))
+    from tf_medseg.records import build_records
+    task = task_for(config, build_records(config.data))
     assert task.encoding == "bits" and not task.exclusive and task.channels == ("R", "G", "B")
     result, _, run, _ = train_evaluate(config, tmp_path)
     check_volume_metrics(result, ["ball", "box"])
@@ -188,12 +192,13 @@ def test_slice_axis_and_spacing(tmp_path):
     assert set(np.unique(across.label)) <= {0, 1, 2}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not CHAOS.is_dir(), reason=f"shared CHAOS sample not at {CHAOS}")
 def test_real_chaos_sample_builds_and_reads(tmp_path):
     config = tiny(tmp_path, "nnunet", CHAOS, "data.num_folds=5", "data.image_size=[64,64]")
     from tf_medseg.data.pipeline import make_dataset, task_for
-    from tf_medseg.data.prepare import prepare
-    builder = prepare(config.data)
+    from tf_medseg.records import build_records
+    builder = build_records(config.data)
     meta = builder.info.metadata
     assert sum(meta["slices_per_scan"].values()) == 365
     assert sum(meta["organ_slices_per_scan"].values()) == 272
@@ -204,6 +209,7 @@ def test_real_chaos_sample_builds_and_reads(tmp_path):
     assert 0 <= float(images.numpy().min()) and float(images.numpy().max()) <= 1.5
     # one short epoch, evaluated and predicted: NIfTI label maps with the input's grid
     import nibabel as nib
+
     from tf_medseg.predict import predict
     from tf_medseg.training import train
     short = tiny(tmp_path, "nnunet", CHAOS, "data.num_folds=5", "data.image_size=[64,64]",
@@ -222,6 +228,7 @@ def test_real_chaos_sample_builds_and_reads(tmp_path):
         assert ours.shape == theirs.shape and np.allclose(ours.affine, theirs.affine)
 
 
+@pytest.mark.slow
 def test_benchmark_on_a_volume_source(tmp_path):
     import subprocess
     import sys

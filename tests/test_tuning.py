@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, tiny_overrides
 from tf_medseg.config import load_config
 from tf_medseg.errors import ConfigError
+
+from conftest import ROOT, tiny_overrides
 
 SPACE = ("tune.space={model.base_filters: [4, 8], "
          "train.learning_rate: {type: float, min: 1.0e-3, max: 1.0e-2, sampling: log}, "
@@ -64,6 +65,7 @@ def _scalars(folder: Path, tag: str) -> list[float]:
     return values
 
 
+@pytest.mark.slow
 def test_tiny_search_end_to_end(tmp_path):
     from tf_medseg.training import train
     from tf_medseg.tuning import tune
@@ -134,6 +136,7 @@ def test_tune_needs_a_space_and_a_single_worker_strategy(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_a_failing_trial_is_reported_and_a_search_without_results_is_an_error(tmp_path,
                                                                                capsys):
     from tf_medseg.errors import TrainingError
@@ -149,6 +152,7 @@ def test_a_failing_trial_is_reported_and_a_search_without_results_is_an_error(tm
     assert not (tmp_path / "run" / "tuning" / "best_config.yaml").exists()
 
 
+@pytest.mark.slow
 def test_kill_9_then_the_same_command_resumes_the_search(tmp_path):
     args = _cli_args(tmp_path, "train.epochs=2", "tune.objective=val_dice")
     folder = tmp_path / "run" / "tuning"
@@ -184,6 +188,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_chief_and_one_worker_on_loopback(tmp_path):
     port = str(_free_port())
     args = _cli_args(tmp_path, "tune.objective=val_dice")
@@ -252,6 +257,7 @@ print("REPORT " + json.dumps({"seen": seen, "rows": rows}, default=str))
 """
 
 
+@pytest.mark.slow
 def test_trials_run_under_the_training_strategy_and_precision(tmp_path):
     """A trial builds and trains as training would: here MirroredStrategy over 2 logical CPUs
     and mixed_float16 with loss scaling."""
@@ -267,6 +273,7 @@ def test_trials_run_under_the_training_strategy_and_precision(tmp_path):
     assert [r["status"] for r in report["rows"]] == ["COMPLETED"]
 
 
+@pytest.mark.slow
 def test_hyperband_continues_earlier_trials(tmp_path, monkeypatch):
     """Hyperband's later rounds start from an earlier trial's weights and optimizer step."""
     from tf_medseg import tuning

@@ -151,13 +151,13 @@ def test_group_pattern_that_does_not_match(tmp_path):
 
 def test_bad_case_stops_the_build_and_leaves_nothing(tmp_path, nnunet):
     from tf_medseg.config import load_config
-    from tf_medseg.data.prepare import prepare
+    from tf_medseg.records import build_records
     image, _ = scene(1)
     image[0, 0, 0] = np.nan
     _nifti(nnunet / "imagesTr" / "case_001_0000.nii.gz", image)
     config = load_config(None, ["data.source=nnunet", f"data.root={nnunet}",
                                 f"data.data_dir={tmp_path / 'tfds'}"])
-    message = error_of(prepare, config.data)
+    message = error_of(build_records, config.data)
     assert "case_001_0000.nii.gz: the image holds NaN" in message
     left = [p for p in (tmp_path / "tfds").rglob("*") if p.is_file() and
             p.name != ".prepare.lock"]
@@ -166,13 +166,13 @@ def test_bad_case_stops_the_build_and_leaves_nothing(tmp_path, nnunet):
 
 def test_all_empty_label_maps_warn(tmp_path, capsys):
     from tf_medseg.config import load_config
-    from tf_medseg.data.prepare import prepare
+    from tf_medseg.records import build_records
     root = write_nnunet(tmp_path / "Dataset002_Empty", cases=2, channels=("MR",))
     for case in ("case_000", "case_001"):
         _nifti(root / "labelsTr" / f"{case}.nii.gz", np.zeros((32, 28, 6), np.uint8))
     config = load_config(None, ["data.source=nnunet", f"data.root={root}",
                                 f"data.data_dir={tmp_path / 'tfds'}"])
-    builder = prepare(config.data)
+    builder = build_records(config.data)
     out = capsys.readouterr().out
     assert "warning: every label map of" in out and "is empty" in out
     assert builder.info.metadata["organ_slices_per_scan"] == {"case_000": 0, "case_001": 0}
@@ -181,7 +181,8 @@ def test_all_empty_label_maps_warn(tmp_path, capsys):
 def test_records_are_keyed_to_files_and_options(nnunet):
     import os
 
-    from datasets.volume_layout import volume_config
+    from tf_medseg.resources import builders
+    volume_config = builders("volume_layout").volume_config
     first = volume_config("nnunet", str(nnunet)).name
     assert volume_config("nnunet", str(nnunet)).name == first  # stable
     assert volume_config("nnunet", str(nnunet), slice_axis=0).name != first
