@@ -1,9 +1,11 @@
 """Experiment configuration: frozen dataclasses mirrored one-to-one by YAML sections.
 
-A config is loaded and validated once (:func:`load_config`), never mutated, and written into
-the run directory (:func:`dump_config`). Every key is typed; an unknown key, a wrong type or a
-bad value raises :class:`~tf_medseg.errors.ConfigError` naming the key's path (``train.epochs``)
-and what is allowed, with a suggestion for a likely typo.
+A config is loaded and validated once (:func:`load_config`; a file may start from another
+with ``base: unet.yaml`` and hold only what differs), never mutated, and written into the run
+directory complete (:func:`dump_config`). The sections are defined in
+:mod:`tf_medseg.config_schema` and imported from here. Every key is typed; an unknown key, a
+wrong type or a bad value raises :class:`~tf_medseg.errors.ConfigError` naming the key's path
+(``train.epochs``) and what is allowed, with a suggestion for a likely typo.
 """
 
 from __future__ import annotations

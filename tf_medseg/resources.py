@@ -57,5 +57,5 @@ def builders(module: str = "") -> ModuleType:
                 raise
         elif importlib.util.find_spec(BUILDERS) is None:
             raise MedsegError(f"the TFDS builders ({BUILDERS}) are not installed beside "
-                              f"tf_medseg; reinstall it with pip install tf-medseg's folder")
+                              f"tf_medseg; reinstall it: pip install /path/to/tf_medseg")
     return importlib.import_module(f"{BUILDERS}.{module}" if module else BUILDERS)

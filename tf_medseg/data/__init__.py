@@ -1,4 +1,5 @@
-"""Data: the Kaggle-layout reader, RLE, the phantom, TFDS preparation and the tf.data pipeline.
+"""Data: the readers of every source (Kaggle layout, volumes, image folders), RLE, the phantom,
+the record spec and the tf.data pipeline (the records are built by :mod:`tf_medseg.records`).
 
 ``make_dataset`` is imported lazily so that the light modules (``rle``, ``kaggle``, ``phantom``)
 do not pull in TensorFlow.
