@@ -1,4 +1,5 @@
-"""The callbacks: TensorBoard contents, early stopping and the plateau schedule."""
+"""The callbacks: their one assembly, TensorBoard contents, early stopping and the plateau
+schedule."""
 
 import csv
 
@@ -42,3 +43,25 @@ def test_early_stopping_and_plateau_on_a_stalled_run(tmp_path):
     rates = [float(r["learning_rate"]) for r in rows]
     assert rates[:2] == pytest.approx([1e-30, 1e-30]) and rates[2] == pytest.approx(5e-31)
     assert result["epochs_trained"] == 3 and result["kept_epoch"] == 0
+
+
+def test_one_assembly_for_training_and_trials():
+    """make_callbacks: the score first (the others read it), the guard, the schedule's, the
+    caller's outputs, then early stopping and the time budget; the score only when read."""
+    import keras
+
+    from tf_medseg.callbacks import NanGuard, make_callbacks
+    config = load_config(None, ["train.schedule=plateau", "train.warmup_epochs=1",
+                                "train.early_stopping=2", "train.max_minutes=5"])
+    history = keras.callbacks.History()
+    callbacks, guard = make_callbacks(config, None, 10, objective="val_loss",
+                                      outputs=[history])
+    assert [type(c).__name__ for c in callbacks] == [
+        "ValidationScore", "NanGuard", "PlateauWarmup", "ReduceLROnPlateau", "History",
+        "EarlyStopping", "TimeBudget"]  # train.monitor val_score drives plateau and stopping
+    assert isinstance(guard, NanGuard) and guard in callbacks
+    plain = load_config(None, [])
+    assert [type(c).__name__ for c in make_callbacks(plain, None, 10, objective="val_loss")[0]
+            ] == ["NanGuard"]
+    assert [type(c).__name__ for c in make_callbacks(plain, None, 10, objective="val_score")[0]
+            ] == ["ValidationScore", "NanGuard"]
