@@ -104,7 +104,8 @@ def test_the_walk_sees_the_imports_it_should():
     edges = graph()
     assert "tf_medseg.records" in edges["tf_medseg.training"]
     assert "tf_medseg.data.pipeline" in edges["tf_medseg.evaluate"]  # a lazy import counts
-    assert "tf_medseg_datasets.gi_phantom" in edges["tf_medseg.records"]  # by builders()
+    assert {"tf_medseg_datasets.gi_phantom", "tf_medseg_datasets.nnunet",
+            "tf_medseg_datasets.folder"} <= edges["tf_medseg.records"]  # by builders()
     assert "tf_medseg_datasets.kaggle_layout" in edges[
         "tf_medseg_datasets.gi_phantom.gi_phantom_dataset_builder"]  # relative
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]

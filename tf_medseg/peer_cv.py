@@ -73,13 +73,13 @@ def train_peer(config, out: Path) -> dict:
     from tf_medseg.optim import compiled_model
     from tf_medseg.records import build_records
     from tf_medseg.runtime import runtime_for
-    from tf_medseg.training import make_datasets
+    from tf_medseg.training import epoch_steps, make_datasets
     strategy = tf.distribute.get_strategy()
     policy, jit = runtime_for(config)
     builder = build_records(config.data)
     task = task_for(config, builder)
     train_ds, val_ds = make_datasets(config, strategy, builder)
-    steps = config.train.steps_per_epoch or int(train_ds.cardinality())
+    steps = epoch_steps(config, train_ds)
     # Seeded, built under the policy and compiled as tf_medseg's own model is.
     model = compiled_model(config, policy, jit, steps, task,
                            build=lambda c, t: peer_model(c, t, output_of(c, t)))

@@ -35,16 +35,22 @@ from tf_medseg.errors import DataError
 from tf_medseg.resources import builders
 
 
+def _volume_class(source: str) -> type:
+    """The builder of a volume source; only its module is imported."""
+    if source == "nnunet":
+        return builders("nnunet").Nnunet
+    if source == "decathlon":
+        return builders("decathlon").Decathlon
+    return builders("folder").SegmentationFolder
+
+
 def _volume_builder(config: DataConfig) -> tfds.core.DatasetBuilder:
-    layout = builders("volume_layout")
-    cls = {"nnunet": builders("nnunet").Nnunet, "decathlon": builders("decathlon").Decathlon,
-           "folder": builders("folder").SegmentationFolder}[config.source]
-    wanted = layout.volume_config(config.source, config.root, config.group_pattern,
-                                  config.slice_axis, config.spacing)
+    wanted = builders("volume_layout").volume_config(
+        config.source, config.root, config.group_pattern, config.slice_axis, config.spacing)
     if config.source == "folder" and not config.group_pattern:
         print("Note: data.group_pattern is not set, so every image counts as its own patient "
               "in the folds; set it if several images come from one patient", flush=True)
-    return cls(config=wanted, data_dir=data_dir(config))
+    return _volume_class(config.source)(config=wanted, data_dir=data_dir(config))
 
 
 def data_dir(config: DataConfig) -> str:
@@ -54,12 +60,13 @@ def data_dir(config: DataConfig) -> str:
 def get_builder(config: DataConfig) -> tfds.core.DatasetBuilder:
     """The TFDS builder of the configured source (not yet prepared)."""
     if config.source == "phantom":
-        GiPhantom = builders("gi_phantom").GiPhantom
-        wanted = builders("gi_phantom").phantom_config(config.phantom_cases, config.phantom_days,
-                                config.phantom_slices, config.phantom_seed)
+        phantom = builders("gi_phantom")
+        wanted = phantom.phantom_config(config.phantom_cases, config.phantom_days,
+                                        config.phantom_slices, config.phantom_seed)
         # TFDS wants a registered config by name, and any other as an object.
-        known = wanted.name in GiPhantom.builder_configs
-        return GiPhantom(config=wanted.name if known else wanted, data_dir=data_dir(config))
+        known = wanted.name in phantom.GiPhantom.builder_configs
+        return phantom.GiPhantom(config=wanted.name if known else wanted,
+                                 data_dir=data_dir(config))
     if config.source in ("nnunet", "decathlon", "folder"):
         return _volume_builder(config)
     root = Path(config.root).expanduser()

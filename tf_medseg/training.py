@@ -56,7 +56,7 @@ from tf_medseg.runtime import (
     weights_fingerprint,
 )
 
-__all__ = ["train", "make_datasets", "resolve_runtime"]
+__all__ = ["train", "make_datasets", "epoch_steps", "resolve_runtime"]
 
 
 def make_datasets(config: Config, strategy: tf.distribute.Strategy, builder
@@ -79,6 +79,12 @@ def make_datasets(config: Config, strategy: tf.distribute.Strategy, builder
             tf.data.experimental.AutoShardPolicy.DATA)
         train_ds, val_ds = train_ds.with_options(options), val_ds.with_options(options)
     return train_ds, val_ds
+
+
+def epoch_steps(config: Config, train_ds: tf.data.Dataset) -> int:
+    """Optimiser steps in an epoch: ``train.steps_per_epoch``, else the batches of the
+    training set (the schedules span ``train.epochs`` of them)."""
+    return config.train.steps_per_epoch or int(train_ds.cardinality())
 
 
 @dataclasses.dataclass
@@ -118,7 +124,7 @@ def train(config: Config, verbose: int | None = None, overwrite: bool = False) -
         builder = build_records(config.data)
         task = task_for(config, builder)
         train_ds, val_ds = make_datasets(config, session.strategy, builder)
-        steps = config.train.steps_per_epoch or int(train_ds.cardinality())
+        steps = epoch_steps(config, train_ds)
         with session.strategy.scope():
             model = compiled_model(config, session.policy, session.jit, steps, task)
         backup, initial_epoch, trained = restore(session, model)

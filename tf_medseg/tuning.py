@@ -86,11 +86,11 @@ class ConfigHyperModel(keras_tuner.HyperModel):
     def build(self, hp) -> keras.Model:
         from tf_medseg.optim import compiled_model
         from tf_medseg.runtime import check_global_batch
-        from tf_medseg.training import make_datasets
+        from tf_medseg.training import epoch_steps, make_datasets
         config = self.trial_config(hp)
         check_global_batch(config, self.strategy)  # a trial's batch can be searched
         train_ds, _ = make_datasets(config, self.strategy, self.builder)  # for its length
-        steps = config.train.steps_per_epoch or int(train_ds.cardinality())
+        steps = epoch_steps(config, train_ds)
         model = compiled_model(config, self.policy, self.jit, steps, self.task(config))
         # Optimizer variables exist before Hyperband loads an earlier round's checkpoint into
         # the model, so that the moments and the step (the schedule) continue too.
@@ -103,10 +103,10 @@ class ConfigHyperModel(keras_tuner.HyperModel):
         best epoch by the objective)."""
         from tf_medseg.callbacks import make_callbacks
         from tf_medseg.loop import Trainer, fit
-        from tf_medseg.training import make_datasets
+        from tf_medseg.training import epoch_steps, make_datasets
         config = self.trial_config(hp)
         train_ds, val_ds = make_datasets(config, self.strategy, self.builder)
-        steps = config.train.steps_per_epoch or int(train_ds.cardinality())
+        steps = epoch_steps(config, train_ds)
         history = keras.callbacks.History()
         callbacks, nan_guard = make_callbacks(config, self.builder, steps,
                                               objective=config.tune.objective,
