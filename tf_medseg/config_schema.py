@@ -16,6 +16,9 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 CLASSES = ("large_bowel", "small_bowel", "stomach")
+# model.encoder: tf_medseg.models.encoders.BACKBONES has one entry for each but "none".
+ENCODERS = ("none", "resnet50", "efficientnetv2b0", "efficientnetv2b1", "efficientnetv2b2",
+            "efficientnetv2b3", "convnext_tiny")
 
 
 NORMALIZATIONS = ("auto", "percentile", "zscore", "ct")
@@ -165,6 +168,17 @@ class ModelConfig:
         False, "also train auxiliary heads on every coarser decoder level (loss weights 1/2, "
                "1/4, ... of the main head's, normalised); evaluation and export use the main "
                "head")
+    encoder: Literal[ENCODERS] = _field(
+        "none", "none (the U-Net's own encoder) or a keras.applications backbone under the "
+                "decoder: resnet50, efficientnetv2b0 to efficientnetv2b3, convnext_tiny (its "
+                "stage outputs are the skips, plus a full-resolution skip; model.depth, at "
+                "most 5, is where it is cut; ImageNet input normalisation inside the model)")
+    encoder_weights: Optional[str] = _field(
+        None, "with model.encoder: null (random initialisation), imagenet (the file Keras "
+              "keeps in ~/.keras/models/; never downloaded: a missing file is an error that "
+              "names it) or the path of a weights file of the backbone (include_top=False); "
+              "for other than 3 input channels the first kernel is adapted (RGB mean, "
+              "repeated, times 3 / channels)")
 
 
 LOSS_TERMS = ("bce", "dice", "tversky", "focal_tversky", "lovasz")
@@ -236,6 +250,9 @@ class TrainConfig:
         "best", "the model scored, written to metrics.json and exported: best (the epoch "
                 "train.monitor liked best) or last (the final epoch; for cross-validation "
                 "figures that are not chosen on the validation fold itself)")
+    freeze_encoder_epochs: int = _field(
+        0, "with model.encoder: train the decoder only (the backbone frozen, its batch norm "
+           "in inference mode) for this many first epochs, then everything", min=0)
     early_stopping: Optional[int] = _field(
         None, "optional: stop after this many epochs without train.monitor improving", min=1)
     deterministic: bool = _field(

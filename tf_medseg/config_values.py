@@ -185,6 +185,16 @@ def _check_cross(config: Config) -> None:
     if h % step or w % step:
         raise ConfigError(f"data.image_size: {h}x{w} must be divisible by 2**model.depth = "
                           f"{step}")
+    model = config.model
+    if model.encoder != "none" and model.depth > 5:
+        raise ConfigError(f"model.depth: at most 5 with model.encoder {model.encoder} (the "
+                          f"backbone's strides reach 32), got {model.depth}")
+    if model.encoder == "none" and model.encoder_weights is not None:
+        raise ConfigError("model.encoder_weights: needs model.encoder (a backbone); set "
+                          "model.encoder or leave the weights null")
+    if model.encoder == "none" and config.train.freeze_encoder_epochs:
+        raise ConfigError("train.freeze_encoder_epochs: needs model.encoder (a backbone); set "
+                          "model.encoder or leave it 0")
     tune = config.tune
     if tune.direction != "auto":
         natural = improves(tune.objective)

@@ -64,7 +64,9 @@ class Trainer:
     """
 
     def __init__(self, model: keras.Model, strategy: tf.distribute.Strategy,
-                 threshold: float = 0.5, classes=CLASSES, output: str = "sigmoid"):
+                 threshold: float = 0.5, classes=CLASSES, output: str = "sigmoid",
+                 freeze_encoder_epochs: int = 0):
+        from tf_medseg.models.encoders import encoder_layer
         self.model, self.strategy = model, strategy
         self.classes, self.output = tuple(classes), output
         self.optimizer, self.loss_fn = model.optimizer, model.loss
@@ -76,8 +78,29 @@ class Trainer:
         jit = bool(model.jit_compile)
         self._train = tf.function(self._train_replica, jit_compile=jit)
         self._val = tf.function(self._val_replica, jit_compile=jit)
-        self.train_step = tf.function(self._distributed_train_step)
+        self._train_all = tf.function(self._distributed_train_step)
         self.val_step = tf.function(self._distributed_val_step)
+        # train.freeze_encoder_epochs: a second step function, traced with the backbone frozen
+        # (not trainable: no gradients, batch norm in inference mode); the optimiser was built
+        # above over every variable, so both steps share its state.
+        self.encoder = encoder_layer(model) if freeze_encoder_epochs else None
+        self.freeze_epochs = freeze_encoder_epochs if self.encoder is not None else 0
+        self.frozen = False
+        if self.encoder is not None:
+            replica_step = tf.function(self._train_replica, jit_compile=jit)
+            self._train_frozen = tf.function(
+                lambda batch: self._reduce(self.strategy.run(replica_step, args=batch)))
+
+    def start_epoch(self, epoch: int) -> None:
+        """Freeze the backbone for the first ``freeze_encoder_epochs`` epochs, then thaw it."""
+        if self.encoder is None:
+            return
+        self.frozen = epoch < self.freeze_epochs
+        self.encoder.trainable = not self.frozen
+
+    def train_step(self, batch):
+        """One distributed training step; (loss x examples, examples, intersection, total)."""
+        return (self._train_frozen if self.frozen else self._train_all)(batch)
 
     @classmethod
     def for_config(cls, model: keras.Model, strategy: tf.distribute.Strategy, config, task
@@ -86,7 +109,7 @@ class Trainer:
         :class:`~tf_medseg.data.task.Task` (its classes)."""
         from tf_medseg.data.task import output_of
         return cls(model, strategy, config.train.threshold, task.classes,
-                   output_of(config, task))
+                   output_of(config, task), config.train.freeze_encoder_epochs)
 
     # Per replica ------------------------------------------------------------------------
 
@@ -192,6 +215,7 @@ def fit(trainer: Trainer, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, *,
     callback_list.on_train_begin()
     for epoch in range(initial_epoch, epochs):
         callback_list.on_epoch_begin(epoch)
+        trainer.start_epoch(epoch)
         train_acc = Accumulator(trainer.classes)
         epoch_iter = iterator if iterator is not None else iter(train_dist)
         for step in range(steps):

@@ -25,7 +25,8 @@ def build_model(config, task=None) -> keras.Model:
                             base_filters=m.base_filters, depth=m.depth,
                             batch_norm=m.batch_norm, dropout=m.dropout,
                             upsampling=m.upsampling, up_kernel=m.up_kernel,
-                            deep_supervision=m.deep_supervision)
+                            deep_supervision=m.deep_supervision, encoder=m.encoder,
+                            encoder_weights=m.encoder_weights)
 
 
 def main_output(model: keras.Model) -> keras.Model:

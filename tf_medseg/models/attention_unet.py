@@ -10,8 +10,8 @@ from keras import layers
 from tf_medseg.models.blocks import (
     batch_norm_layer,
     check_input,
+    contracting_path,
     decoder,
-    encoder,
     heads,
     input_layer,
 )
@@ -56,6 +56,7 @@ def build_attention_unet(input_shape: Sequence[int], num_classes: int, *,
                          base_filters: int = 32, depth: int = 4, batch_norm: bool = True,
                          dropout: float = 0.0, upsampling: str = "transpose",
                          up_kernel: int | None = None, deep_supervision: bool = False,
+                         encoder: str = "none", encoder_weights: str | None = None,
                          name: str = "attention_unet") -> keras.Model:
     """A 2D Attention U-Net: a U-Net whose skip connections pass through attention gates
     (:func:`attention_gate`), gated by the features of the level below.
@@ -66,8 +67,9 @@ def build_attention_unet(input_shape: Sequence[int], num_classes: int, *,
     """
     check_input(input_shape, depth)
     inputs = input_layer(input_shape)
-    x, skips = encoder(inputs, base_filters=base_filters, depth=depth, batch_norm=batch_norm,
-                       dropout=dropout)
+    x, skips = contracting_path(inputs, base_filters=base_filters, depth=depth,
+                                batch_norm=batch_norm, dropout=dropout, encoder=encoder,
+                                encoder_weights=encoder_weights)
     decoded = decoder(x, skips, base_filters=base_filters, batch_norm=batch_norm,
                       upsampling=upsampling, up_kernel=up_kernel or UP_KERNEL,
                       gate=attention_gate)

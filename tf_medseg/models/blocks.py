@@ -111,7 +111,7 @@ def check_input(input_shape, depth: int) -> None:
         raise ValueError(f"input size {height}x{width} must be divisible by 2**depth = {step}")
 
 
-def encoder(inputs, *, base_filters: int, depth: int, batch_norm: bool, dropout: float):
+def encoder_path(inputs, *, base_filters: int, depth: int, batch_norm: bool, dropout: float):
     """Contracting path: returns (bottleneck, skips from the top level down)."""
     x, skips = inputs, []
     for level in range(depth):
@@ -137,14 +137,38 @@ def decoder(x, skips, *, base_filters: int, batch_norm: bool, upsampling: str,
     for level in reversed(range(len(skips))):
         filters = base_filters * 2**level
         skip = skips[level]
-        if gate is not None:
+        if gate is not None and skip is not None:
             skip = gate(skip, x, max(filters // 2, 1), f"att{level}", batch_norm=batch_norm)
         x = up_sample(x, filters, f"dec{level}", mode=upsampling, kernel=up_kernel,
                       batch_norm=batch_norm)
-        x = layers.Concatenate(name=f"dec{level}_concat")([x, skip])
+        if skip is not None:  # None: a backbone without features at this stride
+            x = layers.Concatenate(name=f"dec{level}_concat")([x, skip])
         x = conv_block(x, filters, f"dec{level}", batch_norm=batch_norm)
         outputs.append(x)
     return outputs
+
+
+def backbone_path(inputs, encoder: str, *, base_filters: int, depth: int, batch_norm: bool,
+                  dropout: float, weights=None):
+    """The contracting path of a ``keras.applications`` backbone
+    (:mod:`tf_medseg.models.encoders`): (bottleneck, skips from full resolution down), the
+    full-resolution skip being two 3x3 convolutions on the input."""
+    from tf_medseg.models.encoders import backbone_encoder
+    x, stage_skips, _ = backbone_encoder(inputs, encoder, depth=depth, weights=weights)
+    if dropout:
+        x = layers.Dropout(dropout, name="bottleneck_dropout")(x)
+    full = conv_block(inputs, base_filters, "full", batch_norm=batch_norm)
+    return x, [full, *stage_skips]
+
+
+def contracting_path(inputs, *, base_filters: int, depth: int, batch_norm: bool,
+                     dropout: float, encoder: str = "none", encoder_weights=None):
+    """The U-Net's own encoder, or with ``encoder`` a backbone's (:func:`backbone_path`)."""
+    if encoder in (None, "none"):
+        return encoder_path(inputs, base_filters=base_filters, depth=depth,
+                            batch_norm=batch_norm, dropout=dropout)
+    return backbone_path(inputs, encoder, base_filters=base_filters, depth=depth,
+                         batch_norm=batch_norm, dropout=dropout, weights=encoder_weights)
 
 
 def heads(decoded, num_classes: int, deep_supervision: bool):
