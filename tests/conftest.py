@@ -60,3 +60,43 @@ def tiny_run(tmp_path_factory):
     config = load_config("unet.yaml", tiny_overrides(tmp))
     result = train(config, verbose=0)
     return config, tmp / "run", result
+
+
+@pytest.fixture(scope="session")
+def tiny_cv(tiny_run, tmp_path_factory):
+    """A tiny two-fold cross-validation (``--folds all``) whose fold 0 is the shared tiny run
+    (the same config), its process killed (SIGKILL) between the folds and rerun in-process
+    to the end: a dict with ``config``, ``run`` (the folder), ``report`` (cv/metrics.json),
+    ``killed`` and ``resumed`` (the two outputs), ``fold0_before`` (fold_0/metrics.json at
+    the kill) and ``returncode``."""
+    import contextlib
+    import io
+    import shutil
+    import signal
+
+    from tf_medseg.config import load_config
+    from tf_medseg.cv import cross_validate
+    _, tiny_dir, _ = tiny_run
+    tmp = tmp_path_factory.mktemp("cv")
+    run = tmp / "run"
+    shutil.copytree(tiny_dir, run / "fold_0", ignore=shutil.ignore_patterns(".lock"))
+    # The records of the tiny run: the same data (data.data_dir may change between reruns).
+    overrides = [*tiny_overrides(tmp), f"data.data_dir={tiny_dir.parent / 'tfds'}"]
+    proc = subprocess.Popen([sys.executable, "train.py", "--config", "unet.yaml", "--set",
+                             *overrides, "--folds", "all"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "=== Fold 1 (2 of 2)" in line:
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    proc.stdout.close()
+    fold0 = (run / "fold_0" / "metrics.json").read_bytes()
+    config = load_config("unet.yaml", overrides)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        report = cross_validate(config, [0, 1])
+    return {"config": config, "run": run, "report": report, "killed": "".join(lines),
+            "resumed": out.getvalue(), "fold0_before": fold0, "returncode": proc.returncode}

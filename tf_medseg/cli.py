@@ -1,6 +1,6 @@
-"""Command line: ``tf-medseg {train,phantom,evaluate,predict,benchmark} ...`` (installed with
-``pip install .``), the same as ``python -m tf_medseg ...``; ``train.py`` is a shortcut for
-``train``.
+"""Command line: ``tf-medseg COMMAND ...`` (train, phantom, evaluate, predict,
+export-ensemble, benchmark; installed with ``pip install .``), the same as
+``python -m tf_medseg ...``; ``train.py`` is a shortcut for ``train``.
 
 User errors (bad config, bad data) print one line and exit with status 2; no traceback.
 """
@@ -31,6 +31,11 @@ def train_main(argv: Sequence[str] | None = None) -> int:
                              "earlier run is kept in RUN_DIR/previous/ until the new run's "
                              "outputs are complete. Without it a finished run is never "
                              "replaced, and an unfinished one is resumed")
+    parser.add_argument("--folds", nargs="+", metavar="FOLD",
+                        help="cross-validation: 'all' (every fold of data.num_folds) or fold "
+                             "numbers; each fold trains into RUN_DIR/fold_K/ (resumable), "
+                             "then RUN_DIR/cv/ gets the out-of-fold figures and the "
+                             "post-processing chosen on them")
     args = parser.parse_args(argv)
     quiet_tensorflow()
     return run_command(lambda: _train(args))
@@ -39,6 +44,14 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 def _train(args) -> None:
     from tf_medseg.config import load_config
     config = load_config(args.config, args.set)
+    if args.folds:
+        if args.tune:
+            raise MedsegError("--folds: not with --tune; search first, then cross-validate "
+                              "the best config")
+        from tf_medseg.cv import cross_validate, parse_folds
+        cross_validate(config, parse_folds(args.folds, config.data.num_folds),
+                       overwrite=args.overwrite)
+        return
     if args.tune:
         if args.overwrite:
             raise MedsegError("--overwrite: not with --tune; a search resumes when rerun, and "
@@ -100,7 +113,12 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         description="Score an exported model on the validation fold with the competition "
                     "metric (per case-day and per class); writes metrics.json and "
                     "case_days.csv.")
-    parser.add_argument("--model", required=True, help="RUN_DIR/saved_model")
+    parser.add_argument("--model", required=True, nargs="+",
+                        help="RUN_DIR/saved_model (or RUN_DIR); several exports, or a "
+                             "cross-validation RUN_DIR, are averaged")
+    parser.add_argument("--no-postprocess", action="store_true",
+                        help="leave out the post-processing a cross-validation chose "
+                             "(RUN_DIR/cv/postprocessing.json)")
     parser.add_argument("--config", required=True,
                         help="the config the model was trained with (RUN_DIR/config.yaml)")
     add_set_argument(parser)
@@ -110,7 +128,8 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
                         help="a (slice, class) pair empty in prediction and truth: skipped "
                              "(default), or scored as 1 or 0")
     parser.add_argument("--output", help="report folder (default: evaluation/ beside the "
-                                         "SavedModel, in the run directory)")
+                                         "SavedModel, in the run directory; required for "
+                                         "several --model exports)")
     args = parser.parse_args(argv)
     quiet_tensorflow()
     return run_command(lambda: _evaluate(args))
@@ -121,7 +140,8 @@ def _evaluate(args) -> None:
     config = load_config(args.config, args.set)
     from tf_medseg.evaluate import evaluate_saved_model
     result, out = evaluate_saved_model(args.model, config, split=args.split,
-                                       both_empty=args.both_empty, out_dir=args.output)
+                                       both_empty=args.both_empty, out_dir=args.output,
+                                       postprocess=not args.no_postprocess)
 
     def shown(key):
         value = result.get(key)
@@ -130,7 +150,9 @@ def _evaluate(args) -> None:
                k.startswith("dice_pooled")]
     print(f"{args.split}: " + ", ".join(
         shown(k) for k in ("dice", "hausdorff", "hd95", "score") if k in result) + "; " +
-        ", ".join(shown(f"dice_{c}") for c in classes) + f"; report in {out}")
+        ", ".join(shown(f"dice_{c}") for c in classes)
+        + (f"; {len(result['models'])} models averaged" if len(result["models"]) > 1 else "")
+        + ("; post-processed" if result["postprocessing"] else "") + f"; report in {out}")
 
 
 def predict_main(argv: Sequence[str] | None = None) -> int:
@@ -139,7 +161,12 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
         description="Predict new scans with an exported model; write a Kaggle submission "
                     "(id,class,predicted), or for NIfTI / image input label maps in the "
                     "input's form, and optionally contour overlays.")
-    parser.add_argument("--model", required=True, help="RUN_DIR/saved_model")
+    parser.add_argument("--model", required=True, nargs="+",
+                        help="RUN_DIR/saved_model (or RUN_DIR); several exports, or a "
+                             "cross-validation RUN_DIR (its folds), are averaged, and a CV "
+                             "folder's post-processing is applied")
+    parser.add_argument("--no-postprocess", action="store_true",
+                        help="leave out the post-processing a cross-validation chose")
     parser.add_argument("--input", required=True,
                         help="a Kaggle-layout folder (test/ or train/), a caseN or caseN_dayM "
                              "folder, or a folder of slice PNGs; for a model trained on "
@@ -157,8 +184,9 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
                         help="test-time augmentation: average with the predictions of the "
                              "slice zoomed by 0.9 and 1.1 (three forward passes)")
     parser.add_argument("--threshold", type=float,
-                        help="probability above which a pixel is the organ (default: the "
-                             "model's, from metadata.json)")
+                        help="probability above which a pixel is the organ, every class "
+                             "(default: the post-processing's per class, else the model's, "
+                             "from metadata.json)")
     parser.add_argument("--batch-size", type=int, default=16,
                         help="slices per forward pass (default 16)")
     args = parser.parse_args(argv)
@@ -170,13 +198,36 @@ def _predict(args) -> None:
     from tf_medseg.predict import predict
     result = predict(args.model, args.input, args.output, overlays=args.overlays,
                      tta=args.tta, threshold=args.threshold, batch_size=args.batch_size,
-                     probabilities=args.probabilities)
+                     probabilities=args.probabilities, postprocess=not args.no_postprocess)
     what = (f"{len(result['files'])} label map(s)" if "files" in result
             else f"{result['rows']} rows")
     print(f"Predicted {result['slices']} slices of {result['scans']} scan(s) in "
           f"{result['predict_seconds']:.1f} s (+{result['load_seconds']:.1f} s loading the "
-          f"model): {what} in {result['output']}"
+          f"model{'s' if result['models'] > 1 else ''}): {what} in {result['output']}"
+          + (f"; {result['models']} models averaged" if result["models"] > 1 else "")
+          + ("; post-processed" if result["postprocessing"] else "")
           + (f"; overlays in {args.overlays}" if args.overlays else ""))
+
+
+def export_ensemble_main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog=prog("export-ensemble"),
+        description="Write one SavedModel that averages the fold exports of a "
+                    "cross-validation run inside the graph (signatures as a single export's), "
+                    "with metadata.json listing the members and the post-processing.")
+    parser.add_argument("run_dir", nargs="+", metavar="RUN_DIR",
+                        help="a cross-validation run folder (train.py --folds), or exports")
+    parser.add_argument("--out", required=True,
+                        help="the new SavedModel folder (e.g. RUN_DIR/ensemble)")
+    args = parser.parse_args(argv)
+    quiet_tensorflow()
+    return run_command(lambda: _export_ensemble(args))
+
+
+def _export_ensemble(args) -> None:
+    from tf_medseg.ensemble import export_ensemble
+    out = export_ensemble(args.run_dir, args.out)
+    print(f"Wrote the ensemble SavedModel to {out}")
 
 
 def benchmark_main(argv: Sequence[str] | None = None) -> int:
@@ -186,12 +237,14 @@ def benchmark_main(argv: Sequence[str] | None = None) -> int:
 
 
 COMMANDS = {"train": train_main, "phantom": phantom_main, "evaluate": evaluate_main,
-            "predict": predict_main, "benchmark": benchmark_main}
+            "predict": predict_main, "export-ensemble": export_ensemble_main,
+            "benchmark": benchmark_main}
 SUMMARIES = {
     "train": "train (or --tune: search) as a YAML config says; the same as train.py",
     "phantom": "write the built-in synthetic data set in the Kaggle layout",
     "evaluate": "score an exported model on the validation cases (3-D metrics, JSON, CSV)",
     "predict": "predict new scans: a Kaggle submission, or label maps for NIfTI/image input",
+    "export-ensemble": "one SavedModel averaging the folds of a cross-validation run",
     "benchmark": "measure input pipeline, training and inference speed (one JSON line)",
 }
 

@@ -52,14 +52,108 @@ def predict_scan(predict: Callable, example: dict, config: Config, batch_size: i
     return np.concatenate(out)
 
 
-def evaluate_scans(predict: Callable, config: Config, split: str = "val",
+def scan_probabilities(predicts, example: dict, config: Config, batch_size: int,
+                       task=KAGGLE) -> np.ndarray:
+    """Float32 (D, H, W, K) class probabilities of one scan record at its native size: the
+    mean over ``predicts`` (one or several logits callables, as :func:`predict_scan` takes)
+    of each one's probabilities (logits resized bilinearly, then sigmoid, or softmax with the
+    background left out)."""
+    if callable(predicts):
+        predicts = [predicts]
+    images, _ = scan_inputs(example, config.data.context, config.data.image_size, task)
+    height, width = example["image"].shape[1:3]
+    output = output_of(config, task)
+    out = []
+    for start in range(0, images.shape[0], batch_size):
+        batch = images[start:start + batch_size]
+        total = 0.0
+        for predict in predicts:
+            logits = tf.cast(predict(batch), tf.float32)
+            logits = tf.image.resize(logits, (height, width), method="bilinear")
+            total += (tf.nn.softmax(logits, axis=-1)[..., 1:] if output == "softmax"
+                      else tf.sigmoid(logits)).numpy()
+        out.append(total / len(predicts))
+    return np.concatenate(out)
+
+
+class Scoring:
+    """Scores scan by scan, then the aggregate: the competition metric (``scans`` tasks:
+    uwmgi, phantom) or per case and class 3-D Dice and HD95 in mm (other sources)."""
+
+    def __init__(self, task, both_empty: str = "skip", distances: bool = True):
+        self.task, self.both_empty, self.distances = task, both_empty, distances
+        self.scans_mode = task.kind == "scans"
+        self.rows, self.slice_dices, self.class_hds = [], [], []
+        self.inter = np.zeros(len(task.classes))
+        self.total = np.zeros(len(task.classes))
+
+    def add(self, name: str, pred: np.ndarray, true: np.ndarray, spacing=None) -> dict:
+        """Score one scan's boolean (D, H, W, K) prediction against its truth."""
+        classes = self.task.classes
+        self.inter += metrics.slice_counts(pred & true).sum(axis=0)
+        self.total += (metrics.slice_counts(pred).sum(axis=0)
+                       + metrics.slice_counts(true).sum(axis=0))
+        if self.scans_mode:
+            sd = metrics.slice_dice(pred, true, self.both_empty)
+            hd = metrics.hausdorff(pred, true, self.both_empty)
+            row = {"case_day": name, "slices": int(pred.shape[0]),
+                   **metrics.summarize([sd], [hd], classes)}
+        else:
+            sd = metrics.volume_dice(pred, true)
+            hd = metrics.hd95(pred, true, spacing) if self.distances else None
+            row = {"case": name, "slices": int(pred.shape[0]),
+                   **metrics.summarize_volumes([sd], None if hd is None else [hd], classes)}
+            del row["score"]
+        self.slice_dices.append(sd)
+        self.class_hds.append(hd)
+        self.rows.append(row)
+        return row
+
+    def result(self, split: str = "val") -> tuple[dict, list[dict]]:
+        """(aggregate, rows sorted by case-day or case)."""
+        classes, rows = self.task.classes, self.rows
+        if self.scans_mode:
+            rows.sort(key=lambda r: _case_day_key(r["case_day"]))
+            result = metrics.summarize(self.slice_dices, self.class_hds, classes)
+        else:
+            rows.sort(key=lambda r: r["case"])
+            if not rows:
+                raise MedsegError(f"the {split} split holds no cases")
+            result = metrics.summarize_volumes(self.slice_dices,
+                                               self.class_hds if self.distances else None,
+                                               classes)
+        # Dice of all voxels pooled per class (what the Keras metric reports, at native size).
+        pooled = np.where(self.total > 0, 2 * self.inter / np.maximum(self.total, 1), np.nan)
+        result["dice_pooled"] = (float(np.nanmean(pooled)) if np.isfinite(pooled).any()
+                                 else math.nan)
+        result.update({f"dice_pooled_{c}": float(v) for c, v in zip(classes, pooled)})
+        if self.scans_mode:
+            result["both_empty"] = self.both_empty
+        else:
+            result["classes"] = list(classes)
+            result["empty_in_one"] = ("Dice 0, HD95 the volume's diagonal in mm; empty in "
+                                      "both: left out of the means")
+        return result, rows
+
+
+def scan_name(example: dict, task) -> str:
+    return (example["case_day"] if task.kind == "scans" else example["scan"]).numpy().decode()
+
+
+def evaluate_scans(predict, config: Config, split: str = "val",
                    both_empty: str = "skip", builder=None, progress: bool = False,
-                   distances: bool = True) -> tuple[dict, list[dict]]:
+                   distances: bool = True, postprocessing=None,
+                   threshold: float | None = None) -> tuple[dict, list[dict]]:
     """(aggregate, per case-day or per case rows) over a split's scans.
 
     uwmgi and phantom: the competition metric (``both_empty`` as documented there). Other
     sources: per case and class 3-D Dice and (``distances``) HD95 in mm, means per class and
     overall (:func:`tf_medseg.metrics.summarize_volumes`).
+
+    ``predict``: a logits callable (:func:`predict_scan`), or a list of them (an ensemble:
+    their probabilities are averaged). ``postprocessing``: class -> :class:`~tf_medseg.
+    postprocess.Rule` applied to the probabilities; ``threshold`` overrides its thresholds
+    (default: ``train.threshold``, or the rules').
 
     The aggregate also has ``dice_pooled`` (and ``dice_pooled_<class>``): Dice of all voxels of
     the split pooled per class, averaged over classes.
@@ -68,60 +162,32 @@ def evaluate_scans(predict: Callable, config: Config, split: str = "val",
         from tf_medseg.records import build_records
         builder = build_records(config.data)
     task = task_for(config, builder)
-    classes = task.classes
-    scans_mode = task.kind == "scans"
-    rows, slice_dices, class_hds = [], [], []
-    inter, total = np.zeros(len(classes)), np.zeros(len(classes))
+    scoring = Scoring(task, both_empty, distances)
     scans_ds, scans, _, _ = scan_dataset(config, split, with_count=True, builder=builder)
+    by_probability = not callable(predict) or postprocessing is not None
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=scans, desc=f"Scoring {split} " + ("case-days" if scans_mode
+        bar = tqdm(total=scans, desc=f"Scoring {split} " + ("case-days" if scoring.scans_mode
                                                             else "cases"), unit="scan")
     for example in scans_ds:
-        pred = predict_scan(predict, example, config, config.data.batch_size, task)
-        true = parse(example, task)["mask"].numpy().astype(bool)
-        inter += metrics.slice_counts(pred & true).sum(axis=0)
-        total += metrics.slice_counts(pred).sum(axis=0) + metrics.slice_counts(true).sum(axis=0)
-        if scans_mode:
-            sd = metrics.slice_dice(pred, true, both_empty)
-            hd = metrics.hausdorff(pred, true, both_empty)
-            row = {"case_day": example["case_day"].numpy().decode(),
-                   "slices": int(pred.shape[0]), **metrics.summarize([sd], [hd], classes)}
+        if by_probability:
+            from tf_medseg import postprocess
+            probs = scan_probabilities(predict, example, config, config.data.batch_size, task)
+            default = config.train.threshold if threshold is None else threshold
+            rules = postprocessing or {c: postprocess.Rule(default) for c in task.classes}
+            pred = postprocess.masks(probs, rules, task.classes, output_of(config, task),
+                                     threshold)
         else:
-            sd = metrics.volume_dice(pred, true)
-            hd = (metrics.hd95(pred, true, example["spacing"].numpy()) if distances
-                  else None)
-            row = {"case": example["scan"].numpy().decode(), "slices": int(pred.shape[0]),
-                   **metrics.summarize_volumes([sd], None if hd is None else [hd], classes)}
-            del row["score"]
-        slice_dices.append(sd)
-        class_hds.append(hd)
-        rows.append(row)
+            pred = predict_scan(predict, example, config, config.data.batch_size, task)
+        true = parse(example, task)["mask"].numpy().astype(bool)
+        scoring.add(scan_name(example, task), pred, true,
+                    None if scoring.scans_mode else example["spacing"].numpy())
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
-    if scans_mode:
-        rows.sort(key=lambda r: _case_day_key(r["case_day"]))
-        result = metrics.summarize(slice_dices, class_hds, classes)
-    else:
-        rows.sort(key=lambda r: r["case"])
-        if not rows:
-            raise MedsegError(f"the {split} split holds no cases")
-        result = metrics.summarize_volumes(slice_dices, class_hds if distances else None,
-                                           classes)
-    # Dice of all voxels pooled per class (what the Keras metric reports, at native size).
-    pooled = np.where(total > 0, 2 * inter / np.maximum(total, 1), np.nan)
-    result["dice_pooled"] = float(np.nanmean(pooled)) if np.isfinite(pooled).any() else math.nan
-    result.update({f"dice_pooled_{c}": float(v) for c, v in zip(classes, pooled)})
-    if scans_mode:
-        result["both_empty"] = both_empty
-    else:
-        result["classes"] = list(classes)
-        result["empty_in_one"] = ("Dice 0, HD95 the volume's diagonal in mm; empty in both: "
-                                  "left out of the means")
-    return result, rows
+    return scoring.result(split)
 
 
 def _case_day_key(case_day: str) -> tuple[int, int]:
@@ -200,20 +266,42 @@ def json_safe(value):
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
-def evaluate_saved_model(model_dir: str | os.PathLike, config: Config, *,
+def evaluate_saved_model(model_dir, config: Config, *,
                          split: str = "val", both_empty: str = "skip",
-                         out_dir: str | os.PathLike | None = None) -> tuple[dict, Path]:
-    """Score an export on a split's case-days and write the report; (aggregate, report dir).
+                         out_dir: str | os.PathLike | None = None,
+                         postprocess: bool = True) -> tuple[dict, Path]:
+    """Score an export (or several, averaged: a list, or a cross-validation run folder) on a
+    split's case-days and write the report; (aggregate, report dir).
 
     The report goes to ``out_dir``, by default ``evaluation/`` beside the SavedModel (inside
-    the run directory).
+    the run directory; for a cross-validation folder, ``RUN_DIR/evaluation``). Post-processing
+    that comes with the models (``cv/postprocessing.json``) is applied unless ``postprocess``
+    is False; the report says which.
     """
+    from tf_medseg import postprocess as pp
+    from tf_medseg.ensemble import resolve_models
     from tf_medseg.records import build_records
-    out = (Path(out_dir).expanduser() if out_dir is not None
-           else Path(model_dir).expanduser().resolve().parent / "evaluation")
-    check_report_dir(out, Path(model_dir).expanduser(), config)
-    predict = load_exported(model_dir, config)
+    from tf_medseg.run_dir import is_cv_run
+    values = [model_dir] if isinstance(model_dir, (str, os.PathLike)) else list(model_dir)
+    exports, rules_path = resolve_models(values)
+    if out_dir is not None:
+        out = Path(out_dir).expanduser()
+    elif len(values) > 1:
+        raise MedsegError("--output: required with several --model exports (the report of "
+                          "their ensemble belongs to none of them)")
+    else:
+        first = Path(values[0]).expanduser().resolve()
+        out = first / "evaluation" if is_cv_run(first) else exports[0].resolve().parent / \
+            "evaluation"
+    for export in exports:
+        check_report_dir(out, export, config)
+    predicts = [load_exported(e, config) for e in exports]
     builder = build_records(config.data)
-    result, rows = evaluate_scans(predict, config, split, both_empty, builder=builder,
-                                  progress=True)
-    return result, write_report(result, rows, out, task_for(config, builder).classes)
+    classes = task_for(config, builder).classes
+    rules = pp.read(rules_path, classes) if rules_path is not None and postprocess else None
+    result, rows = evaluate_scans(predicts[0] if len(predicts) == 1 else predicts, config,
+                                  split, both_empty, builder=builder, progress=True,
+                                  postprocessing=rules)
+    result["models"] = [str(e) for e in exports]
+    result["postprocessing"] = str(rules_path) if rules is not None else None
+    return result, write_report(result, rows, out, classes)

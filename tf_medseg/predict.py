@@ -173,6 +173,13 @@ class ExportedModel:
                                                 tf.uint16))
 
 
+def load_models(exports: list[Path]):
+    """One :class:`~tf_medseg.predict.ExportedModel`, or an :class:`Ensemble` of several."""
+    from tf_medseg.ensemble import Ensemble
+    models = [ExportedModel(p) for p in exports]
+    return models[0] if len(models) == 1 else Ensemble(models)
+
+
 def _averaged(images, run, tta: bool, to_input=lambda z: z) -> np.ndarray:
     """``run(images)`` as numpy, or with ``tta`` its mean with the runs on the images zoomed by
     ``TTA_ZOOMS`` (bilinear, ``to_input`` casting them back), each resized back."""
@@ -188,19 +195,23 @@ def _averaged(images, run, tta: bool, to_input=lambda z: z) -> np.ndarray:
     return out / (1 + len(TTA_ZOOMS))
 
 
-def check_paths(model_dir, input_dir, output, overlays) -> None:
-    """Before any work: the model is an export, the input a folder, and the outputs of the
+def check_paths(model_dirs, input_dir, output, overlays) -> None:
+    """Before any work: the models are exports, the input a folder, and the outputs of the
     right kind (a CSV file, or a folder of label maps for a volume model) and outside the
-    input and the model (one-line errors)."""
+    input and the models (one-line errors)."""
+    from tf_medseg.ensemble import check_members
     from tf_medseg.export import read_metadata
     from tf_medseg.files import check_output_path, check_outside
-    model_dir = Path(model_dir).expanduser()
-    meta = read_metadata(model_dir, f"--model {model_dir}")
+    model_dirs = [Path(m).expanduser() for m in (
+        [model_dirs] if isinstance(model_dirs, (str, os.PathLike)) else model_dirs)]
+    metas = [read_metadata(m, f"--model {m}") for m in model_dirs]
+    check_members(metas, model_dirs)
+    meta = metas[0]
     volumes = meta.get("task", {}).get("kind") == "volumes"
     root = Path(input_dir).expanduser()
     if not root.is_dir():
         raise DataError(f"--input {root}: not a folder")
-    inputs = {"--input": root, "--model": model_dir}
+    inputs = {"--input": root, **{f"--model {m}": m for m in model_dirs}}
     out = check_output_path(output, "--output", "folder" if volumes else "file")
     if volumes and out.suffix.lower() == ".csv":
         raise MedsegError(f"--output {out}: this model answers with label maps; give a "
@@ -213,13 +224,19 @@ def check_paths(model_dir, input_dir, output, overlays) -> None:
             check_outside(out, "--output", {"--overlays": overlays})
 
 
-def predict(model_dir: str | os.PathLike, input_dir: str | os.PathLike,
+def predict(model_dir, input_dir: str | os.PathLike,
             output: str | os.PathLike, *, overlays: str | os.PathLike | None = None,
             tta: bool = False, threshold: float | None = None, batch_size: int = 16,
-            progress: bool = True, probabilities: bool = False) -> dict:
+            progress: bool = True, probabilities: bool = False,
+            postprocess: bool = True) -> dict:
     """Predict every slice of ``input_dir`` and write the submission (and overlays); for a
     model of a volume source, label maps in the input's form
     (:func:`tf_medseg.predict_volumes.predict_volumes`).
+
+    ``model_dir``: an export, a run folder, a cross-validation run folder or a list of those
+    (:func:`tf_medseg.ensemble.resolve_models`): several exports are averaged. Post-processing
+    that comes with them (a CV folder's ``cv/postprocessing.json``) is applied unless
+    ``postprocess`` is False; ``threshold`` overrides its per-class thresholds.
 
     Returns:
         ``{"scans", "slices", "rows", "output", "seconds", "load_seconds",
@@ -235,20 +252,31 @@ def predict(model_dir: str | os.PathLike, input_dir: str | os.PathLike,
         raise MedsegError(f"--threshold: must be between 0 and 1 (exclusive), got {threshold}")
     if batch_size < 1:
         raise MedsegError(f"--batch-size: must be at least 1, got {batch_size}")
-    check_paths(model_dir, input_dir, output, overlays)
-    model = ExportedModel(model_dir)
+    from tf_medseg import postprocess as pp
+    from tf_medseg.ensemble import resolve_models
+    exports, rules_path = resolve_models(model_dir)
+    check_paths(exports, input_dir, output, overlays)
+    model = load_models(exports)
+    classes = model.metadata["classes"]
+    rules = pp.read(rules_path, classes) if rules_path is not None and postprocess else None
     loaded = time.perf_counter()
     if model.volumes:
         from tf_medseg.predict_volumes import predict_volumes
         result = predict_volumes(model, input_dir, output, overlays=overlays, tta=tta,
                                  threshold=threshold, batch_size=batch_size,
-                                 probabilities=probabilities, progress=progress)
+                                 probabilities=probabilities, progress=progress,
+                                 postprocessing=rules)
         result["load_seconds"] = loaded - start
+        result.update(models=len(exports), postprocessing=rules is not None)
         return result
     if probabilities:
         raise MedsegError("--probabilities: for NIfTI and image-folder models; a Kaggle "
                           "submission holds masks only")
-    threshold = model.threshold if threshold is None else threshold
+    if rules is None:
+        rules = {c: pp.Rule(model.threshold) for c in classes}
+        applied = False
+    else:
+        applied = True
     scans = find_scans(input_dir)
     output = Path(output).expanduser()
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -266,19 +294,23 @@ def predict(model_dir: str | os.PathLike, input_dir: str | os.PathLike,
             volume = read_volume(scan)
             scale = model.scale(volume)
             stacks = stack_context(volume, model.context)  # the pipeline's own
+            probs = []
             for begin in range(0, len(volume), batch_size):
-                probs = model.probabilities(stacks[begin:begin + batch_size], scale, tta)
-                masks = probs > threshold
-                for i, mask in enumerate(masks):
-                    sid = scan.ids[begin + i]
-                    for c, cls in enumerate(CLASSES):
-                        writer.writerow([sid, cls, rle.encode(mask[..., c])])
-                        rows += 1
-                    if overlay_dir is not None:
-                        grey = to_grey(volume[begin + i], float(scale))
-                        write_png(overlay_dir / f"{sid}.png", contours(grey, mask))
-                bar.update(len(masks))
+                probs.append(model.probabilities(stacks[begin:begin + batch_size], scale,
+                                                 tta))
+                bar.update(len(probs[-1]))
+            # Whole scans: post-processing rules act on 3-D components.
+            masks = pp.masks(np.concatenate(probs), rules, CLASSES, "sigmoid", threshold)
+            for i, mask in enumerate(masks):
+                sid = scan.ids[i]
+                for c, cls in enumerate(CLASSES):
+                    writer.writerow([sid, cls, rle.encode(mask[..., c])])
+                    rows += 1
+                if overlay_dir is not None:
+                    grey = to_grey(volume[i], float(np.asarray(scale).reshape(-1)[0]))
+                    write_png(overlay_dir / f"{sid}.png", contours(grey, mask))
     end = time.perf_counter()
     return {"scans": len(scans), "slices": total, "rows": rows, "output": str(output),
             "seconds": end - start, "load_seconds": loaded - start,
-            "predict_seconds": end - loaded}
+            "predict_seconds": end - loaded, "models": len(exports),
+            "postprocessing": applied}

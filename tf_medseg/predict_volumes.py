@@ -103,17 +103,18 @@ def find_cases(input_dir: Path, channels: int, colour: bool = False) -> list[Inp
 
 def label_map(probs: np.ndarray, task: Task, output: str, threshold: float) -> np.ndarray:
     """(..., K) class probabilities -> (...) label map with the classes' label values."""
+    from tf_medseg.postprocess import masks
+    return paint(masks(probs, None, task.classes, output, threshold), task)
+
+
+def paint(masks: np.ndarray, task: Task) -> np.ndarray:
+    """(..., K) boolean masks -> (...) label map with the classes' label values (later
+    classes over earlier ones)."""
     values = task.label_values
     dtype = np.uint8 if max(values) <= 255 else np.uint16
-    out = np.zeros(probs.shape[:-1], dtype)
-    if output == "softmax":
-        background = 1.0 - probs.sum(axis=-1, keepdims=True)
-        winner = np.argmax(np.concatenate([background, probs], axis=-1), axis=-1)
-        for k, v in enumerate(values):
-            out[winner == k + 1] = v
-        return out
+    out = np.zeros(masks.shape[:-1], dtype)
     for k, v in enumerate(values):
-        out[probs[..., k] > threshold] = v
+        out[masks[..., k]] = v
     return out
 
 
@@ -143,18 +144,23 @@ def _write_png(path: Path, image: np.ndarray) -> None:
 
 def predict_volumes(model, input_dir, output, *, overlays=None, tta: bool = False,
                     threshold: float | None = None, batch_size: int = 16,
-                    probabilities: bool = False, progress: bool = True) -> dict:
+                    probabilities: bool = False, progress: bool = True,
+                    postprocessing=None) -> dict:
     """Predict every case of ``input_dir`` with an :class:`~tf_medseg.predict.ExportedModel`
-    of a volume source and write label maps to the folder ``output``."""
+    (or :class:`~tf_medseg.ensemble.Ensemble`) of a volume source and write label maps to the
+    folder ``output``. ``postprocessing``: class -> :class:`~tf_medseg.postprocess.Rule`
+    (on the 3-D masks of each case; ``threshold`` overrides their thresholds)."""
     import tensorflow as tf
     from tqdm.auto import tqdm
 
+    from tf_medseg import postprocess as pp
     from tf_medseg.data.pipeline import stack_context
     start = time.perf_counter()
     meta = model.metadata
     task = Task.from_dict(meta["task"])
     output_kind = meta.get("model_output", "sigmoid")
-    threshold = float(meta.get("threshold", 0.5)) if threshold is None else threshold
+    rules = postprocessing or {c: pp.Rule(float(meta.get("threshold", 0.5)))
+                               for c in task.classes}
     spacing = meta.get("spacing")
     out_dir = Path(output).expanduser()  # checked by predict(): not on the input
     input_root = Path(input_dir).expanduser()
@@ -183,7 +189,8 @@ def predict_volumes(model, input_dir, output, *, overlays=None, tta: bool = Fals
         if probs.shape[1:3] != native:
             probs = volumes.resample_slices(probs, native, nearest=False)
         slices += len(probs)
-        slice_labels = label_map(probs, task, output_kind, threshold)
+        slice_masks = pp.masks(probs, rules, task.classes, output_kind, threshold)
+        slice_labels = paint(slice_masks, task)
         labels = volumes.from_slices(slice_labels, axis)
         if nifti:
             name = case.name + case.ending
@@ -197,32 +204,27 @@ def predict_volumes(model, input_dir, output, *, overlays=None, tta: bool = Fals
             if task.exclusive:
                 _write_png(out_dir / f"{case.name}.png", labels)
             else:
-                p = probs[0]
                 for k, cls in enumerate(task.classes):
                     _write_png(out_dir / cls / f"{case.name}.png",
-                               ((p[..., k] > threshold) * 255).astype(np.uint8))
+                               (slice_masks[0][..., k] * 255).astype(np.uint8))
             written.append(f"{case.name}.png")
             if probabilities:
                 _write_npz(out_dir / f"{case.name}.npz", probs[0], task)
         if overlay_dir is not None:
-            _write_overlays(overlay_dir, case.name, volumes.to_slices(image, axis), probs,
-                            slice_labels, task, output_kind, threshold)
+            _write_overlays(overlay_dir, case.name, volumes.to_slices(image, axis),
+                            slice_masks, task)
     end = time.perf_counter()
     return {"scans": len(cases), "slices": slices, "rows": len(written), "files": written,
             "output": str(out_dir), "seconds": end - start, "load_seconds": 0.0,
             "predict_seconds": end - start}
 
 
-def _write_overlays(folder: Path, name: str, vol: np.ndarray, probs: np.ndarray,
-                    labels: np.ndarray, task: Task, output: str, threshold: float) -> None:
+def _write_overlays(folder: Path, name: str, vol: np.ndarray, masks: np.ndarray,
+                    task: Task) -> None:
     from tf_medseg.overlay import contours, to_grey, write_png
     folder.mkdir(parents=True, exist_ok=True)
     first = vol[..., 0]
     scale = float(np.percentile(first, 99.5)) or 1.0
     for i in range(len(vol)):
-        if output == "softmax" or task.exclusive:
-            masks = np.stack([labels[i] == v for v in task.label_values], axis=-1)
-        else:
-            masks = probs[i] > threshold
         write_png(folder / f"{name}_slice{i:04d}.png",
-                  contours(to_grey(first[i], scale), masks, classes=task.classes))
+                  contours(to_grey(first[i], scale), masks[i], classes=task.classes))

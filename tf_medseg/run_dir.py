@@ -35,7 +35,7 @@ PREVIOUS = "previous"
 # What a training run writes (moved into previous/ by --overwrite).
 OUTPUTS = ("config.yaml", "runtime.json", "logs", "checkpoints", "history.csv",
            "metrics.json", "saved_model", "evaluation")
-OURS = (*OUTPUTS, "tuning", PREVIOUS, LOCK)
+OURS = (*OUTPUTS, "tuning", PREVIOUS, LOCK, "cv", "folds.json", "ensemble")  # --folds
 
 # Keys that may differ when a run is resumed: they change how long or how loudly it trains,
 # or what is written after it, not what its weights mean (the learning rate and clipping: to
@@ -149,7 +149,8 @@ class RunLock:
 def foreign_entries(run_dir: Path) -> list[str]:
     """Names in ``run_dir`` that tf_medseg does not write."""
     return sorted(p.name for p in run_dir.iterdir()
-                  if p.name not in OURS and not p.name.startswith(PARTIAL))
+                  if p.name not in OURS and not p.name.startswith(PARTIAL)
+                  and not (p.name.startswith("fold_") and p.name[5:].isdigit()))
 
 
 def check_run_dir(run_dir: str, option: str = "train.run_dir") -> Path:
@@ -290,3 +291,27 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     else:
         path.unlink(missing_ok=True)
+
+
+# ------------------------------------------------------- cross-validation run folders
+
+def fold_dir(root: Path, fold: int) -> Path:
+    return root / f"fold_{fold}"
+
+
+def is_cv_run(path: Path) -> bool:
+    """A cross-validation run folder (holds fold_K/ folders)."""
+    return path.is_dir() and any(p.is_dir() and p.name.startswith("fold_") and
+                                 p.name[5:].isdigit() for p in path.iterdir())
+
+
+def cv_exports(root: Path) -> list[Path]:
+    """The fold exports of a cross-validation folder, in fold order (one-line error if a fold
+    has none yet)."""
+    folds = sorted((p for p in root.iterdir() if p.is_dir() and p.name.startswith("fold_")
+                    and p.name[5:].isdigit()), key=lambda p: int(p.name[5:]))
+    missing = [p for p in folds if not (p / "saved_model" / "saved_model.pb").is_file()]
+    if missing:
+        raise MedsegError(f"{missing[0]}: no export yet (an unfinished fold); rerun "
+                          f"train.py with --folds to finish the cross-validation")
+    return [p / "saved_model" for p in folds]
