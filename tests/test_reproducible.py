@@ -40,7 +40,7 @@ def _train(*args, prelude=None):
 
 @pytest.mark.slow
 def test_same_run_whether_the_records_were_built_or_reused(tmp_path):
-    base = tiny_overrides(tmp_path) + ["export.saved_model=false"]
+    base = tiny_overrides(tmp_path) + ["export.saved_model=false", "train.epochs=1"]
     outputs = []
     for name in ("built", "reused", "busy"):
         args = ["--config", "unet.yaml", "--set", *base, f"train.run_dir={tmp_path / name}"]
