@@ -218,7 +218,8 @@ def write_cv(config: Config, root: Path, folds: list[int], progress: dict | None
                                     spacing=np.array(spacing if spacing is not None else []),
                                     fold=k)
                 # Scored as stored (the choice below reads the same values back).
-                pred = postprocess.masks(dequantize(q), None, classes, output, threshold)
+                pred = postprocess.masks(dequantize(q), None, classes, output,
+                                         default_threshold=threshold)
                 scoring.add(name, pred, true, spacing)
         before, rows = scoring.result("out-of-fold")
 
@@ -227,19 +228,17 @@ def write_cv(config: Config, root: Path, folds: list[int], progress: dict | None
         def scans():
             paths = sorted(oof.glob("*.npz"))
             for path in tqdm(paths, desc=f"Post-processing: {next(passes)}", unit="scan"):
-                yield _read_oof(path)
+                yield _read_oof(path)[:2]
         print("Choosing post-processing out of fold (per class: threshold, then component "
               "rule)...", flush=True)
         choice = postprocess.choose(scans, classes, output=output, competition=scans_mode,
                                     threshold=threshold)
         after_scoring = Scoring(task)
         for path in sorted(oof.glob("*.npz")):
-            probs, true = _read_oof(path)
-            with np.load(path) as z:
-                spacing = z["spacing"] if z["spacing"].size else None
+            probs, true, spacing = _read_oof(path)
             after_scoring.add(path.stem, postprocess.masks(probs, choice["rules"], classes,
                                                            output), true, spacing)
-        after, rows_after = after_scoring.result("out-of-fold")
+        after, _ = after_scoring.result("out-of-fold")
         postprocess.write(tmp / postprocess.FILE, choice, classes)
         mean, sd = _mean_sd(fold_rows)
         report = json_safe({
@@ -256,11 +255,13 @@ def write_cv(config: Config, root: Path, folds: list[int], progress: dict | None
     return report
 
 
-def _read_oof(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _read_oof(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(probabilities, truth, spacing or None) of one out-of-fold file."""
     with np.load(path) as z:
         shape = tuple(int(n) for n in z["shape"])
         truth = np.unpackbits(z["truth"], count=int(np.prod(shape))).reshape(shape)
-        return dequantize(z["probabilities"]), truth.astype(bool)
+        spacing = z["spacing"] if z["spacing"].size else None
+        return dequantize(z["probabilities"]), truth.astype(bool), spacing
 
 
 def dequantize(q: np.ndarray) -> np.ndarray:

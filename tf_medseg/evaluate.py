@@ -174,10 +174,9 @@ def evaluate_scans(predict, config: Config, split: str = "val",
         if by_probability:
             from tf_medseg import postprocess
             probs = scan_probabilities(predict, example, config, config.data.batch_size, task)
-            default = config.train.threshold if threshold is None else threshold
-            rules = postprocessing or {c: postprocess.Rule(default) for c in task.classes}
-            pred = postprocess.masks(probs, rules, task.classes, output_of(config, task),
-                                     threshold)
+            pred = postprocess.masks(probs, postprocessing, task.classes,
+                                     output_of(config, task), threshold,
+                                     config.train.threshold)
         else:
             pred = predict_scan(predict, example, config, config.data.batch_size, task)
         true = parse(example, task)["mask"].numpy().astype(bool)

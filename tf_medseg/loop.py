@@ -89,7 +89,7 @@ class Trainer:
         if self.encoder is not None:
             replica_step = tf.function(self._train_replica, jit_compile=jit)
             self._train_frozen = tf.function(
-                lambda batch: self._reduce(self.strategy.run(replica_step, args=batch)))
+                lambda batch: self._distributed_train_step(batch, replica_step))
 
     def start_epoch(self, epoch: int) -> None:
         """Freeze the backbone for the first ``freeze_encoder_epochs`` epochs, then thaw it."""
@@ -148,8 +148,8 @@ class Trainer:
         return [self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
                 for v in per_replica]
 
-    def _distributed_train_step(self, batch):
-        return self._reduce(self.strategy.run(self._train, args=batch))
+    def _distributed_train_step(self, batch, replica_step=None):
+        return self._reduce(self.strategy.run(replica_step or self._train, args=batch))
 
     def _distributed_val_step(self, batch):
         return self._reduce(self.strategy.run(self._val, args=batch))

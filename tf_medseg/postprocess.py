@@ -70,11 +70,11 @@ def components(mask: np.ndarray, rule: Rule) -> np.ndarray:
 
 
 def masks(probs: np.ndarray, rules: dict[str, Rule] | None, classes, output: str = "sigmoid",
-          threshold: float | None = None) -> np.ndarray:
+          threshold: float | None = None, default_threshold: float = 0.5) -> np.ndarray:
     """Boolean (D, H, W, K) masks of (D, H, W, K) class probabilities of one scan.
 
-    ``rules``: class name -> :class:`Rule` (missing classes and None: threshold only).
-    ``threshold`` (``--threshold``) overrides the rules' thresholds; default 0.5.
+    ``rules``: class name -> :class:`Rule` (missing classes and None: ``default_threshold``
+    only, the model's own). ``threshold`` (``--threshold``) overrides every threshold.
     ``output``: ``softmax`` probabilities (background left out) pick the most probable class
     if it beats the background (1 - their sum); thresholds do not apply.
     """
@@ -86,7 +86,7 @@ def masks(probs: np.ndarray, rules: dict[str, Rule] | None, classes, output: str
     else:
         out = np.empty(probs.shape, bool)
         for k, cls in enumerate(classes):
-            rule = (rules or {}).get(cls, Rule())
+            rule = (rules or {}).get(cls, Rule(default_threshold))
             t = threshold if threshold is not None else rule.threshold
             out[..., k] = probs[..., k] > t
     for k, cls in enumerate(classes):

@@ -272,11 +272,6 @@ def predict(model_dir, input_dir: str | os.PathLike,
     if probabilities:
         raise MedsegError("--probabilities: for NIfTI and image-folder models; a Kaggle "
                           "submission holds masks only")
-    if rules is None:
-        rules = {c: pp.Rule(model.threshold) for c in classes}
-        applied = False
-    else:
-        applied = True
     scans = find_scans(input_dir)
     output = Path(output).expanduser()
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -300,7 +295,8 @@ def predict(model_dir, input_dir: str | os.PathLike,
                                                  tta))
                 bar.update(len(probs[-1]))
             # Whole scans: post-processing rules act on 3-D components.
-            masks = pp.masks(np.concatenate(probs), rules, CLASSES, "sigmoid", threshold)
+            masks = pp.masks(np.concatenate(probs), rules, CLASSES, "sigmoid", threshold,
+                             model.threshold)
             for i, mask in enumerate(masks):
                 sid = scan.ids[i]
                 for c, cls in enumerate(CLASSES):
@@ -313,4 +309,4 @@ def predict(model_dir, input_dir: str | os.PathLike,
     return {"scans": len(scans), "slices": total, "rows": rows, "output": str(output),
             "seconds": end - start, "load_seconds": loaded - start,
             "predict_seconds": end - loaded, "models": len(exports),
-            "postprocessing": applied}
+            "postprocessing": rules is not None}

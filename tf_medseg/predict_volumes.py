@@ -159,8 +159,6 @@ def predict_volumes(model, input_dir, output, *, overlays=None, tta: bool = Fals
     meta = model.metadata
     task = Task.from_dict(meta["task"])
     output_kind = meta.get("model_output", "sigmoid")
-    rules = postprocessing or {c: pp.Rule(float(meta.get("threshold", 0.5)))
-                               for c in task.classes}
     spacing = meta.get("spacing")
     out_dir = Path(output).expanduser()  # checked by predict(): not on the input
     input_root = Path(input_dir).expanduser()
@@ -189,7 +187,8 @@ def predict_volumes(model, input_dir, output, *, overlays=None, tta: bool = Fals
         if probs.shape[1:3] != native:
             probs = volumes.resample_slices(probs, native, nearest=False)
         slices += len(probs)
-        slice_masks = pp.masks(probs, rules, task.classes, output_kind, threshold)
+        slice_masks = pp.masks(probs, postprocessing, task.classes, output_kind, threshold,
+                               float(meta.get("threshold", 0.5)))
         slice_labels = paint(slice_masks, task)
         labels = volumes.from_slices(slice_labels, axis)
         if nifti:
