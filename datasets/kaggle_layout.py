@@ -19,7 +19,7 @@ from typing import Iterator, Sequence
 import tensorflow_datasets as tfds
 
 from tf_medseg.data import examples as examples_of
-from tf_medseg.data import kaggle_inventory
+from tf_medseg.data.sources import kaggle, kaggle_inventory
 
 from . import reading
 
@@ -32,9 +32,6 @@ def inventory(info: tfds.core.DatasetInfo, root: Path, drop_case_days: Sequence[
     info.metadata["source"] = str(root)
     info.metadata["cases"] = sorted({s.case for s in inv.scans})
     info.metadata["case_days"] = [s.case_day for s in inv.scans]
-    info.metadata["slices_per_case_day"] = {s.case_day: len(s.slices) for s in inv.scans}
-    info.metadata["organ_slices_per_case_day"] = {s.case_day: inv.organ_slices(s)
-                                                  for s in inv.scans}
     info.metadata["dropped"] = inv.dropped
     unexpected = {k: v for k, v in inv.dropped.items() if k not in drop_case_days}
     if unexpected:
@@ -45,17 +42,25 @@ def inventory(info: tfds.core.DatasetInfo, root: Path, drop_case_days: Sequence[
     return inv
 
 
-def examples(inv: kaggle_inventory.Inventory, workers: int | None = None
+def examples(inv: kaggle_inventory.Inventory, metadata, workers: int | None = None
              ) -> Iterator[tuple[str, dict]]:
-    """(key, example) of every scan, in order, with a progress bar.
+    """(key, example) of every scan, in order, with a progress bar; then the fingerprint in
+    ``metadata`` (:func:`.reading.records`).
 
     Args:
         workers: Reader processes (default: one per CPU core, at most 8).
     """
     jobs = [(scan, {scan.slice_id(s): inv.labels[scan.slice_id(s)] for s in scan.slices})
             for scan in inv.scans]
-    yield from reading.in_order(examples_of.scan_example, jobs,
-                                [len(s.slices) for s in inv.scans],
-                                desc=f"Reading {len(inv.scans)} scans", unit="slice",
-                                workers=workers)
-    print(f"Writing TFRecord shards of {len(inv.scans)} scans ...", flush=True)
+    yield from reading.records(examples_of.scan_example, jobs,
+                               [len(s.slices) for s in inv.scans], metadata, kaggle.LABELS,
+                               desc=f"Reading {len(inv.scans)} scans", unit="slice",
+                               workers=workers)
+
+
+def features():
+    """The records of the Kaggle layout: uint16 slices, bit-packed uint8 masks."""
+    import numpy as np
+
+    from tf_medseg.data.features import record_features
+    return record_features(np.uint16, np.uint8)

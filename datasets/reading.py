@@ -51,3 +51,21 @@ def in_order(fn: Callable, jobs: Sequence[tuple], sizes: Sequence[int], *, desc:
             finally:  # on an error, do not wait for items nobody will write
                 for _, job in pending:
                     job.cancel()
+
+
+def records(fn: Callable, jobs: Sequence[tuple], sizes: Sequence[int], metadata,
+            labels, *, desc: str, unit: str, workers: int | None = None) -> Iterator:
+    """(key, example) of every job read by ``fn`` (a :mod:`tf_medseg.data.examples` function),
+    in order; once all are read, the data set's fingerprint goes into ``metadata``: the label
+    schema, every scan's facts and the channels' foreground intensity statistics."""
+    from tf_medseg.data.fingerprint import intensity_stats
+    facts, samples = {}, []
+    for (key, example), scan, sample in in_order(fn, jobs, sizes, desc=desc, unit=unit,
+                                                 workers=workers):
+        facts[key] = scan
+        samples.append(sample)
+        yield key, example
+    print(f"Writing TFRecord shards of {len(facts)} scans ...", flush=True)
+    metadata["labels"] = labels.to_dict()
+    metadata["scans"] = facts
+    metadata["intensity_stats"] = intensity_stats(samples, labels.num_channels)

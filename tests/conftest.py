@@ -31,17 +31,31 @@ def tiny_phantom(tmp_path_factory) -> Path:
                          slices=12, seed=3)
 
 
-def tiny_overrides(tmp_path: Path) -> list[str]:
-    """Overrides for a run that takes seconds: 32x32 px, base_filters 4, depth 2."""
-    return [f"data.data_dir={tmp_path / 'tfds'}", "data.phantom_cases=4",
-            "data.phantom_days=2", "data.phantom_slices=12", "data.image_size=[32,32]",
-            "data.batch_size=8", "data.num_folds=2", "model.base_filters=4", "model.depth=2",
-            "train.epochs=2", f"train.run_dir={tmp_path / 'run'}", "train.max_minutes=null"]
+SHARED_RECORDS = "TF_MEDSEG_TEST_RECORDS"  # environment: the session's shared data.data_dir
 
 
-def tiny_train_args(tmp_path: Path, *extra: str) -> list[str]:
+@pytest.fixture(scope="session", autouse=True)
+def shared_records(tmp_path_factory) -> Path:
+    """One data.data_dir for the whole session (and the processes tests start), so that the
+    tiny phantom's records are built once, by the first test that needs them; a test that is
+    about building records takes its own (``own_records=True``)."""
+    folder = tmp_path_factory.mktemp("tfds_shared")
+    os.environ[SHARED_RECORDS] = str(folder)
+    return folder
+
+
+def tiny_overrides(tmp_path: Path, own_records: bool = False) -> list[str]:
+    """configs/tiny.yaml (the shared smoke run: 32x32 px, base_filters 4, depth 2, 2 epochs)
+    with its run folder in ``tmp_path``, and its records in the session's shared folder (or,
+    ``own_records``, in ``tmp_path`` too)."""
+    data_dir = tmp_path / "tfds" if own_records else Path(os.environ[SHARED_RECORDS])
+    return [f"data.data_dir={data_dir}", f"train.run_dir={tmp_path / 'run'}"]
+
+
+def tiny_train_args(tmp_path: Path, *extra: str, own_records: bool = False) -> list[str]:
     """``train.py`` arguments for a tiny run (see :func:`tiny_overrides`)."""
-    return ["train.py", "--config", "unet.yaml", "--set", *tiny_overrides(tmp_path), *extra]
+    return ["train.py", "--config", "tiny.yaml", "--set",
+            *tiny_overrides(tmp_path, own_records), *extra]
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -51,13 +65,24 @@ def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory) -> Path:
+    """A tiny untrained 2.5D export of the Kaggle layout's organs: for what is tested around a
+    model (reading, batching, writing), not its figures."""
+    from tf_medseg.config import load_config
+    from tf_medseg.export.saved_model import export_saved_model
+    tmp = tmp_path_factory.mktemp("export")
+    config = load_config("tiny.yaml", tiny_overrides(tmp))
+    return export_saved_model(network(config), kaggle_contract(config), tmp / "saved_model")
+
+
+@pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """One tiny finished run, shared by the tests that only read it: (config, run folder,
     the metrics train() returned)."""
     from tf_medseg.config import load_config
     from tf_medseg.training import train
     tmp = tmp_path_factory.mktemp("e2e")
-    config = load_config("unet.yaml", tiny_overrides(tmp))
+    config = load_config("tiny.yaml", tiny_overrides(tmp))
     result = train(config, verbose=0)
     return config, tmp / "run", result
 
@@ -75,14 +100,13 @@ def tiny_cv(tiny_run, tmp_path_factory):
     import signal
 
     from tf_medseg.config import load_config
-    from tf_medseg.cv import cross_validate
+    from tf_medseg.workflows.cv import cross_validate
     _, tiny_dir, _ = tiny_run
     tmp = tmp_path_factory.mktemp("cv")
     run = tmp / "run"
     shutil.copytree(tiny_dir, run / "fold_0", ignore=shutil.ignore_patterns(".lock"))
-    # The records of the tiny run: the same data (data.data_dir may change between reruns).
-    overrides = [*tiny_overrides(tmp), f"data.data_dir={tiny_dir.parent / 'tfds'}"]
-    proc = subprocess.Popen([sys.executable, "train.py", "--config", "unet.yaml", "--set",
+    overrides = tiny_overrides(tmp)  # the tiny run's config, its records shared
+    proc = subprocess.Popen([sys.executable, "train.py", "--config", "tiny.yaml", "--set",
                              *overrides, "--folds", "all"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
@@ -94,9 +118,50 @@ def tiny_cv(tiny_run, tmp_path_factory):
     proc.wait(timeout=60)
     proc.stdout.close()
     fold0 = (run / "fold_0" / "metrics.json").read_bytes()
-    config = load_config("unet.yaml", overrides)
+    config = load_config("tiny.yaml", overrides)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         report = cross_validate(config, [0, 1])
     return {"config": config, "run": run, "report": report, "killed": "".join(lines),
             "resumed": out.getvalue(), "fold0_before": fold0, "returncode": proc.returncode}
+
+
+# ------------------------------------------------------------ models without a data set
+# For tests of a model alone, as the experiment would make it for the Kaggle layout's three
+# overlapping organs (sigmoid head), without building records.
+
+def network(config, outputs: int = 3, modalities: int = 1):
+    """The configured network for ``outputs`` logit channels (uncompiled)."""
+    from tf_medseg.models import build_model
+    d = config.data
+    return build_model(config.model, (*d.image_size, modalities * len(d.context)), outputs)
+
+
+def compiled(config, policy: str = "float32", jit: bool = False, steps: int = 10,
+             head: str = "sigmoid", outputs: int = 3):
+    """:func:`network` built under ``policy`` and compiled (as ``Experiment.model``)."""
+    from tf_medseg.training.optim import building, compile_model
+    with building(policy, config.train.seed):
+        return compile_model(network(config, outputs), config.train, head, jit, steps)
+
+
+def kaggle_trainer(model, config, strategy=None):
+    """The trainer of a model of the three organs (as ``Experiment.trainer``)."""
+    import tensorflow as tf
+
+    from tf_medseg.data.sources.kaggle import CLASSES
+    from tf_medseg.training.loop import Trainer
+    return Trainer(model, strategy or tf.distribute.get_strategy(), CLASSES, "sigmoid",
+                   threshold=config.train.threshold,
+                   freeze_encoder_epochs=config.train.freeze_encoder_epochs)
+
+
+def kaggle_contract(config):
+    """The serving contract of a model of the Kaggle layout's 16-bit slices."""
+    from tf_medseg.data import normalization
+    from tf_medseg.data.sources.kaggle import LABELS
+    from tf_medseg.export.contract import Contract
+    d = config.data
+    return Contract(labels=normalization.resolve(LABELS, d.normalization, None),
+                    head="sigmoid", context=tuple(d.context), input_size=tuple(d.image_size),
+                    image_dtype="uint16", threshold=config.train.threshold)

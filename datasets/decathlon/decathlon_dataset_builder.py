@@ -1,7 +1,7 @@
 """TFDS builder for a Medical Segmentation Decathlon task folder (``data.source: decathlon``).
 
 ``data.root`` holds dataset.json (modality, labels, training); several modalities are the 4th
-axis of each image. See ``tf_medseg.data.volumes`` and ``datasets.volume_layout``.
+axis of each image. See ``tf_medseg.data.sources.volumes`` and ``datasets.volume_layout``.
 """
 
 from __future__ import annotations

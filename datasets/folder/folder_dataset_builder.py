@@ -1,7 +1,7 @@
 """TFDS builder for a folder of 2D image/mask pairs (``data.source: folder``).
 
 ``data.root`` holds labels.json, images/NAME.png and masks/NAME.png (label maps) or
-masks/CLASS/NAME.png (one binary mask per class). See ``tf_medseg.data.volumes`` and
+masks/CLASS/NAME.png (one binary mask per class). See ``tf_medseg.data.sources.volumes`` and
 ``datasets.volume_layout``. (Named segmentation_folder: TFDS has an ``image_folder`` of its own
 for classification.)
 """

@@ -1,7 +1,7 @@
 """TFDS builder for the built-in phantom: generated into the download dir, then read back.
 
 The phantom is written in the Kaggle layout by ``tf_medseg.data.phantom`` and read with the same
-reader as the real data (``tf_medseg.data.kaggle``), so both go through one code path.
+reader as the real data (``tf_medseg.data.sources.kaggle``), so both go through one code path.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import tensorflow_datasets as tfds
 from tqdm.auto import tqdm
 
-from tf_medseg.data import features, phantom
+from tf_medseg.data import phantom
 
 from .. import kaggle_layout
 
@@ -36,14 +36,15 @@ def phantom_config(cases: int = 8, days: int = 2, slices: int = 80, seed: int = 
 class GiPhantom(tfds.core.GeneratorBasedBuilder):
     """Synthetic abdominal MRI in the Kaggle layout; one example per scan."""
 
-    VERSION = tfds.core.Version("2.0.0")
+    VERSION = tfds.core.Version("3.0.0")
     RELEASE_NOTES = {"1.0.0": "First phantom.",
-                     "2.0.0": "Records as in uw_madison_gi 2.0.0 (raw volume, bit-packed masks)."}
+                     "2.0.0": "Records as in uw_madison_gi 2.0.0 (raw volume, bit-packed masks).",
+                     "3.0.0": "Records as in uw_madison_gi 3.0.0 (the one record format)."}
     BUILDER_CONFIGS = [phantom_config()]
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
-            features=features.FEATURES,
+            features=kaggle_layout.features(),
             description=phantom.__doc__,
             metadata=tfds.core.MetadataDict(),
             # Shuffled (hashed) record order on purpose: kaggle_layout.py says why.
@@ -62,4 +63,4 @@ class GiPhantom(tfds.core.GeneratorBasedBuilder):
         return {"train": self._generate_examples(inv)}
 
     def _generate_examples(self, inv):
-        yield from kaggle_layout.examples(inv)
+        yield from kaggle_layout.examples(inv, self.info.metadata)

@@ -1,7 +1,7 @@
 """TFDS builder for a data set in nnU-Net v2 raw format (``data.source: nnunet``).
 
 ``data.root`` is a ``DatasetXXX_Name/`` folder (dataset.json, imagesTr/, labelsTr/); see
-``tf_medseg.data.volumes`` for what is read and checked, ``datasets.volume_layout`` for the
+``tf_medseg.data.sources.volumes`` for what is read and checked, ``datasets.volume_layout`` for the
 records.
 """
 

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import tensorflow_datasets as tfds
 
-from tf_medseg.data import features, kaggle_inventory
+from tf_medseg.data.sources import kaggle_inventory
 
 from .. import kaggle_layout
 
@@ -42,10 +42,12 @@ def source_config(root: str, drop_case_days: Sequence[str] = (),
 class UwMadisonGi(tfds.core.GeneratorBasedBuilder):
     """One example per scan (case-day); see ``tf_medseg.data.features``."""
 
-    VERSION = tfds.core.Version("2.0.0")
+    VERSION = tfds.core.Version("3.0.0")
     RELEASE_NOTES = {
         "1.0.0": "One record per scan: uint16 volume + 3-class masks.",
         "2.0.0": "Raw (not zlib) uint16 volume, bit-packed masks; scans read in parallel.",
+        "3.0.0": "The one record format of every source: (D, H, W, 1) uint16 image with its "
+                 "3-D spacing, the data set's label schema and fingerprint in the metadata.",
     }
     MANUAL_DOWNLOAD_INSTRUCTIONS = """
     Download and unzip https://www.kaggle.com/competitions/uw-madison-gi-tract-image-segmentation
@@ -54,7 +56,7 @@ class UwMadisonGi(tfds.core.GeneratorBasedBuilder):
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
-            features=features.FEATURES,
+            features=kaggle_layout.features(),
             homepage="https://www.kaggle.com/competitions/uw-madison-gi-tract-image-segmentation",
             metadata=tfds.core.MetadataDict(),
             # Shuffled (hashed) record order on purpose: kaggle_layout.py says why.
@@ -72,4 +74,4 @@ class UwMadisonGi(tfds.core.GeneratorBasedBuilder):
         return {"train": self._generate_examples(inv)}
 
     def _generate_examples(self, inv):
-        yield from kaggle_layout.examples(inv)
+        yield from kaggle_layout.examples(inv, self.info.metadata)

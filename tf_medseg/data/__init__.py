@@ -1,8 +1,10 @@
-"""Data: the readers of every source (Kaggle layout, volumes, image folders), RLE, the phantom,
-the record spec and the tf.data pipeline (the records are built by :mod:`tf_medseg.records`).
+"""Data: the sources (:mod:`~tf_medseg.data.sources`: Kaggle layout, nnU-Net, Decathlon, image
+folders), the label schema, the record format and its fingerprint, the records' build
+(:mod:`~tf_medseg.data.records`) and the configured data set (:mod:`~tf_medseg.data.dataset`),
+geometry and normalisation, augmentation, the phantom, RLE, and the tf.data pipeline.
 
-``make_dataset`` is imported lazily so that the light modules (``rle``, ``kaggle``, ``phantom``)
-do not pull in TensorFlow.
+``make_dataset`` is imported lazily so that the light modules (``rle``, ``sources.kaggle``,
+``phantom``) do not pull in TensorFlow.
 """
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.interpolate import CubicSpline
 
-from tf_medseg.config import CLASSES
+from tf_medseg.data.sources.kaggle import CLASSES
 
 PIXEL_MM = 1.5
 COVERAGE_MM = 240.0  # head-to-foot extent of a scan, whatever its number of slices

@@ -177,7 +177,7 @@ _apply_xla = tf.function(_apply, jit_compile=True, reduce_retracing=True)
 def augment(images: tf.Tensor, masks: tf.Tensor, seed: tf.Tensor,
             params: AugmentConfig = AugmentConfig(), max_value: float | None = None, *,
             min_value: float | None = 0.0, channels_first: bool = False,
-            unpack_masks: bool | int = False):
+            unpack_masks: int = 0):
     """Augment a batch.
 
     Args:
@@ -191,8 +191,8 @@ def augment(images: tf.Tensor, masks: tf.Tensor, seed: tf.Tensor,
             channels-last float32. Lets the pipeline fuse its decoding into this computation.
         min_value: The lowest normalised intensity (0 after percentile normalisation); None
             for z-scored images (see :func:`adjust_intensity`).
-        unpack_masks: ``masks`` are bit-packed; return them as (B, H, W, K) float32. True
-            means the 3 UW-Madison classes, a number K that many classes.
+        unpack_masks: K > 0: ``masks`` are bit-packed masks of K classes; return them as
+            (B, H, W, K) float32.
 
     Returns:
         (images, masks), with the shapes and dtypes given unless converted as above.
@@ -204,7 +204,5 @@ def augment(images: tf.Tensor, masks: tf.Tensor, seed: tf.Tensor,
     field = (elastic_field(seeds[1], batch, height, width, params) if params.elastic > 0
              else None)
     intensity = intensity_params(seeds[2], batch, params)
-    if unpack_masks is True:
-        unpack_masks = 3
     return _apply_xla(images, masks, matrices, field, intensity, max_value, min_value,
                       channels_first, int(unpack_masks))

@@ -1,26 +1,43 @@
-"""One record's content read from a source item: the functions the TFDS builders in
-``datasets/`` run in their worker processes (:mod:`tf_medseg_datasets.reading` spawns them, so
-they live in the package, importable in any process).
+"""One record read from a source item, with its part of the fingerprint: the functions the TFDS
+builders in ``datasets/`` run in their worker processes (:mod:`tf_medseg_datasets.reading` spawns
+them, so they live in the package, importable in any process).
+
+Each returns ``((key, example), facts, sample)``: the record (:func:`tf_medseg.data.features.
+record`), the scan's facts and a sample of its foreground intensities
+(:mod:`tf_medseg.data.fingerprint`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from tf_medseg.data import features, kaggle, volumes
+from tf_medseg.data import features, fingerprint
+from tf_medseg.data.labels import LabelSchema
+from tf_medseg.data.sources import kaggle, volumes
 
 
-def scan_example(scan: kaggle.ScanFiles, labels: dict) -> tuple[str, dict]:
-    """(key, example) of one Kaggle-layout scan (a case-day) and its RLE rows."""
-    return features.to_example(kaggle.read_scan(scan, labels))
+def _finish(name: str, case: int, spacing, image: np.ndarray, mask: np.ndarray,
+            masks: np.ndarray):
+    return (features.record(name, case, spacing, image, mask),
+            fingerprint.scan_facts(case, spacing, masks),
+            fingerprint.foreground_sample(name, image, masks))
+
+
+def scan_example(scan: kaggle.ScanFiles, labels: dict):
+    """One Kaggle-layout scan (a case-day) and its RLE rows: (D, H, W, 1) uint16 slices, rows,
+    columns; bit-packed masks."""
+    read = kaggle.read_scan(scan, labels)
+    masks = read.mask.astype(bool)
+    return _finish(read.case_day, read.case, read.voxel_spacing, read.image[..., None],
+                   features.pack_mask(masks), masks)
 
 
 def case_example(index: volumes.SourceIndex, case: volumes.CaseFiles, case_index: int,
-                 slice_axis, spacing) -> tuple[tuple[str, dict], int, np.ndarray]:
-    """((key, example), slices showing a class, foreground intensity sample) of one case of a
-    volume source."""
-    volume = volumes.read_case(index, case, slice_axis, spacing)
-    masks = volumes.class_masks(volume.label, index.task)
-    organ_slices = int(masks.reshape(len(masks), -1).any(axis=1).sum())
-    sample = volumes.foreground_sample(volume, index.task)
-    return features.volume_example(volume, case_index), organ_slices, sample
+                 mask_dtype: str):
+    """One case of a volume source, in the file's voxel order: (X, Y, Z, C) float32, its label
+    map (or bit-packed masks) as ``mask_dtype``."""
+    volume = volumes.read_case(index, case)
+    labels: LabelSchema = index.labels
+    masks = fingerprint.class_masks(volume.label, labels)
+    return _finish(volume.case, case_index, volume.spacing, volume.image,
+                   volume.label.astype(mask_dtype), masks)

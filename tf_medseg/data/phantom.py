@@ -34,9 +34,9 @@ from typing import Callable, Optional, Sequence
 import cv2
 import numpy as np
 
-from tf_medseg.config import CLASSES
 from tf_medseg.data import rle
 from tf_medseg.data.anatomy import PIXEL_MM, Anatomy, render_scan
+from tf_medseg.data.sources.kaggle import CLASSES
 
 # Bump when the generated images or masks change: prepared records are keyed to it.
 GENERATOR_VERSION = 1

@@ -1,191 +1,52 @@
-"""The tf.data input pipeline: prepared scan records -> batches of (image, mask).
+"""The tf.data input pipeline: prepared records -> batches of (image, mask).
 
 Stages are small functions composed in :func:`make_dataset`::
 
-    scan record -> parse -> normalize (per scan) -> resize -> compact -> cache (scans)
-        -> shuffle scans -> stack_context (2.5D) -> unbatch slices -> shuffle slices
-        -> batch -> augment (training only) -> decode -> prefetch
+    record -> cut (slices across data.slice_axis, resampled to data.spacing) -> normalize
+        -> resize -> compact -> cache (scans) -> shuffle scans -> stack_context (2.5D)
+        -> unbatch slices -> shuffle slices -> batch -> augment (training only) -> decode
+        -> prefetch
 
-Intensity normalisation (shared by training, evaluation and export): every scan is divided by
-its own 99.5th intensity percentile and clipped to [0, 1.5], so scans whose maxima range from a
-few hundred to 13,000, 8-bit copies included, land on one scale; the percentile ignores the
-bright outliers a maximum would follow.
+Every source goes through the same stages (one record format, :mod:`tf_medseg.data.features`):
+a record's volume is cut into slices (:func:`tf_medseg.data.geometry.cut`), normalised per
+channel as ``data.normalization`` says (:mod:`tf_medseg.data.normalization`; the parameters
+come from the whole stored volume), and its mask (label map or bits) becomes bit-packed class
+masks, one bit per declared class.
 
 Until a batch is formed, slices travel compact: the image as float16 at the model's size, the
-masks bit-packed in one uint8 (``features.unpack_mask``). The cache therefore holds 3 bytes a
-pixel: 1.9 GB for the whole Kaggle training set at 128 x 128, 7.6 GB at 256 x 256. The 2.5D
-context is stacked after the cache, so ``data.context`` changes without rebuilding anything.
-
-Folds are grouped by case (patient): all days of a case are in the same fold.
-
-The volume sources (nnunet, decathlon, folder) go through the same stages. Their records hold
-float32 (D, H, W, C) images, one channel per modality, normalised per channel as
-``data.normalization`` says (:func:`normalization_params`), and label maps that the first stage
-turns into the same bit-packed masks, one bit per declared class. With several modalities the
-2.5D context stacks channels modality-major: channel ``m * len(context) + k`` is modality m at
-offset ``context[k]`` (one modality: channel k is offset k, as for the Kaggle records).
+masks bit-packed in one integer (``features.unpack_mask``). The cache therefore holds 3 bytes a
+pixel for one channel: 1.9 GB for the whole Kaggle training set at 128 x 128, 7.6 GB at
+256 x 256. The 2.5D context is stacked after the cache, so ``data.context`` changes without
+rebuilding anything. With several modalities the context stacks channels modality-major:
+channel ``m * len(context) + k`` is modality m at offset ``context[k]``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Sequence
 
-import numpy as np
 import tensorflow as tf
 
 from tf_medseg.config import Config
+from tf_medseg.data import geometry, normalization
 from tf_medseg.data.augment import augment
+from tf_medseg.data.dataset import DataSet
 from tf_medseg.data.features import unpack_mask
-from tf_medseg.data.task import KAGGLE, Task, task_of
-from tf_medseg.errors import ConfigError, DataError
-
-PERCENTILE = 99.5
-CLIP = 1.5
-ZSCORE_LIMIT = 1e4  # z-scores are clipped to +-this (float16 holds them, nothing real is cut)
+from tf_medseg.data.labels import LabelSchema
 
 
-def fold_cases(cases: Sequence[int], fold: int, num_folds: int) -> tuple[list[int], list[int]]:
-    """(training cases, validation cases): cases shuffled with a fixed seed, dealt round-robin.
-
-    Raises:
-        DataError: if there are fewer cases than folds.
-    """
-    cases = sorted(int(c) for c in cases)
-    if len(cases) < num_folds:
-        raise DataError(f"the data set has {len(cases)} case(s), fewer than data.num_folds "
-                        f"({num_folds}); lower data.num_folds")
-    order = np.random.default_rng(20220512).permutation(cases)
-    val = sorted(int(c) for i, c in enumerate(order) if i % num_folds == fold)
-    train = sorted(c for c in cases if c not in val)
-    return train, val
+def packed_dtype(labels: LabelSchema) -> tf.DType:
+    return tf.uint8 if labels.num_classes <= 8 else tf.uint16
 
 
-def intensity_scale(image: tf.Tensor) -> tf.Tensor:
-    """The per-scan scale: the 99.5th percentile of a volume of raw integer intensities (at
-    least 1), exact, over every voxel.
-
-    Intensities are 8- or 16-bit integers, so a histogram of at most 65,536 bins finds the
-    percentile without sorting: 25 ms for a 144 x 310 x 360 scan where sorting every 4th voxel
-    took 530 ms.
-    """
-    values = tf.reshape(tf.cast(image, tf.int32), [-1])
-    counts = tf.math.bincount(values, minlength=1, dtype=tf.int64)
-    below = tf.cumsum(counts)  # below[v] = voxels <= v
-    n = tf.size(values, out_type=tf.int64)
-    k = tf.cast(tf.cast(n - 1, tf.float64) * PERCENTILE / 100.0, tf.int64)
-    # The k-th smallest voxel (0-based) is the first value with more than k voxels <= it.
-    value = tf.reduce_sum(tf.cast(below <= k, tf.int64))
-    return tf.maximum(tf.cast(value, tf.float32), 1.0)
-
-
-def normalize(image: tf.Tensor, scale: tf.Tensor) -> tf.Tensor:
-    """Raw intensities -> float32 in [0, CLIP], given the scan's scale."""
-    return tf.clip_by_value(tf.cast(image, tf.float32) / scale, 0.0, CLIP)
-
-
-def resolve_task(config: Config, task: Task) -> Task:
-    """The data's task with ``data.normalization`` resolved to one method per channel.
-
-    Raises:
-        ConfigError: a list of methods whose length is not the number of channels; ct for
-            a channel without foreground statistics; anything but percentile for the Kaggle
-            layout (normalised per scan from 16-bit integers).
-    """
-    wanted = config.data.normalization
-    methods = [wanted] * task.num_channels if isinstance(wanted, str) else list(wanted)
-    if len(methods) != task.num_channels:
-        raise ConfigError(f"data.normalization: {len(methods)} method(s) for "
-                          f"{task.num_channels} channel(s) ({', '.join(task.channels)}); give "
-                          f"one method, or one per channel")
-    methods = [("ct" if name.upper() == "CT" else "percentile") if m == "auto" else m
-               for m, name in zip(methods, task.channels)]
-    if task.kind == "scans" and methods != ["percentile"]:
-        raise ConfigError(f"data.normalization: the Kaggle layout and the phantom are "
-                          f"normalised per scan (percentile or auto), got {wanted}")
-    for m, name, stats in zip(methods, task.channels, task.stats or [None] * len(methods)):
-        if m == "ct" and not stats:
-            raise ConfigError(f"data.normalization: ct for channel {name} needs foreground "
-                              f"statistics, and the data set has no labelled voxels")
-    return dataclasses.replace(task, normalization=tuple(methods))
-
-
-def task_for(config: Config, builder) -> Task:
-    """The task of a prepared builder, normalisation resolved for ``config``."""
-    task = task_of(builder)
-    if task.kind == "volumes":
-        stats = builder.info.metadata.get("intensity_stats") or []
-        task = dataclasses.replace(task, stats=tuple(stats))
-    return resolve_task(config, task)
-
-
-def percentile(values: tf.Tensor, q: float) -> tf.Tensor:
-    """The q-th percentile (the k-th smallest value, k = floor((n - 1) q / 100), as
-    :func:`intensity_scale`) of any float tensor, exact.
-
-    Found as the smallest of the n - k largest values (``top_k``): 16 ms for a 40 x 256 x 256
-    volume where sorting it took 240 ms (measured side by side)."""
-    flat = tf.reshape(tf.cast(values, tf.float32), [-1])
-    if q < 50:
-        return -percentile(-flat, 100.0 - q)
-    n = tf.size(flat, out_type=tf.int64)
-    k = tf.cast(tf.cast(n - 1, tf.float64) * q / 100.0, tf.int64)
-    return tf.math.top_k(flat, tf.cast(n - k, tf.int32), sorted=True).values[-1]
-
-
-def normalization_params(image: tf.Tensor, task: Task) -> tf.Tensor:
-    """(4, C) float32 [centre, scale, low, high] per channel of a raw (D, H, W, C) volume: the
-    normalised image is ``clip((x - centre) / scale, low, high)``.
-
-    * percentile: centre 0, scale the volume's 99.5th percentile, clipped to [0, 1.5];
-    * zscore: the volume's mean and sd;
-    * ct: the data set's foreground mean and sd, clipped at its 0.5 and 99.5 percentiles.
-    """
-    columns = []
-    for c, method in enumerate(task.normalization):
-        x = tf.cast(image[..., c], tf.float32)
-        if method == "percentile":
-            p = percentile(x, PERCENTILE)
-            fallback = tf.maximum(tf.reduce_max(tf.abs(x)), 1e-6)
-            columns.append(tf.stack([0.0, tf.where(p > 0, p, fallback), 0.0, CLIP]))
-        elif method == "zscore":
-            mean, var = tf.nn.moments(tf.reshape(x, [-1]), axes=[0])
-            columns.append(tf.stack([mean, tf.maximum(tf.sqrt(var), 1e-6), -ZSCORE_LIMIT,
-                                     ZSCORE_LIMIT]))
-        else:
-            st = task.stats[c]
-            sd = max(st["sd"], 1e-6)
-            columns.append(tf.constant([st["mean"], sd, (st["p0_5"] - st["mean"]) / sd,
-                                        (st["p99_5"] - st["mean"]) / sd], tf.float32))
-    return tf.stack(columns, axis=1)
-
-
-def apply_normalization(image: tf.Tensor, params: tf.Tensor) -> tf.Tensor:
-    """Raw (..., C) intensities -> normalised float32, given :func:`normalization_params`."""
-    x = (tf.cast(image, tf.float32) - params[0]) / params[1]
-    return tf.minimum(tf.maximum(x, params[2]), params[3])
-
-
-def value_range(task: Task) -> tuple[float | None, float | None]:
-    """(low, high) every normalised value lies in, if all channels are percentile-normalised
-    (augmentation keeps intensities in it); (None, None) otherwise."""
-    if all(m == "percentile" for m in task.normalization):
-        return 0.0, CLIP
-    return None, None
-
-
-def packed_dtype(task: Task) -> tf.DType:
-    return tf.uint8 if task.num_classes <= 8 else tf.uint16
-
-
-def pack_labels(mask: tf.Tensor, task: Task) -> tf.Tensor:
+def pack_labels(mask: tf.Tensor, labels: LabelSchema) -> tf.Tensor:
     """A record's stored mask (label map or bits) -> bit-packed class masks (bit k = class k)."""
-    dtype = packed_dtype(task)
-    if task.encoding == "bits":
+    dtype = packed_dtype(labels)
+    if labels.encoding == "bits":
         return tf.cast(mask, dtype)
     packed = tf.zeros(tf.shape(mask), tf.int32)
     label = tf.cast(mask, tf.int32)
-    for k, values in enumerate(task.values):
+    for k, values in enumerate(labels.values):
         hit = tf.reduce_any(tf.equal(label[..., None], tf.constant(values, tf.int32)), -1)
         packed += tf.cast(hit, tf.int32) * (1 << k)
     return tf.cast(packed, dtype)
@@ -205,79 +66,31 @@ def resize(image: tf.Tensor, mask: tf.Tensor, size: Sequence[int]) -> tuple[tf.T
     return image, mask
 
 
-def parse(example: dict, task: Task = KAGGLE) -> dict:
-    """A prepared record with its masks unpacked to (D, H, W, K) uint8."""
-    return {**example, "mask": unpack_mask(pack_labels(example["mask"], task),
-                                           task.num_classes)}
+def parse(example: dict, labels: LabelSchema) -> dict:
+    """A record with its masks unpacked to (A0, A1, A2, K) uint8, in the stored order."""
+    return {**example, "mask": unpack_mask(pack_labels(example["mask"], labels),
+                                           labels.num_classes)}
 
 
-def normalized(example: dict, task: Task = KAGGLE) -> tf.Tensor:
-    """A record's image normalised: (D, H, W, C) float32 (C = 1 for the Kaggle records)."""
-    if task.kind == "scans":
-        return normalize(example["image"], intensity_scale(example["image"]))[..., None]
-    return apply_normalization(example["image"],
-                               normalization_params(example["image"], task))
+def scan_slices(example: dict, config: Config, labels: LabelSchema
+                ) -> tuple[tf.Tensor, tf.Tensor]:
+    """One record -> (slices (D, h, w, C) float32 normalised at the model's size, masks
+    (D, h, w) bit-packed).
 
-
-def resized_volume(example: dict, size: Sequence[int], task: Task = KAGGLE
-                   ) -> tuple[tf.Tensor, tf.Tensor]:
-    """One scan record -> (volume (D, h, w, C) float32 normalised, masks (D, h, w)
-    bit-packed).
-
-    Resizing the volume before stacking the context is the same as resizing the stacked
-    slices (resizing is per channel), for a fraction of the work.
+    The normalisation parameters come from the whole stored volume; the raw slices are
+    resampled to ``data.spacing`` before they are normalised, as the predictor does; resizing
+    the volume before stacking the context is the same as resizing the stacked slices
+    (resizing is per channel), for a fraction of the work.
     """
-    volume = normalized(example, task)
-    packed = pack_labels(example["mask"], task)
+    data = config.data
+    image = example["image"]
+    params = normalization.params(image, labels)
+    slices, _ = geometry.cut(image, example["spacing"], data.slice_axis, data.spacing)
+    packed, _ = geometry.cut(pack_labels(example["mask"], labels)[..., None],
+                             example["spacing"], data.slice_axis, data.spacing, nearest=True)
     # Nearest neighbour never mixes values, so bit-packed masks resize exactly.
-    volume, packed = resize(volume, packed[..., None], size)
+    volume, packed = resize(normalization.apply(slices, params), packed, data.image_size)
     return volume, packed[..., 0]
-
-
-def scan_inputs(example: dict, context: Sequence[int], size: Sequence[int],
-                 task: Task = KAGGLE):
-    """One scan record -> (images (D, h, w, C) float32, masks (D, h, w, K) float32)."""
-    volume, packed = resized_volume(example, size, task)
-    return (stack_context(volume, context),
-            tf.cast(unpack_mask(packed, task.num_classes), tf.float32))
-
-
-def scan_dataset(config: Config, split: str, *, with_count: bool = False, builder=None):
-    """The scan records of a split (``train`` or ``val``; ``all`` for every case).
-
-    Args:
-        builder: The prepared TFDS builder, if the caller has one; else it is prepared here.
-        with_count: Return (dataset, scans, slices, slices showing an organ) of the split.
-    """
-    if builder is None:
-        from tf_medseg.records import build_records  # noqa: PLC0415 (TFDS import is slow)
-        builder = build_records(config.data)
-    cases = builder.info.metadata["cases"]
-    if split == "all":
-        keep = cases
-    elif split in ("train", "val"):
-        train, val = fold_cases(cases, config.data.fold, config.data.num_folds)
-        keep = train if split == "train" else val
-    else:
-        raise ValueError(f"split must be train, val or all, got {split!r}")
-    table = [row for row in scan_table(builder.info.metadata) if row[1] in keep]
-    keep_cases = tf.constant(keep, tf.int32)
-    ds = builder.as_dataset(split="train", shuffle_files=False)
-    ds = ds.filter(lambda ex: tf.reduce_any(tf.equal(ex["case"], keep_cases)))
-    if with_count:
-        return (ds, len(table), sum(r[2] for r in table), sum(r[3] for r in table))
-    return ds
-
-
-def scan_table(meta) -> list[tuple[str, int, int, int]]:
-    """(scan, case number, slices, slices showing a class) of every record, from the
-    metadata (Kaggle records: case-days; volume records: cases)."""
-    if "slices_per_scan" in meta:
-        return [(scan, int(meta["scan_case"][scan]), int(n),
-                 int(meta["organ_slices_per_scan"][scan]))
-                for scan, n in meta["slices_per_scan"].items()]
-    return [(cd, int(cd[4:].split("_")[0]), int(n), int(meta["organ_slices_per_case_day"][cd]))
-            for cd, n in meta["slices_per_case_day"].items()]
 
 
 def has_organ(image: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
@@ -296,9 +109,10 @@ def resample_organs(ds: tf.data.Dataset, fraction: float, length: int, seed: int
     return mixed.take(length)
 
 
-def make_dataset(config: Config, split: str, *, batch_size: int | None = None,
-                 shuffle: bool | None = None, augment_batches: bool | None = None,
-                 builder=None, drop_remainder: bool = False) -> tf.data.Dataset:
+def make_dataset(config: Config, split: str, *, dataset: DataSet | None = None,
+                 batch_size: int | None = None, shuffle: bool | None = None,
+                 augment_batches: bool | None = None, drop_remainder: bool = False,
+                 cache: bool | None = None) -> tf.data.Dataset:
     """Batches of (image (B, h, w, C) float32, mask (B, h, w, K) float32), K the data's
     classes.
 
@@ -306,31 +120,31 @@ def make_dataset(config: Config, split: str, *, batch_size: int | None = None,
         config: The experiment config (``data`` and ``augment`` sections).
         split: ``train`` (shuffled, augmented, repeated when ``train.steps_per_epoch`` is
             set), ``val`` or ``all``.
+        dataset: The prepared data set (:class:`~tf_medseg.data.dataset.DataSet`), so that
+            callers making several splits build (and fingerprint) the source once; opened
+            here if not given.
         batch_size: Overrides ``data.batch_size`` (global batch).
         shuffle: Overrides the default (shuffle only ``train``).
         augment_batches: Overrides the default (augment only ``train``, if ``data.augment``).
-        builder: The prepared TFDS builder, so that callers making several splits prepare
-            (and fingerprint) the source once.
         drop_remainder: Leave out the last, partial batch (training on several replicas,
             where a replica must not receive an empty batch).
+        cache: Overrides ``data.cache``.
     """
     data = config.data
+    dataset = dataset.configured(data) if dataset is not None else DataSet.open(data)
+    labels = dataset.labels
     shuffle = (split == "train") if shuffle is None else shuffle
     if augment_batches is None:
         augment_batches = split == "train" and data.augment
     seed = config.train.seed
-    if builder is None:
-        from tf_medseg.records import build_records  # noqa: PLC0415 (TFDS import is slow)
-        builder = build_records(config.data)
-    task = task_for(config, builder)
-    ds, num_scans, num_slices, num_organ = scan_dataset(config, split, with_count=True,
-                                                        builder=builder)
+    num_scans = len(dataset.split_scans(split))
+    num_slices, num_organ = dataset.slices(split)
 
     def compact(example):
-        volume, packed = resized_volume(example, data.image_size, task)
+        volume, packed = scan_slices(example, config, labels)
         return tf.cast(volume, tf.float16), packed
-    ds = ds.map(compact, num_parallel_calls=tf.data.AUTOTUNE)
-    if data.cache:
+    ds = dataset.records(split).map(compact, num_parallel_calls=tf.data.AUTOTUNE)
+    if data.cache if cache is None else cache:
         ds = ds.cache()
     if shuffle:
         ds = ds.shuffle(num_scans, seed=seed, reshuffle_each_iteration=True)
@@ -349,14 +163,14 @@ def make_dataset(config: Config, split: str, *, batch_size: int | None = None,
     if augment_batches:
         # New, seeded random numbers every epoch: deterministic for train.seed.
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        low, high = value_range(task)
+        low, high = normalization.value_range(labels)
         ds = tf.data.Dataset.zip(ds, seeds).map(
             lambda batch, s: augment(*batch, s, config.augment, max_value=high,
                                      min_value=low, channels_first=True,
-                                     unpack_masks=task.num_classes),
+                                     unpack_masks=labels.num_classes),
             num_parallel_calls=tf.data.AUTOTUNE)
     else:
-        ds = ds.map(lambda images, packed: _decode(images, packed, task.num_classes),
+        ds = ds.map(lambda images, packed: _decode(images, packed, labels.num_classes),
                     num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 

@@ -1,0 +1,28 @@
+"""Checking a config's values: an unknown key, a wrong type or a bad value is one ConfigError
+naming the key, with a suggestion for a likely typo."""
+
+import pytest
+
+from tf_medseg.config import load_config
+from tf_medseg.errors import ConfigError
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.epocs=3", r"train\.epocs: unknown key; did you mean train\.epochs\?"),
+    ("trian.epochs=3", r"trian: unknown key; did you mean train\?"),
+    ("train.epochs=three", r"train\.epochs: expected integer, got 'three'"),
+    ("train.epochs=0", r"train\.epochs: must be >= 1, got 0"),
+    ("train.epochs=true", r"train\.epochs: expected integer"),
+    ("model.name=unnet", r"model\.name: expected one of unet, attention_unet, got 'unnet'; "
+                         r"did you mean unet\?"),
+    ("data.image_size=[64]", r"data\.image_size: expected a list of 2 integers"),
+    ("data.context=[-1,1]", r"data\.context: must contain 0"),
+    ("data.fold=5", r"data\.fold: must be < data\.num_folds"),
+    ("data.source=uwmgi", r"data\.root: required when data\.source is uwmgi"),
+    ("data.image_size=[100,100]", r"data\.image_size: 100x100 must be divisible by"),
+    ("train.learning_rate=[1]", r"train\.learning_rate: expected number"),
+    ("epochs=3", r"expected SECTION\.KEY=VALUE"),
+])
+def test_bad_values_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])

@@ -1,0 +1,92 @@
+"""Indexing the nnunet, decathlon and folder sources: bad folders and declarations are each a
+one-line DataError that names the file, case or key, before anything is read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tf_medseg.data.sources import volumes
+from tf_medseg.errors import DataError
+
+from synthetic_volumes import write_decathlon, write_folder, write_nnunet
+
+
+def error_of(fn, *args, **kwargs) -> str:
+    with pytest.raises(DataError) as info:
+        fn(*args, **kwargs)
+    message = str(info.value)
+    assert "\n" not in message and "Traceback" not in message
+    return message
+
+
+def read_all(root: Path, fmt: str = "nnunet"):
+    index = volumes.index_source(fmt, root)
+    for case in index.cases:
+        volumes.read_case(index, case)
+
+
+@pytest.fixture
+def nnunet(tmp_path) -> Path:
+    return write_nnunet(tmp_path / "Dataset001_Bad", cases=2)
+
+
+def test_dataset_json_missing_or_unparsable(nnunet):
+    (nnunet / "dataset.json").unlink()
+    assert "dataset.json: not found" in error_of(volumes.index_source, "nnunet", nnunet)
+    (nnunet / "dataset.json").write_text("{not json")
+    assert "dataset.json: not valid JSON" in error_of(volumes.index_source, "nnunet", nnunet)
+
+
+@pytest.mark.parametrize("key", ["channel_names", "labels", "numTraining", "file_ending"])
+def test_required_field_missing(nnunet, key):
+    meta = json.loads((nnunet / "dataset.json").read_text())
+    del meta[key]
+    (nnunet / "dataset.json").write_text(json.dumps(meta))
+    assert f"'{key}' missing" in error_of(volumes.index_source, "nnunet", nnunet)
+
+
+def test_decathlon_field_missing(tmp_path):
+    root = write_decathlon(tmp_path / "Task01", cases=2)
+    meta = json.loads((root / "dataset.json").read_text())
+    del meta["training"]
+    (root / "dataset.json").write_text(json.dumps(meta))
+    assert "'training' missing" in error_of(volumes.index_source, "decathlon", root)
+    meta["training"] = [{"image": "../../etc/passwd", "label": "./labelsTr/TASK_000.nii.gz"}]
+    (root / "dataset.json").write_text(json.dumps(meta))
+    assert "outside the data set folder" in error_of(volumes.index_source, "decathlon", root)
+
+
+def test_missing_channel_file(nnunet):
+    (nnunet / "imagesTr" / "case_001_0001.nii.gz").unlink()
+    message = error_of(volumes.index_source, "nnunet", nnunet)
+    assert "case_001_0001.nii.gz: missing: case case_001 needs one file per channel" in message
+
+
+def test_unsupported_file_ending(nnunet):
+    meta = json.loads((nnunet / "dataset.json").read_text())
+    (nnunet / "dataset.json").write_text(json.dumps({**meta, "file_ending": ".mha"}))
+    assert "file_ending '.mha' is not supported" in error_of(volumes.index_source, "nnunet",
+                                                             nnunet)
+    (nnunet / "dataset.json").write_text(json.dumps(meta))
+    (nnunet / "imagesTr" / "case_000_0002.nrrd").write_bytes(b"x")
+    assert "case_000_0002.nrrd: unexpected file ending" in error_of(
+        volumes.index_source, "nnunet", nnunet)
+
+
+def test_folder_image_without_mask(tmp_path):
+    root = write_folder(tmp_path / "pngs", images=3)
+    (root / "masks" / "p00_slice1.png").unlink()
+    assert "p00_slice1.png: no mask" in error_of(volumes.index_source, "folder", root)
+    per_class = write_folder(tmp_path / "per_class", per_class=True, images=3)
+    (per_class / "masks" / "box" / "p01_slice0.png").unlink()
+    message = error_of(volumes.index_source, "folder", per_class)
+    assert "p01_slice0.png: no mask" in message and "box" in message
+
+
+def test_group_pattern_that_does_not_match(tmp_path):
+    root = write_folder(tmp_path / "pngs", images=2)
+    message = error_of(volumes.index_source, "folder", root, group_pattern=r"^(patient\d+)")
+    assert "data.group_pattern" in message and "p00_slice0" in message

@@ -1,0 +1,39 @@
+"""Reading in worker processes: results in the items' order whatever order workers finish in,
+and the fingerprint written into the metadata once every record is read."""
+
+import numpy as np
+
+from tf_medseg.data.labels import LabelSchema
+from tf_medseg.resources import builders
+
+
+def _square(n):  # module level: spawned workers import it
+    return n * n
+
+
+def _record(name, n):
+    from tf_medseg.data import fingerprint
+    image = np.full((1, 1, n, 1), float(n), np.float32)
+    masks = np.ones((1, 1, n, 1), bool)
+    return ((name, {"n": n}), fingerprint.scan_facts(0, (1, 1, 1), masks),
+            fingerprint.foreground_sample(name, image, masks))
+
+
+def test_in_order_keeps_the_order():
+    reading = builders("reading")
+    out = list(reading.in_order(_square, [(n,) for n in range(9)], [1] * 9, desc="t",
+                                unit="item", workers=2))
+    assert out == [n * n for n in range(9)]
+
+
+def test_records_fill_the_fingerprint():
+    reading = builders("reading")
+    labels = LabelSchema(classes=("a",), exclusive=True, channels=("MR",), metric="volume",
+                         encoding="labels", values=((1,),))
+    meta = {}
+    keys = [key for key, _ in reading.records(_record, [("x", 2), ("y", 3)], [1, 1], meta,
+                                              labels, desc="t", unit="case", workers=1)]
+    assert keys == ["x", "y"] and meta["labels"]["classes"] == ["a"]
+    assert meta["scans"]["y"]["shape"] == [1, 1, 3]
+    assert meta["intensity_stats"][0]["voxels"] == 5
+    assert meta["intensity_stats"][0]["mean"] == (2 * 2 + 3 * 3) / 5

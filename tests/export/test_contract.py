@@ -1,0 +1,61 @@
+"""The serving contract: metadata.json written and read back, damaged or old ones refused in
+one line, what --model names, and members that must agree."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from tf_medseg.config import load_config
+from tf_medseg.errors import MedsegError
+from tf_medseg.export.contract import Contract, check_members, read_contract, resolve_models
+
+from conftest import kaggle_contract
+
+
+def _export_folder(path: Path, contract: Contract) -> Path:
+    """A folder that looks like an export (its graph is not read here)."""
+    path.mkdir(parents=True)
+    (path / "saved_model.pb").write_bytes(b"")
+    (path / "metadata.json").write_text(json.dumps(contract.to_metadata()))
+    return path
+
+
+def test_round_trip(tmp_path):
+    contract = kaggle_contract(load_config("tiny.yaml", ["data.context=[-2,0,2]"]))
+    folder = _export_folder(tmp_path / "m", contract)
+    back = read_contract(folder, "--model m")
+    assert back == contract and back.channels == 3 and back.centre == 1
+    meta = contract.to_metadata()
+    assert meta["input"]["dtype"] == "uint16" and meta["signatures"][0] == "serving_default"
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m.pop("export_version"), "an export of an older tf_medseg (export_version 1"),
+    (lambda m: m.update(model_output="relu"), "damaged export metadata (model_output 'relu'"),
+    (lambda m: m.update(threshold=1.5), "damaged export metadata (threshold 1.5)"),
+    (lambda m: m.pop("labels"), "damaged export metadata (KeyError"),
+])
+def test_damaged_or_old_metadata_is_one_line(tmp_path, edit, message):
+    folder = _export_folder(tmp_path / "m", kaggle_contract(load_config("tiny.yaml")))
+    meta = json.loads((folder / "metadata.json").read_text())
+    edit(meta)
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(MedsegError) as info:
+        read_contract(folder, "--model m")
+    assert str(info.value).startswith(f"{folder / 'metadata.json'}: {message}")
+    assert "\n" not in str(info.value)
+
+
+def test_resolve_models_and_members(tmp_path):
+    contract = kaggle_contract(load_config("tiny.yaml"))
+    a = _export_folder(tmp_path / "run_a" / "saved_model", contract)
+    b = _export_folder(tmp_path / "b", dataclasses.replace(contract, context=(-1, 0, 1)))
+    assert resolve_models(tmp_path / "run_a") == ([a], None)  # a run folder holding one
+    exports, rules = resolve_models([a, b])
+    assert exports == [a, b] and rules is None
+    with pytest.raises(MedsegError, match=r"context_offsets \[-1, 0, 1\], but .* must agree"):
+        check_members([read_contract(p, str(p)) for p in exports], exports)
+    with pytest.raises(MedsegError, match="named twice"):
+        resolve_models([a, tmp_path / "run_a"])

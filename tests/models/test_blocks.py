@@ -1,0 +1,58 @@
+"""The building blocks: the fused batch normalisation, the deep-supervision heads."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_medseg.models import FusedBatchNormalization, build_attention_unet, build_unet, main_output
+
+
+@pytest.mark.parametrize("builder", [build_unet, build_attention_unet])
+def test_deep_supervision_heads(builder):
+    model = builder((32, 32, 1), 3, base_filters=4, depth=3, deep_supervision=True)
+    outs = model(np.zeros((1, 32, 32, 1), "float32"))
+    assert [o.shape for o in outs] == [(1, 32, 32, 3)] * 3
+    assert [o._keras_history.operation.name for o in model.outputs] == [
+        "logits", "aux1_logits", "aux2_logits"]
+    main = main_output(model)
+    assert len(main.outputs) == 1 and main.count_params() < model.count_params()
+    np.testing.assert_allclose(main(np.ones((1, 32, 32, 1), "float32")),
+                               model(np.ones((1, 32, 32, 1), "float32"))[0])
+
+
+def test_fused_batch_norm_matches_keras():
+    x = np.random.default_rng(4).normal(2, 3, (4, 6, 6, 5)).astype("float32")
+    ours, ref = FusedBatchNormalization(), keras.layers.BatchNormalization()
+    for layer in (ours, ref):
+        layer.build(x.shape)
+        layer.gamma.assign(np.linspace(0.5, 2, 5))
+        layer.beta.assign(np.linspace(-1, 1, 5))
+    with tf.GradientTape(persistent=True) as tape:
+        xt = tf.constant(x)
+        tape.watch(xt)
+        weights = tf.range(5.0)
+        y_ours, y_ref = ours(xt, training=True), ref(xt, training=True)
+        l_ours, l_ref = (tf.reduce_sum(y ** 2 * weights) for y in (y_ours, y_ref))
+    np.testing.assert_allclose(y_ours, y_ref, atol=1e-5)
+    np.testing.assert_allclose(tape.gradient(l_ours, xt), tape.gradient(l_ref, xt), atol=1e-4)
+    np.testing.assert_allclose(ours.moving_mean, ref.moving_mean, atol=1e-6)
+    n = 4 * 6 * 6  # the moving variance takes the unbiased batch variance
+    np.testing.assert_allclose(ours.moving_variance - 0.99,
+                               (ref.moving_variance - 0.99) * n / (n - 1), rtol=1e-5)
+    ref.moving_variance.assign(ours.moving_variance)
+    np.testing.assert_allclose(ours(x, training=False), ref(x, training=False), atol=1e-5)
+
+
+def test_fused_batch_norm_under_bfloat16():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        layer = FusedBatchNormalization()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    x = np.random.default_rng(5).normal(10, 4, (2, 4, 4, 3)).astype("float32")
+    y = layer(x, training=True)
+    assert y.dtype == tf.bfloat16 and layer.moving_mean.dtype == "float32"
+    y = tf.cast(y, tf.float32).numpy()
+    np.testing.assert_allclose(y.mean(axis=(0, 1, 2)), 0, atol=0.02)
+    np.testing.assert_allclose(y.std(axis=(0, 1, 2)), 1, atol=0.02)

@@ -1,0 +1,44 @@
+"""What logits mean: class probabilities and masks, in a graph and on NumPy arrays alike."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_medseg.models import outputs
+
+
+def _logits(channels, seed=0):
+    return np.random.default_rng(seed).normal(size=(2, 5, 6, channels)).astype(np.float32)
+
+
+def test_sigmoid_probabilities_and_thresholds_per_class():
+    logits = _logits(3)
+    probs = outputs.probabilities(logits, "sigmoid", 3)
+    np.testing.assert_allclose(probs, 1 / (1 + np.exp(-logits)), rtol=1e-6)
+    masks = outputs.masks(probs, "sigmoid", [0.3, 0.5, 0.7])
+    assert isinstance(masks, np.ndarray) and masks.dtype == bool
+    np.testing.assert_array_equal(masks, probs > np.array([0.3, 0.5, 0.7], np.float32))
+    # Deep supervision: only the first K channels are the main head.
+    np.testing.assert_allclose(outputs.probabilities(np.concatenate([logits, logits], -1),
+                                                     "sigmoid", 3), probs)
+
+
+def test_softmax_winner_is_the_argmax_with_the_background():
+    logits = _logits(4)  # background + 3 classes
+    probs = outputs.probabilities(logits, "softmax", 3)
+    assert probs.shape == (2, 5, 6, 3) and (probs.sum(-1) < 1).all()
+    winner = outputs.winner(probs)
+    expected = np.stack([np.argmax(logits, -1) == k + 1 for k in range(3)], -1)
+    np.testing.assert_array_equal(winner, expected)
+    assert winner.sum(-1).max() <= 1
+
+
+@pytest.mark.parametrize("head, channels", [("sigmoid", 3), ("softmax", 4)])
+def test_the_same_in_a_graph(head, channels):
+    logits = _logits(channels)
+
+    @tf.function
+    def graph(x):
+        return outputs.masks(outputs.probabilities(x, head, 3), head, 0.5)
+    eager = outputs.masks(outputs.probabilities(logits, head, 3), head, 0.5)
+    np.testing.assert_array_equal(graph(tf.constant(logits)).numpy(), eager)

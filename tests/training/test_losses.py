@@ -1,0 +1,98 @@
+"""Every loss on hand-computed cases, in float32 under mixed precision."""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_medseg.config import load_config
+from tf_medseg.training import losses
+
+
+def _logit(p):
+    p = np.asarray(p, "float64")
+    return np.log(p / (1 - p)).astype("float32")
+
+
+# One image of 2x2 pixels, one class: truth [1, 1, 0, 0], probabilities [.8, .6, .3, .1].
+Y = np.array([1, 1, 0, 0], "float32").reshape(1, 2, 2, 1)
+P = np.array([0.8, 0.6, 0.3, 0.1])
+LOGITS = _logit(P).reshape(1, 2, 2, 1)
+TP, FN, FP = 0.8 + 0.6, 0.2 + 0.4, 0.3 + 0.1
+
+
+def test_bce():
+    expected = -np.mean(np.log([0.8, 0.6, 0.7, 0.9]))
+    assert float(losses.bce(Y, LOGITS)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_soft_dice():
+    dice = (2 * TP + 1) / (2 * TP + FN + FP + 1)  # smoothing 1 in numerator and denominator
+    assert float(losses.soft_dice(Y, LOGITS)) == pytest.approx(1 - dice, rel=1e-5)
+
+
+def test_tversky_weights_false_negatives():
+    ti = (TP + 1) / (TP + 0.7 * FN + 0.3 * FP + 1)
+    assert float(losses.tversky(0.7, 0.3)(Y, LOGITS)) == pytest.approx(1 - ti, rel=1e-5)
+    # 0.5 / 0.5 is soft Dice with the smoothing doubled: (2 TP + 2) / (2 TP + FN + FP + 2).
+    dice = (2 * TP + 2) / (2 * TP + FN + FP + 2)
+    assert float(losses.tversky(0.5, 0.5)(Y, LOGITS)) == pytest.approx(1 - dice, rel=1e-5)
+
+
+def test_focal_tversky():
+    ti = (TP + 1) / (TP + 0.7 * FN + 0.3 * FP + 1)
+    loss = losses.focal_tversky(0.7, 0.3, gamma=4 / 3)(Y, LOGITS)
+    assert float(loss) == pytest.approx((1 - ti) ** 0.75, rel=1e-5)
+
+
+def test_lovasz_hinge_by_hand():
+    # 3 pixels: truth [1, 0, 1], logits [2, 0.5, -1]; hinge errors 1 - logit * sign =
+    # [-1, 1.5, 2]; sorted [2 (fg), 1.5 (bg), -1 (fg)]; Jaccard after each = [1/2, 2/3, 1],
+    # its increments [1/2, 1/6, 1/3]; loss = 2 * 1/2 + 1.5 * 1/6 + 0 = 1.25.
+    y = np.array([1, 0, 1], "float32").reshape(1, 1, 3, 1)
+    logits = np.array([2, 0.5, -1], "float32").reshape(1, 1, 3, 1)
+    assert float(losses.lovasz_hinge(y, logits)) == pytest.approx(1.25, rel=1e-6)
+    # A perfect margin everywhere gives zero; an empty class costs its largest hinge error.
+    assert float(losses.lovasz_hinge(y, (y * 2 - 1) * 3)) == pytest.approx(0.0)
+    empty = np.zeros((1, 1, 3, 1), "float32")
+    assert float(losses.lovasz_hinge(empty, logits)) == pytest.approx(3.0)
+
+
+def test_lovasz_is_per_image_and_class():
+    y = np.zeros((2, 1, 3, 2), "float32")
+    y[0, 0, [0, 2], 0] = 1
+    logits = np.full((2, 1, 3, 2), -3.0, "float32")
+    logits[0, 0, :, 0] = [2, 0.5, -1]
+    # Rows: the hand case (1.25) and three rows with every logit at -3 (margin met: 0).
+    assert float(losses.lovasz_hinge(y, logits)) == pytest.approx(1.25 / 4, rel=1e-6)
+
+
+@pytest.mark.parametrize("name", losses.NAMES)
+def test_float32_and_finite_gradients_from_bfloat16_logits(name):
+    fn = losses.combined({name: 1.0})
+    y = tf.constant((np.random.default_rng(0).random((2, 8, 8, 3)) > 0.7).astype("float32"))
+    logits = tf.Variable(tf.cast(tf.random.normal((2, 8, 8, 3), seed=1), tf.bfloat16))
+    with tf.GradientTape() as tape:
+        loss = fn(y, logits)
+    assert loss.dtype == tf.float32 and np.isfinite(float(loss))
+    grad = tape.gradient(loss, logits)
+    assert grad is not None and np.isfinite(tf.cast(grad, tf.float32).numpy()).all()
+
+
+def test_weighted_combination_from_the_config():
+    config = load_config(None, ["train.loss={bce: 0.25, tversky: 2}",
+                                "train.tversky_fn_weight=0.6", "train.tversky_fp_weight=0.4"])
+    expected = 0.25 * losses.bce(Y, LOGITS) + 2 * losses.tversky(0.6, 0.4)(Y, LOGITS)
+    assert float(losses.get_loss(config.train)(Y, LOGITS)) == pytest.approx(float(expected))
+    default = losses.get_loss(load_config(None).train)  # bce_dice = BCE + Dice
+    assert float(default(Y, LOGITS)) == pytest.approx(
+        float(losses.bce(Y, LOGITS) + losses.soft_dice(Y, LOGITS)))
+
+
+def test_deep_supervision_weights_heads():
+    main, aux = LOGITS, np.zeros_like(LOGITS)
+    stacked = np.concatenate([main, aux], axis=-1)
+    loss = losses.deep_supervision(losses.bce, 2)(Y, stacked)
+    assert float(loss) == pytest.approx(
+        float(2 / 3 * losses.bce(Y, main) + 1 / 3 * math.log(2)), rel=1e-5)

@@ -1,0 +1,39 @@
+"""Scoring exports on a split of a config's data set: the report folder's rules, a config that
+does not fit the models, and the figures of training's metrics.json."""
+
+import json
+import shutil
+
+import pytest
+
+from tf_medseg.config import load_config
+from tf_medseg.errors import MedsegError
+from tf_medseg.workflows.evaluate import evaluate_saved_model
+
+
+def test_the_export_scores_what_training_wrote(tiny_run, tmp_path):
+    config, run, result = tiny_run
+    export = tmp_path / "model"
+    shutil.copytree(run / "saved_model", export)
+    report, out = evaluate_saved_model(export, config)
+    assert out == tmp_path / "evaluation" and (out / "case_days.csv").is_file()
+    for key in ("dice", "hausdorff", "score", "dice_pooled"):
+        assert report[key] == pytest.approx(result[key], abs=1e-6), key
+    assert report["models"] == [str(export)] and report["postprocessing"] is None
+    written = json.loads((out / "metrics.json").read_text())
+    assert written["score"] == pytest.approx(report["score"])
+    # an earlier report is replaced, anything else in the folder is not
+    evaluate_saved_model(export, config, split="train")
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(MedsegError, match="holds other files than a report"):
+        evaluate_saved_model(export, config)
+
+
+def test_a_config_of_other_data_is_refused(tiny_run, tmp_path):
+    config, run, _ = tiny_run
+    other = load_config("tiny.yaml", [f"data.data_dir={config.data.data_dir}",
+                                      "data.image_size=[64,64]"])
+    with pytest.raises(MedsegError, match=r"trained with data.image_size \[32, 32\], the config "
+                                          r"has \[64, 64\]"):
+        evaluate_saved_model(run / "saved_model", other, out_dir=tmp_path / "r")
+    assert not (tmp_path / "r").exists()

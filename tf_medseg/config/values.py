@@ -1,0 +1,218 @@
+"""Config values: every key of a plain dict coerced to its declared type and checked (ranges,
+finite numbers, choices, cross-key rules), with errors that name the key.
+
+:func:`build_config` is the whole check but for ``tune.space``, whose entries are checked by
+:mod:`tf_medseg.config.search_space` (:func:`tf_medseg.config.from_dict` does both).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import re
+import types
+import typing
+from typing import Any, Literal
+
+import yaml
+
+from tf_medseg.config.schema import Config, _plain, improves
+from tf_medseg.errors import ConfigError
+
+
+def _check_finite(value: Any, path: str) -> None:
+    """NaN and infinities (YAML's .nan, .inf) are refused wherever a number may stand."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{path}: must be a finite number, got {value}")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_finite(v, f"{path}[{i}]")
+
+
+def build_config(raw: dict) -> Config:
+    """A validated :class:`Config` from a plain nested dict (the entries of ``tune.space``
+    are checked by :func:`tf_medseg.config.from_dict`)."""
+    _check_finite(raw, "")
+    sections = {f.name: f.default_factory for f in dataclasses.fields(Config)}
+    _check_unknown(raw.keys(), sections, prefix="")
+    built = {}
+    for name, cls in sections.items():
+        values = raw.get(name) or {}
+        if not isinstance(values, dict):
+            raise ConfigError(f"{name}: must be a mapping of keys, got {values!r}")
+        built[name] = _build_section(cls, values, name)
+    config = Config(**built)
+    _check_cross(config)
+    return config
+
+
+def _check_unknown(keys: typing.Iterable[str], allowed: typing.Iterable[str], prefix: str) -> None:
+    allowed = list(allowed)
+    for key in keys:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f"; did you mean {prefix}{close[0]}?" if close else ""
+            raise ConfigError(f"{prefix}{key}: unknown key{hint} "
+                              f"(allowed: {', '.join(allowed)})")
+
+
+def _build_section(cls: type, values: dict, section: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    _check_unknown(values.keys(), fields, prefix=f"{section}.")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in values.items():
+        path = f"{section}.{name}"
+        value = _coerce(value, hints[name], path)
+        _check_value(value, fields[name].metadata, path)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(str(a).lower() if isinstance(a, bool) else str(a)
+                                     for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _describe(a)
+                           for a in typing.get_args(tp))
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_describe(args[0])}s"
+        return f"a list of {len(args)} {_describe(args[0])}s"
+    return {int: "integer", float: "number", str: "string", bool: "true/false",
+            dict: "mapping"}.get(tp, str(tp))
+
+
+_EXPONENT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+def _coerce(value: Any, tp: Any, path: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it in canonical form."""
+    origin = typing.get_origin(tp)
+    wrong = ConfigError(f"{path}: expected {_describe(tp)}, got {value!r}")
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        for option in allowed:
+            if value == option and type(value) is type(option):
+                return value
+        close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise ConfigError(f"{path}: expected {_describe(tp)}, got {value!r}{hint}")
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, path)
+            except ConfigError:
+                pass
+        raise wrong
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise wrong
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            item_types = [args[0]] * len(value)
+        elif len(value) != len(args):
+            raise wrong
+        else:
+            item_types = list(args)
+        return tuple(_coerce(v, t, f"{path}[{i}]") for i, (v, t) in
+                     enumerate(zip(value, item_types)))
+    if tp is float:
+        if isinstance(value, str) and _EXPONENT.match(value.strip()):
+            # YAML 1.1 reads 1e-4 (no dot) as a string; everyone writes it so.
+            value = float(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise wrong
+        if not math.isfinite(float(value)):
+            raise ConfigError(f"{path}: must be a finite number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong
+        return value
+    if tp in (str, bool, dict):
+        if not isinstance(value, tp):
+            raise wrong
+        return value
+    raise TypeError(f"unsupported annotation {tp} for {path}")
+
+
+def _check_value(value: Any, meta: typing.Mapping, path: str) -> None:
+    if value is None:
+        return
+    items = value if isinstance(value, tuple) else (value,)
+    for item in items:
+        if isinstance(item, (int, float)) and not isinstance(item, bool):
+            if "min" in meta and item < meta["min"]:
+                raise ConfigError(f"{path}: must be >= {meta['min']}, got {value!r}")
+            if "max" in meta and item > meta["max"]:
+                raise ConfigError(f"{path}: must be <= {meta['max']}, got {value!r}")
+    if "check" in meta:
+        ok, message = meta["check"](value)
+        if not ok:
+            shown = list(value) if isinstance(value, tuple) else value
+            raise ConfigError(f"{path}: {message}, got {shown!r}")
+
+
+def _check_cross(config: Config) -> None:
+    data = config.data
+    if data.fold >= data.num_folds:
+        raise ConfigError(f"data.fold: must be < data.num_folds ({data.num_folds}), "
+                          f"got {data.fold}")
+    if data.source != "phantom" and not data.root:
+        what = {"uwmgi": "the Kaggle folder holding train.csv and train/",
+                "folder": "the folder holding images/, masks/ and labels.json"}.get(
+                    data.source, "the folder holding dataset.json")
+        raise ConfigError(f"data.root: required when data.source is {data.source}; set it to "
+                          f"{what}")
+    if data.source == "phantom" and data.phantom_cases < data.num_folds:
+        raise ConfigError(f"data.phantom_cases: must be >= data.num_folds ({data.num_folds}) "
+                          f"so that every fold has a case, got {data.phantom_cases}")
+    h, w = data.image_size
+    step = 2 ** config.model.depth
+    if h % step or w % step:
+        raise ConfigError(f"data.image_size: {h}x{w} must be divisible by 2**model.depth = "
+                          f"{step}")
+    model = config.model
+    if model.encoder != "none" and model.depth > 5:
+        raise ConfigError(f"model.depth: at most 5 with model.encoder {model.encoder} (the "
+                          f"backbone's strides reach 32), got {model.depth}")
+    if model.encoder == "none" and model.encoder_weights is not None:
+        raise ConfigError("model.encoder_weights: needs model.encoder (a backbone); set "
+                          "model.encoder or leave the weights null")
+    if model.encoder == "none" and config.train.freeze_encoder_epochs:
+        raise ConfigError("train.freeze_encoder_epochs: needs model.encoder (a backbone); set "
+                          "model.encoder or leave it 0")
+    tune = config.tune
+    if tune.direction != "auto":
+        natural = improves(tune.objective)
+        if tune.direction != natural:
+            raise ConfigError(f"tune.direction: {tune.objective} is better when "
+                              f"{'lower' if natural == 'min' else 'higher'}; use {natural} "
+                              f"(or auto), got {tune.direction}")
+
+
+def describe_keys() -> list[tuple[str, str, str, str]]:
+    """(key, type, default, doc) for every config key, for the README and ``--help``."""
+    rows = []
+    for section in dataclasses.fields(Config):
+        cls = section.default_factory
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            rows.append((f"{section.name}.{f.name}", _describe(hints[f.name]),
+                         yaml.safe_dump(_plain(default), default_flow_style=True).strip()
+                         .removesuffix("...").strip(), f.metadata.get("doc", "")))
+    return rows

@@ -1,0 +1,102 @@
+"""From a stored volume to the 2D slices a network sees, and back: the axis slices are cut
+across, the cut, and the in-plane resampling to ``data.spacing``.
+
+Records hold volumes in their stored voxel order (:mod:`tf_medseg.data.features`). Slices are
+cut across ``data.slice_axis``: a volume (X, Y, Z) cut across axis 2 becomes (Z, X, Y), the
+other two axes keeping their order. ``auto`` takes the axis with the coarsest spacing (the last
+on a tie), as nnU-Net's 2D configuration does; a single-slice (2D) image is cut across its
+third axis. The Kaggle layout's scans (slices 3 mm apart, pixels about 1.5 mm) are cut across
+their slices.
+
+The training pipeline and the predictor both call :func:`cut` and (the predictor)
+:func:`uncut`, TensorFlow ops that run in a ``tf.data`` graph and eagerly alike, so that what a
+model is served is what it was trained on.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import tensorflow as tf
+
+# perms[axis]: the transposition that brings ``axis`` first (the others keep their order).
+PERMS = ((0, 1, 2), (1, 0, 2), (2, 0, 1))
+INVERSE = ((0, 1, 2), (1, 0, 2), (1, 2, 0))
+
+
+def slice_axis(shape: Sequence[int], spacing: Sequence[float], wanted="auto") -> int:
+    """The axis slices of a volume of ``shape`` (three axes first) and ``spacing`` (mm) are
+    cut across: 2 for a single-slice image, else ``wanted`` or (``auto``) the coarsest axis,
+    the last on a tie."""
+    if int(shape[2]) == 1:
+        return 2
+    if wanted != "auto":
+        return int(wanted)
+    spacing = [float(s) for s in spacing[:3]]
+    coarsest = max(spacing)
+    return max(i for i, s in enumerate(spacing) if s == coarsest)
+
+
+def _axis_tensor(shape: tf.Tensor, spacing: tf.Tensor, wanted) -> tf.Tensor:
+    """:func:`slice_axis` as a TensorFlow op."""
+    if wanted != "auto":
+        chosen = tf.constant(int(wanted), tf.int32)
+    else:
+        spacing = tf.cast(spacing[:3], tf.float32)
+        is_max = tf.cast(tf.equal(spacing, tf.reduce_max(spacing)), tf.int32)
+        chosen = tf.reduce_max(is_max * tf.range(3))
+    return tf.where(tf.equal(shape[2], 1), 2, chosen)
+
+
+def resampled_size(size, spacing, target) -> tf.Tensor:
+    """(rows, columns) of slices of ``size`` at ``spacing`` mm resampled to ``target`` mm."""
+    size = tf.cast(size, tf.float32)
+    out = tf.round(size * tf.cast(spacing, tf.float32) / tf.constant(target, tf.float32))
+    return tf.maximum(tf.cast(out, tf.int32), 1)
+
+
+def resize(volume: tf.Tensor, size, nearest: bool) -> tf.Tensor:
+    """(D, H, W, C) resized in-plane: bilinear for images (an integer volume stays integer,
+    rounded), nearest neighbour for labels (values are never mixed)."""
+    if nearest:
+        return tf.image.resize(volume, size, method="nearest")
+    out = tf.image.resize(volume, size, method="bilinear")
+    if volume.dtype.is_integer:
+        out = tf.cast(tf.clip_by_value(tf.round(out), volume.dtype.min, volume.dtype.max),
+                      volume.dtype)
+    return out
+
+
+def cut(volume, spacing, wanted="auto", target: Sequence[float] | None = None,
+        nearest: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+    """(slices (D, H, W, C), the axis they were cut across) of a stored (A0, A1, A2, C)
+    volume with ``spacing`` mm, resampled in-plane to ``target`` [rows, columns] mm when
+    given (see :func:`resize`)."""
+    volume = tf.convert_to_tensor(volume)
+    spacing = tf.convert_to_tensor(spacing, tf.float32)
+    axis = _axis_tensor(tf.shape(volume), spacing, wanted)
+    perm = tf.gather(tf.constant(PERMS, tf.int32), axis)
+    slices = tf.transpose(volume, tf.concat([perm, [3]], 0))
+    if target:
+        in_plane = tf.gather(spacing, perm[1:])
+        slices = resize(slices, resampled_size(tf.shape(slices)[1:3], in_plane, target),
+                        nearest)
+    return slices, axis
+
+
+def uncut(slices, axis, size) -> tf.Tensor:
+    """The inverse of :func:`cut` for (D, h, w, K) per-slice values (probabilities): resized
+    bilinearly to the stored in-plane ``size`` (H, W), then back in the stored order."""
+    slices = tf.convert_to_tensor(slices)
+    size = tf.convert_to_tensor(size, tf.int32)
+    slices = tf.cond(tf.reduce_all(tf.equal(tf.shape(slices)[1:3], size)),
+                     lambda: slices,
+                     lambda: tf.cast(tf.image.resize(slices, size, method="bilinear"),
+                                     slices.dtype))
+    inverse = tf.gather(tf.constant(INVERSE, tf.int32), axis)
+    return tf.transpose(slices, tf.concat([inverse, [3]], 0))
+
+
+def in_plane_size(shape: Sequence[int], axis: int) -> tuple[int, int]:
+    """(H, W) of the slices of a stored volume of ``shape`` cut across ``axis``."""
+    return tuple(int(shape[a]) for a in PERMS[axis][1:])

@@ -1,0 +1,394 @@
+"""Index the field's data set formats: nnU-Net v2 raw, Medical Segmentation Decathlon, and
+folders of 2D image/mask pairs. Everything is checked; bad input is a one-line
+:class:`~tf_medseg.errors.DataError` naming the file, case or key.
+
+nnU-Net v2 raw (``data.source: nnunet``, ``data.root`` = ``DatasetXXX_Name/``)::
+
+    dataset.json            channel_names {"0": "T2", ...}, labels {"background": 0, "liver": 1,
+                            ...} (a list value is a region: overlapping classes), numTraining,
+                            file_ending (.nii.gz, .nii, .png, .tif)
+    imagesTr/CASE_0000.nii.gz   channel 0 of CASE (_0001 channel 1, ...)
+    labelsTr/CASE.nii.gz        its integer label map
+
+Medical Segmentation Decathlon (``decathlon``)::
+
+    dataset.json            modality {"0": "FLAIR", ...}, labels {"0": "background", "1": ...},
+                            training [{"image": "./imagesTr/X.nii.gz", "label": "./labelsTr/
+                            X.nii.gz"}, ...]; several modalities are the 4th axis of the image
+
+Image folder (``folder``)::
+
+    labels.json             {"background": 0, "lesion": 1, ...} for label maps, or a list of
+                            class names for one binary mask per class
+    images/NAME.png         8- or 16-bit grey, or colour (three channels R, G, B; as the first
+                            image is, all are)
+    masks/NAME.png          its integer label map, or
+    masks/CLASS/NAME.png    one binary mask per class (any non-zero value is the class)
+
+Volumes keep the file's voxel order. Training slices are cut across ``data.slice_axis``: a
+volume (X, Y, Z) cut across axis 2 becomes (Z, X, Y). Images are read as float32 (NIfTI scaling
+applied), labels as integers. A 2D image is a volume of one slice.
+
+Which cases share a patient (for folds): ``data.group_pattern``, a regular expression on the
+case name; its first group (or the whole match) names the patient.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from pathlib import Path
+
+from tf_medseg.data.images import read_2d, require_regular
+from tf_medseg.data.labels import MAX_CLASSES, LabelSchema
+from tf_medseg.errors import DataError
+
+FORMATS = ("nnunet", "decathlon", "folder")
+NIFTI_ENDINGS = (".nii.gz", ".nii")
+IMAGE_ENDINGS = (".png", ".tif", ".tiff")
+ENDINGS = NIFTI_ENDINGS + IMAGE_ENDINGS
+
+
+@dataclasses.dataclass(frozen=True)
+class CaseFiles:
+    """The files of one case."""
+
+    case: str
+    group: str  # the patient: cases of one group share a fold
+    images: tuple[Path, ...]  # one per channel, or one 4-D file (decathlon)
+    label: Path | None = None  # integer label map
+    masks: tuple[Path, ...] = ()  # one binary mask per class (folder, per-class masks)
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceIndex:
+    """A checked data set folder: what it declares and the files of every case."""
+
+    format: str
+    root: Path
+    labels: LabelSchema
+    declared: frozenset[int]  # label values the label maps may hold
+    cases: tuple[CaseFiles, ...]
+    ending: str
+    four_d: bool = False  # decathlon: channels on the 4th image axis
+
+    @property
+    def groups(self) -> list[str]:
+        return sorted({c.group for c in self.cases})
+
+
+def _ending(name: str) -> str | None:
+    lower = name.lower()
+    return next((e for e in ENDINGS if lower.endswith(e)), None)
+
+
+def _stem(name: str, ending: str) -> str:
+    return name[:-len(ending)]
+
+
+def read_json(path: Path, what: str) -> dict | list:
+    if not path.is_file():
+        raise DataError(f"{path}: not found; {what}")
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from None
+
+
+def _group_of(name: str, pattern: str | None, where: Path) -> str:
+    if not pattern:
+        return name
+    match = re.search(pattern, name)
+    if match is None:
+        raise DataError(f"{where}: data.group_pattern {pattern!r} does not match the case "
+                        f"name {name!r}; change the pattern so that it finds the patient in "
+                        f"every name")
+    group = match.group(1) if match.groups() else match.group(0)
+    if not group:
+        raise DataError(f"{where}: data.group_pattern {pattern!r} finds an empty patient name "
+                        f"in {name!r}")
+    return group
+
+
+def _int_label(value, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 65536:
+        raise DataError(f"{where}: label values must be whole numbers from 0 to 65535, got "
+                        f"{value!r}")
+    return value
+
+
+def _classes_from_labels(labels: dict, path: Path, nnunet: bool,
+                         regions_order=None) -> tuple[LabelSchema, frozenset[int]]:
+    """(label schema without channels, declared values) of an nnU-Net ``labels`` mapping
+    name -> value(s)."""
+    if not isinstance(labels, dict) or not labels:
+        raise DataError(f"{path}: 'labels' must be a mapping of class names to label values")
+    names, values, declared = [], [], {0}
+    region = False
+    for name, value in labels.items():
+        where = f"{path}: labels.{name}"
+        if isinstance(value, list):
+            if not nnunet or not value:
+                raise DataError(f"{where}: a list of label values (a region) needs at least "
+                                f"one value")
+            vals = tuple(_int_label(v, where) for v in value)
+            region = True
+        else:
+            vals = (_int_label(value, where),)
+        if name == "ignore":
+            raise DataError(f"{where}: nnU-Net's ignore label is not supported; relabel those "
+                            f"voxels or leave them out")
+        if vals == (0,):
+            continue  # background
+        if 0 in vals:
+            raise DataError(f"{where}: value 0 is the background and cannot be part of a "
+                            f"class")
+        names.append(str(name))
+        values.append(vals)
+        declared.update(vals)
+    if not names:
+        raise DataError(f"{path}: 'labels' declares no class besides the background")
+    if not region and len({v[0] for v in values}) != len(values):
+        raise DataError(f"{path}: two classes in 'labels' share a label value")
+    if len(names) > MAX_CLASSES:
+        raise DataError(f"{path}: {len(names)} classes; tf_medseg supports up to {MAX_CLASSES}")
+    paint = tuple(v[0] for v in values) if not region else tuple(
+        int(x) for x in regions_order) if regions_order else tuple(range(1, len(names) + 1))
+    if region and len(paint) != len(names):
+        raise DataError(f"{path}: regions_class_order has {len(paint)} entries for "
+                        f"{len(names)} regions")
+    labels = LabelSchema(classes=tuple(names), exclusive=not region, channels=(),
+                         metric="volume", encoding="labels", values=tuple(values), paint=paint)
+    return labels, frozenset(declared)
+
+
+def _channel_names(mapping, path: Path, key: str) -> tuple[str, ...]:
+    if not isinstance(mapping, dict) or not mapping:
+        raise DataError(f"{path}: '{key}' must be a mapping of channel numbers to names, "
+                        f"e.g. {{\"0\": \"T2\"}}")
+    try:
+        order = sorted(int(k) for k in mapping)
+    except ValueError:
+        raise DataError(f"{path}: the keys of '{key}' must be channel numbers 0, 1, ...") \
+            from None
+    if order != list(range(len(order))):
+        raise DataError(f"{path}: '{key}' must number the channels 0 to {len(order) - 1} "
+                        f"without gaps, got {sorted(mapping)}")
+    return tuple(str(mapping[str(k)] if str(k) in mapping else mapping[k]) for k in order)
+
+
+def index_nnunet(root: Path, group_pattern: str | None = None) -> SourceIndex:
+    """Check an nnU-Net v2 raw folder and list its cases."""
+    path = root / "dataset.json"
+    meta = read_json(path, "an nnU-Net v2 raw folder (DatasetXXX_Name/) holds dataset.json")
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: expected a JSON object")
+    for key in ("channel_names", "labels", "numTraining", "file_ending"):
+        if key not in meta:
+            raise DataError(f"{path}: '{key}' missing (nnU-Net v2 needs channel_names, "
+                            f"labels, numTraining and file_ending)")
+    channels = _channel_names(meta["channel_names"], path, "channel_names")
+    schema, declared = _classes_from_labels(meta["labels"], path, nnunet=True,
+                                          regions_order=meta.get("regions_class_order"))
+    ending = meta["file_ending"]
+    if not isinstance(ending, str) or ending.lower() not in ENDINGS:
+        raise DataError(f"{path}: file_ending {ending!r} is not supported (tf_medseg reads "
+                        f"{', '.join(ENDINGS)})")
+    for folder in ("imagesTr", "labelsTr"):
+        if not (root / folder).is_dir():
+            raise DataError(f"{root / folder}: not found (an nnU-Net v2 raw folder holds "
+                            f"imagesTr/ and labelsTr/)")
+    _unsupported_files(root / "labelsTr", ending)
+    _unsupported_files(root / "imagesTr", ending)
+    labels = sorted(p for p in (root / "labelsTr").iterdir() if p.name.endswith(ending))
+    cases = []
+    for label in labels:
+        case = _stem(label.name, ending)
+        images = tuple(root / "imagesTr" / f"{case}_{k:04d}{ending}" for k in range(len(channels)))
+        for k, image in enumerate(images):
+            if not image.is_file():
+                raise DataError(f"{image}: missing: case {case} needs one file per channel "
+                                f"({channels[k]} is channel {k}, file {image.name})")
+        cases.append(CaseFiles(case, _group_of(case, group_pattern, label), images, label))
+    known = {f"{c.case}_{k:04d}{ending}" for c in cases for k in range(len(channels))}
+    strays = sorted(p.name for p in (root / "imagesTr").iterdir()
+                    if p.name.endswith(ending) and p.name not in known)
+    if strays:
+        raise DataError(f"{root / 'imagesTr' / strays[0]}: no label map in labelsTr/ for this "
+                        f"image (or a channel number beyond channel_names)")
+    n = meta["numTraining"]
+    if not isinstance(n, int) or isinstance(n, bool) or n != len(cases):
+        raise DataError(f"{path}: numTraining is {n!r} but labelsTr/ holds {len(cases)} "
+                        f"case(s); correct numTraining")
+    schema = dataclasses.replace(schema, channels=channels)
+    return SourceIndex("nnunet", root, schema, declared, tuple(cases), ending.lower())
+
+
+def _unsupported_files(folder: Path, ending: str) -> None:
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith(".") or p.is_dir():
+            continue
+        if not p.name.endswith(ending):
+            found = _ending(p.name) or (p.suffix or p.name)
+            raise DataError(f"{p}: unexpected file ending {found!r}; dataset.json's "
+                            f"file_ending is {ending!r} (supported: {', '.join(ENDINGS)})")
+
+
+def _inside(root: Path, rel, where: str) -> Path:
+    if not isinstance(rel, str) or not rel:
+        raise DataError(f"{where}: expected a path relative to {root}")
+    path = (root / rel).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise DataError(f"{where}: {rel!r} points outside the data set folder {root}")
+    return path
+
+
+def index_decathlon(root: Path, group_pattern: str | None = None) -> SourceIndex:
+    """Check a Medical Segmentation Decathlon folder and list its training cases."""
+    path = root / "dataset.json"
+    meta = read_json(path, "a Decathlon task folder (TaskXX_Name/) holds dataset.json")
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: expected a JSON object")
+    for key in ("modality", "labels", "training"):
+        if key not in meta:
+            raise DataError(f"{path}: '{key}' missing (a Decathlon dataset.json has modality, "
+                            f"labels and training)")
+    channels = _channel_names(meta["modality"], path, "modality")
+    labels = meta["labels"]
+    if not isinstance(labels, dict):
+        raise DataError(f"{path}: 'labels' must map label values to names, e.g. "
+                        f"{{\"0\": \"background\", \"1\": \"tumour\"}}")
+    by_name = {}
+    for value, name in labels.items():
+        try:
+            by_name[str(name)] = int(value)
+        except ValueError:
+            raise DataError(f"{path}: labels.{value}: the keys of 'labels' are label values "
+                            f"(0, 1, ...)") from None
+    schema, declared = _classes_from_labels(by_name, path, nnunet=False)
+    training = meta["training"]
+    if not isinstance(training, list) or not training:
+        raise DataError(f"{path}: 'training' must be a non-empty list of "
+                        f"{{\"image\": ..., \"label\": ...}}")
+    cases, seen = [], set()
+    for i, item in enumerate(training):
+        where = f"{path}: training[{i}]"
+        if not isinstance(item, dict) or "image" not in item or "label" not in item:
+            raise DataError(f"{where}: expected {{\"image\": PATH, \"label\": PATH}}")
+        image = _inside(root, item["image"], f"{where}.image")
+        label = _inside(root, item["label"], f"{where}.label")
+        for p in (image, label):
+            if _ending(p.name) not in NIFTI_ENDINGS:
+                raise DataError(f"{p}: unsupported file ending; Decathlon images and labels "
+                                f"are NIfTI (.nii.gz or .nii)")
+            if not p.is_file():
+                raise DataError(f"{p}: missing ({where} names it)")
+        case = _stem(image.name, _ending(image.name))
+        if case in seen:
+            raise DataError(f"{where}: case {case} is listed twice")
+        seen.add(case)
+        cases.append(CaseFiles(case, _group_of(case, group_pattern, image), (image,), label))
+    schema = dataclasses.replace(schema, channels=channels)
+    return SourceIndex("decathlon", root, schema, declared, tuple(cases), ".nii.gz",
+                       four_d=len(channels) > 1)
+
+
+def index_folder(root: Path, group_pattern: str | None = None) -> SourceIndex:
+    """Check an image/mask folder and list its pairs."""
+    path = root / "labels.json"
+    labels = read_json(path, "an image folder holds labels.json naming its classes")
+    images_dir, masks_dir = root / "images", root / "masks"
+    for folder in (images_dir, masks_dir):
+        if not folder.is_dir():
+            raise DataError(f"{folder}: not found (an image folder holds images/, masks/ and "
+                            f"labels.json)")
+    per_class = isinstance(labels, list)
+    if per_class:
+        if not labels or not all(isinstance(n, str) and n and "/" not in n for n in labels):
+            raise DataError(f"{path}: a list of class names (one masks/CLASS/ folder each) "
+                            f"expected")
+        if len(set(labels)) != len(labels) or len(labels) > MAX_CLASSES:
+            raise DataError(f"{path}: class names must be unique, at most {MAX_CLASSES}")
+        for name in labels:
+            if not (masks_dir / name).is_dir():
+                raise DataError(f"{masks_dir / name}: not found; labels.json lists class "
+                                f"{name!r}, whose masks go in masks/{name}/")
+        schema = LabelSchema(classes=tuple(labels), exclusive=False, channels=(),
+                             metric="volume", encoding="bits")
+        declared = frozenset()
+    elif isinstance(labels, dict):
+        schema, declared = _classes_from_labels(labels, path, nnunet=False)
+    else:
+        raise DataError(f"{path}: expected {{\"background\": 0, \"CLASS\": 1, ...}} (label "
+                        f"maps) or [\"CLASS\", ...] (one mask folder per class)")
+    files = sorted(p for p in images_dir.iterdir() if not p.is_dir()
+                   and not p.name.startswith("."))
+    if not files:
+        raise DataError(f"{images_dir}: no images")
+    cases = []
+    for image in files:
+        ending = _ending(image.name)
+        if ending not in IMAGE_ENDINGS:
+            raise DataError(f"{image}: unsupported file ending; images/ holds 2D "
+                            f"{', '.join(IMAGE_ENDINGS)} files")
+        name = _stem(image.name, ending)
+        if per_class:
+            masks = tuple(_mask_file(masks_dir / c, name, image) for c in schema.classes)
+            label = None
+        else:
+            masks, label = (), _mask_file(masks_dir, name, image)
+        cases.append(CaseFiles(name, _group_of(name, group_pattern, image), (image,), label,
+                               masks))
+    if len({c.case for c in cases}) != len(cases):
+        raise DataError(f"{images_dir}: two images share a name with different endings")
+    first = read_2d(cases[0].images[0], label=False)
+    channels = ("R", "G", "B") if first.ndim == 3 else ("grey",)
+    schema = dataclasses.replace(schema, channels=channels)
+    if not per_class:
+        stray = sorted(p.name for p in masks_dir.iterdir() if p.is_file()
+                       and not p.name.startswith(".") and _ending(p.name)
+                       and _stem(p.name, _ending(p.name)) not in {c.case for c in cases})
+        if stray:
+            raise DataError(f"{masks_dir / stray[0]}: a mask without its image in images/")
+    return SourceIndex("folder", root, schema, declared, tuple(cases), ".png")
+
+
+def _mask_file(folder: Path, name: str, image: Path) -> Path:
+    for ending in IMAGE_ENDINGS:
+        if (folder / (name + ending)).is_file():
+            return folder / (name + ending)
+    raise DataError(f"{image}: no mask {folder / (name + '.png')} for this image")
+
+
+def index_source(fmt: str, root: str | Path, group_pattern: str | None = None) -> SourceIndex:
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"data.root {root}: not a folder")
+    root = root.resolve()
+    index = {"nnunet": index_nnunet, "decathlon": index_decathlon,
+             "folder": index_folder}[fmt](root, group_pattern)
+    if not index.cases:
+        raise DataError(f"{root}: no cases found")
+    for case in index.cases:  # never open a FIFO or device named like a case
+        for path in (*case.images, *([case.label] if case.label else []), *case.masks):
+            require_regular(path)
+    return index
+
+
+def fingerprint(index: SourceIndex, options: dict) -> str:
+    """A digest of the files (names, sizes, modification times), what the data set declares
+    and the reading options: records built from other files or options are never reused."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"format": index.format, "root": str(index.root.resolve()),
+                         "labels": index.labels.to_dict(), "options": options},
+                        sort_keys=True).encode())
+    files = [index.root / "dataset.json", index.root / "labels.json"]
+    for c in index.cases:
+        files += [*c.images, *([c.label] if c.label else []), *c.masks]
+    for path in files:
+        if path.is_file():
+            st = path.stat()
+            h.update(f"{path}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]

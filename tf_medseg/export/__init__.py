@@ -1,0 +1,1 @@
+"""The SavedModel export and its contract (``metadata.json``), and ensembles of exports."""

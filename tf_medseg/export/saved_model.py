@@ -1,0 +1,101 @@
+"""The SavedModel export, whose serving signatures take raw slices (the contract,
+:mod:`tf_medseg.export.contract`). One exporter and one set of signatures for every source:
+
+* ``serving_default`` (raw slices in, probabilities at the input size out), what TensorFlow
+  Serving calls; the batch is normalised as one volume (its centre channels): send the slices of
+  one volume together;
+* ``normalization`` (a raw volume (D, H, W, M) in, its ``params`` (4, M) [centre, scale, low,
+  high] out; the data set's CT statistics are constants in the graph) and ``serving_scaled``
+  (raw slices and those params in, probabilities out): the same computation split, so that a
+  long volume can be sent in batches and still be normalised as one; what the predictor calls;
+* ``logits`` (the network on normalised, model-size 2.5D stacks as the training pipeline
+  prepares them; float32 logits out).
+
+Normalisation and resizing are inside the graph, so they cannot drift from training.
+:func:`serving_functions` are the same functions in memory: the predictor runs a model under
+training through them, so that validation scores exactly what an export serves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from tf_medseg.data import normalization
+from tf_medseg.export.contract import Contract
+from tf_medseg.models.outputs import probabilities
+
+
+def _functions(model: keras.Model, contract: Contract) -> dict:
+    """{name: (python function, input signature)} of the serving signatures."""
+    size, offsets = list(contract.input_size), len(contract.context)
+    dtype = tf.as_dtype(contract.image_dtype)
+    centres = [m * offsets + contract.centre for m in range(contract.modalities)]
+    num_classes = len(contract.classes)
+
+    def scaled(image, params):
+        height, width = tf.shape(image)[1], tf.shape(image)[2]
+        x = normalization.apply(image, tf.repeat(tf.cast(params, tf.float32), offsets, axis=1))
+        x = tf.image.resize(x, size, method="bilinear")
+        logits = tf.cast(model(x, training=False), tf.float32)
+        logits = tf.image.resize(logits, tf.stack([height, width]), method="bilinear")
+        return {"probabilities": probabilities(logits, contract.head, num_classes)}
+
+    def params(volume):
+        return {"params": normalization.params(volume, contract.labels)}
+
+    def default(image):
+        return scaled(image, params(tf.gather(image, centres, axis=-1))["params"])
+
+    def logits(image):
+        return {"logits": tf.cast(model(image, training=False), tf.float32)}
+
+    image = tf.TensorSpec([None, None, None, contract.channels], dtype, name="image")
+    return {
+        "serving_default": (default, [image]),
+        "serving_scaled": (scaled, [image, tf.TensorSpec([4, contract.modalities], tf.float32,
+                                                         name="params")]),
+        "normalization": (params, [tf.TensorSpec([None, None, None, contract.modalities],
+                                                 dtype, name="volume")]),
+        "logits": (logits, [tf.TensorSpec([None, *size, contract.channels], tf.float32,
+                                          name="image")]),
+    }
+
+
+def serving_functions(model: keras.Model, contract: Contract) -> dict:
+    """The export's signatures as ``tf.function``s over the in-memory ``model``."""
+    return {name: tf.function(fn, input_signature=signature)
+            for name, (fn, signature) in _functions(model, contract).items()}
+
+
+def export_saved_model(model: keras.Model, contract: Contract, out_dir: str | os.PathLike,
+                       extra_metadata: dict | None = None) -> Path:
+    """Write ``out_dir`` (SavedModel) and ``out_dir/metadata.json``, atomically: an export
+    that exists is complete."""
+    from tf_medseg.files import atomic_dir
+    out_dir = Path(out_dir)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    for name, (fn, signature) in _functions(model, contract).items():
+        archive.add_endpoint(name=name, fn=tf.function(fn), input_signature=signature)
+    metadata = {**contract.to_metadata(), **(extra_metadata or {})}
+    with atomic_dir(out_dir) as tmp:  # with the permissions of the other outputs
+        archive.write_out(str(tmp), verbose=False)
+        (tmp / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    return out_dir
+
+
+def load_signatures(model_dir: Path, names, label: str):
+    """The loaded SavedModel, after checking it has the signatures ``names`` (one-line
+    MedsegError if not)."""
+    from tf_medseg.errors import MedsegError
+    loaded = tf.saved_model.load(str(model_dir))
+    missing = sorted(set(names) - set(loaded.signatures))
+    if missing:
+        raise MedsegError(f"{label}: this export has no {missing[0]!r} signature; export it "
+                          f"again with train.py")
+    return loaded

@@ -1,0 +1,123 @@
+"""``python -m tf_medseg predict``: exported models on new inputs, the answer in the input's
+form.
+
+::
+
+    python -m tf_medseg predict --model RUN_DIR/saved_model --input DIR --output OUT
+        [--overlays DIR] [--tta] [--threshold T] [--batch-size N] [--probabilities]
+
+The inputs (:mod:`tf_medseg.inference.inputs`) are read as volumes; the predictor
+(:mod:`tf_medseg.inference.predictor`) answers each whole volume through the exports' own
+graphs (normalisation and resizing as in training), averaged over several models, with the
+post-processing that comes with them; a writer (:mod:`tf_medseg.inference.writers`) chosen from
+the input's form writes the answer:
+
+* Kaggle-layout folders and slice PNGs -> ``--output`` is the competition's submission CSV:
+  ``id,class,predicted`` with one row per slice and class;
+* NIfTI volumes -> ``--output`` is a folder of ``CASE.nii.gz`` label maps (the input's shape,
+  affine and header); ``--probabilities`` adds ``CASE.npz``;
+* 2D images -> a folder of PNG label maps (``NAME.png``, or ``CLASS/NAME.png`` for overlapping
+  classes).
+
+Label maps paint each class's label value (dataset.json's; for regions nnU-Net's
+``regions_class_order``) where it is predicted. ``--overlays DIR`` writes one PNG per slice:
+the slice with each predicted class's contour in colour. ``--tta`` averages the probabilities
+of each slice as it is and zoomed by 0.9 and 1.1. Every file is written under a temporary name
+and renamed, so a file that exists is complete.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from tf_medseg.errors import MedsegError
+from tf_medseg.inference.predictor import Models, Predictor
+
+
+def check_paths(models: Models, input_dir, output, overlays) -> None:
+    """Before any work: the input a folder, and the outputs of the right kind (a CSV file, or
+    a folder of label maps) and outside the input and the models (one-line errors)."""
+    from tf_medseg.errors import DataError
+    from tf_medseg.files import check_output_path, check_outside
+    from tf_medseg.inference.writers.registry import target_of
+    root = Path(input_dir).expanduser()
+    if not root.is_dir():
+        raise DataError(f"--input {root}: not a folder")
+    inputs = {"--input": root, **{f"--model {m}": m for m in models.exports}}
+    target = target_of(models.contract)
+    out = check_output_path(output, "--output", target)
+    if target == "folder" and out.suffix.lower() == ".csv":
+        raise MedsegError(f"--output {out}: this model answers with label maps; give a "
+                          f"folder (a CSV is for the Kaggle layout)")
+    check_outside(out, "--output", inputs)
+    if overlays is not None:
+        check_output_path(overlays, "--overlays", "folder")
+        check_outside(overlays, "--overlays", {**inputs, "--output": out})
+        if target == "file":
+            check_outside(out, "--output", {"--overlays": overlays})
+
+
+def predict(model_dir, input_dir: str | os.PathLike, output: str | os.PathLike, *,
+            overlays: str | os.PathLike | None = None, tta: bool = False,
+            threshold: float | None = None, batch_size: int = 16, progress: bool = True,
+            probabilities: bool = False, postprocess: bool = True) -> dict:
+    """Predict every case of ``input_dir`` and write the answer to ``output`` (and overlays).
+
+    ``model_dir``: an export, a run folder, a cross-validation run folder or a list of those
+    (:func:`tf_medseg.export.contract.resolve_models`): several exports are averaged.
+    Post-processing that comes with them (a CV folder's ``cv/postprocessing.json``) is applied
+    unless ``postprocess`` is False; ``threshold`` overrides its per-class thresholds.
+
+    Returns:
+        ``{"scans", "slices", "output", "seconds", "load_seconds", "predict_seconds",
+        "models", "postprocessing"}`` and ``rows`` (CSV) or ``files`` (label maps).
+    """
+    from tqdm.auto import tqdm
+
+    from tf_medseg.data.geometry import slice_axis
+    from tf_medseg.inference.inputs import find_inputs
+    from tf_medseg.inference.writers.overlays import OverlayWriter
+    from tf_medseg.inference.writers.registry import writer_for
+    start = time.perf_counter()
+    if threshold is not None and not 0.0 < threshold < 1.0:
+        raise MedsegError(f"--threshold: must be between 0 and 1 (exclusive), got {threshold}")
+    if batch_size < 1:
+        raise MedsegError(f"--batch-size: must be at least 1, got {batch_size}")
+    models = Models.read(model_dir)
+    check_paths(models, input_dir, output, overlays)
+    contract = models.contract
+    cases = find_inputs(input_dir, contract)
+    writer = writer_for(cases[0].form, Path(output).expanduser(), contract, probabilities)
+    overlay = OverlayWriter(Path(overlays).expanduser(), contract) if overlays else None
+    try:
+        predictor = Predictor.load(models, tta=tta, batch_size=batch_size,
+                                   postprocessing=postprocess)
+        loaded = time.perf_counter()
+        by_slice = all(c.ids for c in cases)
+        total = sum(len(c.ids) for c in cases) if by_slice else len(cases)
+        slices = 0
+        with tqdm(total=total, desc="Predicting", unit="slice" if by_slice else "case",
+                  disable=not progress) as bar:
+            for case in cases:
+                bar.set_postfix_str(case.name)
+                image, spacing = case.read(contract)
+                probs = predictor.probabilities(image, spacing,
+                                                progress=bar.update if by_slice else None)
+                masks = predictor.masks(probs, threshold)  # whole volumes: 3-D components
+                writer.write(case, image, probs, masks)
+                if overlay is not None:
+                    overlay.write(case, image, spacing, masks)
+                slices += image.shape[slice_axis(image.shape, spacing, contract.slice_axis)]
+                if not by_slice:
+                    bar.update(1)
+        summary = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    end = time.perf_counter()
+    return {"scans": len(cases), "slices": slices, "output": str(Path(output).expanduser()),
+            "seconds": end - start, "load_seconds": loaded - start,
+            "predict_seconds": end - loaded, "models": len(models.exports),
+            "postprocessing": predictor.rules is not None, **summary}

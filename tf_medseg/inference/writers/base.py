@@ -1,0 +1,27 @@
+"""The interface every output format implements (:mod:`tf_medseg.inference.writers`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+class Writer:
+    """The interface every output format implements."""
+
+    #: What ``--output`` is: a ``file`` (one CSV) or a ``folder`` (one file per case).
+    target = "folder"
+
+    def __init__(self, output: Path, contract, probabilities: bool = False):
+        self.output, self.contract, self.probabilities = Path(output), contract, probabilities
+
+    def write(self, case, image: np.ndarray, probs: np.ndarray, masks: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def close(self) -> dict:
+        """Publish what is pending; ``{"rows": n}`` or ``{"files": [...]}``."""
+        return {}
+
+    def abort(self) -> None:
+        """Leave nothing half-written behind (after an error)."""

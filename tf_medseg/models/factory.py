@@ -1,0 +1,35 @@
+"""The one dispatcher from a ``model:`` config section to a builder (Model Garden's factory),
+and the full-resolution head of a deep-supervision model."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+
+from tf_medseg.models.attention_unet import build_attention_unet
+from tf_medseg.models.unet import build_unet
+
+BUILDERS = {"unet": build_unet, "attention_unet": build_attention_unet}
+
+
+def build_model(model_config, input_shape: Sequence[int], num_outputs: int) -> keras.Model:
+    """The network a ``model:`` config section describes: uncompiled, float32 logits out
+    (``num_outputs`` channels; a list of outputs with ``model.deep_supervision``)."""
+    m = model_config
+    return BUILDERS[m.name](tuple(input_shape), num_outputs,
+                            base_filters=m.base_filters, depth=m.depth,
+                            batch_norm=m.batch_norm, dropout=m.dropout,
+                            upsampling=m.upsampling, up_kernel=m.up_kernel,
+                            deep_supervision=m.deep_supervision, encoder=m.encoder,
+                            encoder_weights=m.encoder_weights)
+
+
+def main_output(model: keras.Model) -> keras.Model:
+    """The model itself, or for a deep-supervision model (outputs listed, or concatenated for
+    training) the same layers with only the full-resolution ``logits`` output, which is what
+    evaluation and export use."""
+    logits = model.get_layer("logits").output
+    if len(model.outputs) == 1 and model.outputs[0].shape == logits.shape:
+        return model
+    return keras.Model(model.inputs, logits, name=model.name)

@@ -1,0 +1,112 @@
+"""Optimisation: the learning-rate schedule (with warm-up), the optimiser, and a model built
+under a precision policy (:func:`building`) and compiled with its loss (:func:`compile_model`).
+
+``train.schedule: plateau`` is the one schedule that is not a Keras schedule: its warm-up and
+its decay are callbacks (:func:`tf_medseg.training.callbacks.schedule_callbacks`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import keras
+
+
+@keras.saving.register_keras_serializable("tf_medseg")
+class Warmup(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up from ``peak / warmup_steps`` to ``peak`` over ``warmup_steps``, then
+    ``after`` (evaluated from 0 at the end of the warm-up)."""
+
+    def __init__(self, peak: float, warmup_steps: int, after=None):
+        self.peak, self.warmup_steps, self.after = float(peak), int(warmup_steps), after
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        rest = (self.after(keras.ops.maximum(step - self.warmup_steps, 0.0))
+                if self.after is not None else self.peak)
+        if self.warmup_steps <= 0:
+            return keras.ops.cast(rest, "float32")
+        warm = self.peak * (step + 1.0) / self.warmup_steps
+        return keras.ops.where(step < self.warmup_steps, warm, rest)
+
+    def get_config(self):
+        return {"peak": self.peak, "warmup_steps": self.warmup_steps,
+                "after": keras.optimizers.schedules.serialize(self.after)
+                if self.after is not None else None}
+
+    @classmethod
+    def from_config(cls, config):
+        after = config.get("after")
+        return cls(config["peak"], config["warmup_steps"],
+                   keras.optimizers.schedules.deserialize(after) if after else None)
+
+
+def learning_rate_schedule(train_config, steps_per_epoch: int):
+    """The learning rate ``train.schedule`` describes, warm-up included: a Keras schedule, or
+    the peak as a number for ``plateau`` (a callback warms it up and lowers it)."""
+    t = train_config
+    warmup = int(round(t.warmup_epochs * steps_per_epoch))
+    rest = max(1, t.epochs * steps_per_epoch - warmup)
+    schedules = keras.optimizers.schedules
+    if t.schedule == "plateau":
+        return float(t.learning_rate)
+    if t.schedule == "cosine":
+        after = schedules.CosineDecay(t.learning_rate, decay_steps=rest,
+                                      alpha=t.min_lr_fraction)
+    elif t.schedule == "step":
+        after = schedules.ExponentialDecay(t.learning_rate, t.step_epochs * steps_per_epoch,
+                                           t.step_factor, staircase=True)
+    else:
+        after = None
+    return Warmup(t.learning_rate, warmup, after)
+
+
+def make_optimizer(train_config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """AdamW (weight decay off for biases and batch-norm parameters) or Adam, with the
+    schedule and optional global-norm gradient clipping."""
+    t = train_config
+    lr = learning_rate_schedule(t, steps_per_epoch)
+    if t.optimizer == "adamw":
+        optimizer = keras.optimizers.AdamW(lr, weight_decay=t.weight_decay,
+                                           global_clipnorm=t.clipnorm)
+        optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+        return optimizer
+    return keras.optimizers.Adam(lr, global_clipnorm=t.clipnorm)
+
+
+@contextlib.contextmanager
+def building(policy: str, seed: int):
+    """Make a model's layers under ``policy``, from generators seeded with ``seed``.
+
+    Keras seeds every unseeded initializer and dropout layer from Python's global ``random``
+    when the layer is made: seeded here, the weights are a function of ``train.seed`` whatever
+    the process drew before (building TFDS records did: TFDS names its temporary folder with
+    ``random.choice``). The global policy is float32 again afterwards.
+    """
+    keras.utils.set_random_seed(seed)
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def compile_model(model: keras.Model, train_config, head: str, jit: bool,
+                  steps_per_epoch: int) -> keras.Model:
+    """``model`` compiled with the configured optimiser, schedule and loss for its ``head``
+    (sigmoid or softmax); call it inside :func:`building` (a LossScaleOptimizer wraps the
+    optimiser under mixed_float16) and the strategy's scope.
+
+    With ``model.deep_supervision`` the heads are concatenated on the channel axis into one
+    output and the loss weights them; :func:`tf_medseg.models.main_output` recovers the
+    full-resolution head.
+    """
+    from tf_medseg.training.losses import deep_supervision, get_loss
+    loss = get_loss(train_config, head)
+    if len(model.outputs) > 1:
+        loss = deep_supervision(loss, len(model.outputs))
+        model = keras.Model(model.inputs, keras.layers.Concatenate(
+            dtype="float32", name="deep_supervision")(model.outputs), name=model.name)
+    model.compile(optimizer=make_optimizer(train_config, steps_per_epoch), loss=loss,
+                  jit_compile=jit)
+    return model
