@@ -23,6 +23,13 @@ def sample_dir() -> Path:
     return SAMPLE
 
 
+@pytest.fixture
+def nnunet(tmp_path) -> Path:
+    """A 2-case synthetic nnU-Net v2 raw folder (two channels, ball and box), to break."""
+    from synthetic_volumes import write_nnunet
+    return write_nnunet(tmp_path / "Dataset001_Bad", cases=2)
+
+
 @pytest.fixture(scope="session")
 def tiny_phantom(tmp_path_factory) -> Path:
     """4 cases x 2 days x 12 slices, both image sizes, in the Kaggle layout."""
@@ -35,11 +42,14 @@ SHARED_RECORDS = "TF_MEDSEG_TEST_RECORDS"  # environment: the session's shared d
 
 
 @pytest.fixture(scope="session", autouse=True)
-def shared_records(tmp_path_factory) -> Path:
-    """One data.data_dir for the whole session (and the processes tests start), so that the
-    tiny phantom's records are built once, by the first test that needs them; a test that is
-    about building records takes its own (``own_records=True``)."""
-    folder = tmp_path_factory.mktemp("tfds_shared")
+def shared_records(tmp_path_factory, worker_id) -> Path:
+    """One data.data_dir for the whole session (its pytest-xdist workers and the processes
+    tests start), so that the tiny phantom's records are built once, by the first test that
+    needs them (the builder's lock makes another process wait for it); a test that is about
+    building records takes its own (``own_records=True``)."""
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if worker_id != "master" else base) / "tfds_shared"
+    folder.mkdir(exist_ok=True)
     os.environ[SHARED_RECORDS] = str(folder)
     return folder
 
@@ -165,3 +175,16 @@ def kaggle_contract(config):
     return Contract(labels=normalization.resolve(LABELS, d.normalization, None),
                     head="sigmoid", context=tuple(d.context), input_size=tuple(d.image_size),
                     image_dtype="uint16", threshold=config.train.threshold)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    """With pytest-xdist (``-n 2 --dist loadgroup``): the tests that read the tiny
+    cross-validation run on one worker, so that it is trained once, and the other tests of the
+    shared tiny run on one worker (perhaps the other), so that it is trained once or twice."""
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        if "tiny_cv" in names:
+            item.add_marker(pytest.mark.xdist_group("tiny_cv"))
+        elif "tiny_run" in names:
+            item.add_marker(pytest.mark.xdist_group("tiny_run"))

@@ -111,3 +111,23 @@ def write_folder(root: Path, per_class: bool = False, images: int = 8,
         else:
             cv2.imwrite(str(root / "masks" / f"{name}.png"), label[..., 1])
     return root
+
+
+def error_of(fn, *args, **kwargs) -> str:
+    """The one-line DataError message of ``fn(*args, **kwargs)`` (it must raise one)."""
+    import pytest
+
+    from tf_medseg.errors import DataError
+    with pytest.raises(DataError) as info:
+        fn(*args, **kwargs)
+    message = str(info.value)
+    assert "\n" not in message and "Traceback" not in message
+    return message
+
+
+def read_all(root: Path, fmt: str = "nnunet") -> None:
+    """Index a volume source folder and read every case."""
+    from tf_medseg.data.sources import volumes
+    index = volumes.index_source(fmt, root)
+    for case in index.cases:
+        volumes.read_case(index, case)

@@ -21,7 +21,7 @@ def test_benchmark_prints_one_json_line_last(tiny_phantom):
     assert result["slices"] == 8 * 12
 
 
-def test_nonsense_is_one_line(tiny_phantom, capsys):
+def test_nonsense_is_one_line(tmp_path, capsys):
     from tf_medseg.cli import benchmark_main
-    assert benchmark_main(["--data-root", str(tiny_phantom), "--seconds", "0"]) == 2
+    assert benchmark_main(["--data-root", str(tmp_path), "--seconds", "0"]) == 2
     assert capsys.readouterr().err.startswith("error: --seconds: must be a number of seconds")

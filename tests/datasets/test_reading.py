@@ -6,6 +6,9 @@ import numpy as np
 from tf_medseg.data.labels import LabelSchema
 from tf_medseg.resources import builders
 
+LABELS = LabelSchema(classes=("a",), exclusive=True, channels=("MR",), metric="volume",
+                     encoding="labels", values=((1,),))
+
 
 def _square(n):  # module level: spawned workers import it
     return n * n
@@ -14,9 +17,9 @@ def _square(n):  # module level: spawned workers import it
 def _record(name, n):
     from tf_medseg.data import fingerprint
     image = np.full((1, 1, n, 1), float(n), np.float32)
-    masks = np.ones((1, 1, n, 1), bool)
-    return ((name, {"n": n}), fingerprint.scan_facts(0, (1, 1, 1), masks),
-            fingerprint.foreground_sample(name, image, masks))
+    mask = np.ones((1, 1, n), np.uint8)
+    facts, foreground = fingerprint.scan_facts(0, (1, 1, 1), mask, LABELS)
+    return (name, {"n": n}), facts, fingerprint.foreground_sample(name, image, foreground)
 
 
 def test_in_order_keeps_the_order():
@@ -28,11 +31,9 @@ def test_in_order_keeps_the_order():
 
 def test_records_fill_the_fingerprint():
     reading = builders("reading")
-    labels = LabelSchema(classes=("a",), exclusive=True, channels=("MR",), metric="volume",
-                         encoding="labels", values=((1,),))
     meta = {}
     keys = [key for key, _ in reading.records(_record, [("x", 2), ("y", 3)], [1, 1], meta,
-                                              labels, desc="t", unit="case", workers=1)]
+                                              LABELS, desc="t", unit="case", workers=1)]
     assert keys == ["x", "y"] and meta["labels"]["classes"] == ["a"]
     assert meta["scans"]["y"]["shape"] == [1, 1, 3]
     assert meta["intensity_stats"][0]["voxels"] == 5

@@ -3,34 +3,9 @@ maps warn, records are keyed to the files and the patients."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pytest
 
-from tf_medseg.data.sources import volumes
-from tf_medseg.errors import DataError
-
-from synthetic_volumes import _nifti, scene, write_nnunet
-
-
-def error_of(fn, *args, **kwargs) -> str:
-    with pytest.raises(DataError) as info:
-        fn(*args, **kwargs)
-    message = str(info.value)
-    assert "\n" not in message and "Traceback" not in message
-    return message
-
-
-def read_all(root: Path, fmt: str = "nnunet"):
-    index = volumes.index_source(fmt, root)
-    for case in index.cases:
-        volumes.read_case(index, case)
-
-
-@pytest.fixture
-def nnunet(tmp_path) -> Path:
-    return write_nnunet(tmp_path / "Dataset001_Bad", cases=2)
+from synthetic_volumes import _nifti, error_of, scene, write_nnunet
 
 
 def test_bad_case_stops_the_build_and_leaves_nothing(tmp_path, nnunet):

@@ -12,7 +12,6 @@ import pytest
 from tf_medseg.data import rle
 from tf_medseg.data.pipeline import stack_context
 from tf_medseg.data.sources.kaggle import CLASSES
-from tf_medseg.inference.inputs import find_scans
 
 from conftest import ROOT
 
@@ -52,15 +51,6 @@ def test_real_case_day_gives_324_rows_of_valid_rle(model_dir, sample_dir, tmp_pa
     image = cv2.imread(str(pngs[0]))
     assert image.shape == (234, 234, 3)
     assert "324 rows" in proc.stdout.strip().splitlines()[-1]
-
-
-def test_kaggle_layout_and_case_day_folders_find_the_same_scan(sample_dir):
-    root = sample_dir / "case139_day0_8bit"
-    day = root / "train" / "case139" / "case139_day0"
-    found = [find_scans(p) for p in (root, day.parent, day, day / "scans")]
-    for scans in found:
-        assert len(scans) == 1 and scans[0].name == "case139_day0"
-        assert scans[0].ids == found[0][0].ids and len(scans[0].ids) == 108
 
 
 @pytest.mark.slow

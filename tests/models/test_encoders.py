@@ -188,6 +188,7 @@ def test_config_keys(tmp_path):
             load_config("unet.yaml", bad)
 
 
+@pytest.mark.slow  # trains a backbone's steps
 def test_freeze_encoder_epochs_trains_the_decoder_first():
     config = load_config("unet.yaml", ["data.image_size=[64,64]", "model.base_filters=4",
                                        "model.depth=2", "model.encoder=efficientnetv2b0",
@@ -209,6 +210,7 @@ def test_freeze_encoder_epochs_trains_the_decoder_first():
                if "moving" not in w.path)
 
 
+@pytest.mark.slow  # compiles and trains a ResNet50 step with XLA
 def test_mixed_float16_and_xla_compile_with_an_encoder():
     """The GPU path on CPU: a mixed_float16 policy (loss scaling) and jit_compile."""
     config = load_config("unet.yaml", ["data.image_size=[64,64]", "model.base_filters=4",

@@ -43,12 +43,12 @@ def one_line_error(capsys, code: int, starts: str = "error: ") -> str:
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """A finished tiny run: (its overrides, its folder, digests of metrics.json and
-    saved_model/)."""
+def finished(tiny_run, tmp_path_factory):
+    """A finished tiny run (a copy of the shared one, the same config): (its overrides, its
+    folder, digests of metrics.json and saved_model/)."""
     tmp = tmp_path_factory.mktemp("finished")
     overrides = tiny_overrides(tmp)
-    train(load_config("tiny.yaml", overrides), verbose=0)
+    shutil.copytree(tiny_run[1], tmp / "run", ignore=shutil.ignore_patterns(".lock"))
     run = tmp / "run"
     return overrides, run, {"metrics": digest(run / "metrics.json"),
                             "saved_model": digest(run / "saved_model")}
@@ -467,7 +467,8 @@ def test_a_half_written_history_row_is_dropped(tmp_path):
 
 @pytest.mark.parametrize("name", ["oracle.json", "search.json", "trial"])
 def test_damaged_search_state_is_one_line(tmp_path, capsys, name):
-    overrides = [*tiny_overrides(tmp_path), "tune.max_trials=1", "tune.epochs=1"]
+    overrides = [*tiny_overrides(tmp_path), "tune.max_trials=1", "tune.epochs=1",
+                 "tune.space={model.base_filters: [4, 8]}"]
     folder = tmp_path / "run" / "tuning"
     folder.mkdir(parents=True)
     if name == "trial":
@@ -481,7 +482,7 @@ def test_damaged_search_state_is_one_line(tmp_path, capsys, name):
     else:
         path = folder / name
     path.write_text('{"trial_id": "00", truncated')
-    err = one_line_error(capsys, train_main(["--config", "tune_unet.yaml", "--tune", "--set",
+    err = one_line_error(capsys, train_main(["--config", "tiny.yaml", "--tune", "--set",
                                              *overrides]))
     assert err.startswith(f"error: {path}: damaged search ")
     assert "delete" in err and str(folder) in err

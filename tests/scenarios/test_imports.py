@@ -178,5 +178,9 @@ def test_pyproject_installs_every_package_and_the_configs():
     pinned = {re.split(r"[=<>]", line)[0].lower() for line in
               (ROOT / "requirements.txt").read_text().splitlines()
               if line.strip() and not line.startswith("#")}
-    declared = {re.split(r"[=<>~! ]", d)[0].lower() for d in project["project"]["dependencies"]}
-    assert declared == pinned - {"pytest"}, "pyproject's dependencies follow requirements.txt"
+    def names(requirements):
+        return {re.split(r"[=<>~! ]", d)[0].lower() for d in requirements}
+    declared = names(project["project"]["dependencies"])
+    tests = names(project["project"]["optional-dependencies"]["test"])
+    assert tests == {"pytest", "pytest-xdist"}
+    assert declared == pinned - tests, "pyproject's dependencies follow requirements.txt"

@@ -15,6 +15,8 @@ def test_the_export_scores_what_training_wrote(tiny_run, tmp_path):
     config, run, result = tiny_run
     export = tmp_path / "model"
     shutil.copytree(run / "saved_model", export)
+    (tmp_path / "evaluation").mkdir()
+    (tmp_path / "evaluation" / "metrics.json").write_text("{}")  # an earlier report: replaced
     report, out = evaluate_saved_model(export, config)
     assert out == tmp_path / "evaluation" and (out / "case_days.csv").is_file()
     for key in ("dice", "hausdorff", "score", "dice_pooled"):
@@ -22,9 +24,7 @@ def test_the_export_scores_what_training_wrote(tiny_run, tmp_path):
     assert report["models"] == [str(export)] and report["postprocessing"] is None
     written = json.loads((out / "metrics.json").read_text())
     assert written["score"] == pytest.approx(report["score"])
-    # an earlier report is replaced, anything else in the folder is not
-    evaluate_saved_model(export, config, split="train")
-    (out / "notes.txt").write_text("mine")
+    (out / "notes.txt").write_text("mine")  # anything but a report is never replaced
     with pytest.raises(MedsegError, match="holds other files than a report"):
         evaluate_saved_model(export, config)
 

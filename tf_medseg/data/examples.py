@@ -17,19 +17,18 @@ from tf_medseg.data.sources import kaggle, volumes
 
 
 def _finish(name: str, case: int, spacing, image: np.ndarray, mask: np.ndarray,
-            masks: np.ndarray):
-    return (features.record(name, case, spacing, image, mask),
-            fingerprint.scan_facts(case, spacing, masks),
-            fingerprint.foreground_sample(name, image, masks))
+            labels: LabelSchema):
+    facts, foreground = fingerprint.scan_facts(case, spacing, mask, labels)
+    return (features.record(name, case, spacing, image, mask), facts,
+            fingerprint.foreground_sample(name, image, foreground))
 
 
 def scan_example(scan: kaggle.ScanFiles, labels: dict):
     """One Kaggle-layout scan (a case-day) and its RLE rows: (D, H, W, 1) uint16 slices, rows,
     columns; bit-packed masks."""
     read = kaggle.read_scan(scan, labels)
-    masks = read.mask.astype(bool)
     return _finish(read.case_day, read.case, read.voxel_spacing, read.image[..., None],
-                   features.pack_mask(masks), masks)
+                   features.pack_mask(read.mask), kaggle.LABELS)
 
 
 def case_example(index: volumes.SourceIndex, case: volumes.CaseFiles, case_index: int,
@@ -37,7 +36,5 @@ def case_example(index: volumes.SourceIndex, case: volumes.CaseFiles, case_index
     """One case of a volume source, in the file's voxel order: (X, Y, Z, C) float32, its label
     map (or bit-packed masks) as ``mask_dtype``."""
     volume = volumes.read_case(index, case)
-    labels: LabelSchema = index.labels
-    masks = fingerprint.class_masks(volume.label, labels)
     return _finish(volume.case, case_index, volume.spacing, volume.image,
-                   volume.label.astype(mask_dtype), masks)
+                   volume.label.astype(mask_dtype), index.labels)

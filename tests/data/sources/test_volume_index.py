@@ -4,33 +4,12 @@ one-line DataError that names the file, case or key, before anything is read."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from tf_medseg.data.sources import volumes
-from tf_medseg.errors import DataError
 
-from synthetic_volumes import write_decathlon, write_folder, write_nnunet
-
-
-def error_of(fn, *args, **kwargs) -> str:
-    with pytest.raises(DataError) as info:
-        fn(*args, **kwargs)
-    message = str(info.value)
-    assert "\n" not in message and "Traceback" not in message
-    return message
-
-
-def read_all(root: Path, fmt: str = "nnunet"):
-    index = volumes.index_source(fmt, root)
-    for case in index.cases:
-        volumes.read_case(index, case)
-
-
-@pytest.fixture
-def nnunet(tmp_path) -> Path:
-    return write_nnunet(tmp_path / "Dataset001_Bad", cases=2)
+from synthetic_volumes import error_of, write_decathlon, write_folder
 
 
 def test_dataset_json_missing_or_unparsable(nnunet):

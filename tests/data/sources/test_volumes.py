@@ -3,35 +3,13 @@ DataError that names the file or case (``tf_medseg.data.sources.volumes``)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
 
 from tf_medseg.data.sources import volumes
-from tf_medseg.errors import DataError
 
-from synthetic_volumes import AFFINE, _nifti, scene, write_folder, write_nnunet
-
-
-def error_of(fn, *args, **kwargs) -> str:
-    with pytest.raises(DataError) as info:
-        fn(*args, **kwargs)
-    message = str(info.value)
-    assert "\n" not in message and "Traceback" not in message
-    return message
-
-
-def read_all(root: Path, fmt: str = "nnunet"):
-    index = volumes.index_source(fmt, root)
-    for case in index.cases:
-        volumes.read_case(index, case)
-
-
-@pytest.fixture
-def nnunet(tmp_path) -> Path:
-    return write_nnunet(tmp_path / "Dataset001_Bad", cases=2)
+from synthetic_volumes import AFFINE, _nifti, error_of, read_all, scene, write_folder
 
 
 def test_undeclared_label_value(nnunet):
