@@ -42,3 +42,17 @@ def test_the_same_in_a_graph(head, channels):
         return outputs.masks(outputs.probabilities(x, head, 3), head, 0.5)
     eager = outputs.masks(outputs.probabilities(logits, head, 3), head, 0.5)
     np.testing.assert_array_equal(graph(tf.constant(logits)).numpy(), eager)
+
+
+def test_a_plain_head_is_not_sliced():
+    """The loss goes through ``probabilities``: for a head with exactly its channels the graph
+    holds no slice, so training computes what the plain sigmoid did, to the last bit."""
+    @tf.function
+    def graph(x):
+        return outputs.probabilities(x, "sigmoid", 3)
+    ops = {op.type for op in graph.get_concrete_function(
+        tf.TensorSpec((None, 8, 8, 3), tf.bfloat16)).graph.get_operations()}
+    assert "StridedSlice" not in ops and "Sigmoid" in ops
+    sliced = {op.type for op in graph.get_concrete_function(
+        tf.TensorSpec((None, 8, 8, 6), tf.bfloat16)).graph.get_operations()}
+    assert "StridedSlice" in sliced

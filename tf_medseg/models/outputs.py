@@ -25,10 +25,12 @@ def _numpy_like(result, *inputs):
 def probabilities(logits, head: str, num_classes: int):
     """(..., K) class probabilities of logits (only their first K, or K + 1, channels are read:
     a deep-supervision model's auxiliary heads follow them)."""
-    if head == "softmax":
-        out = ops.softmax(ops.cast(logits[..., :num_classes + 1], "float32"), axis=-1)[..., 1:]
-    else:
-        out = ops.sigmoid(ops.cast(logits[..., :num_classes], "float32"))
+    channels = num_classes + int(head == "softmax")
+    # Sliced only where there is more to leave out: the loss's graph (and its gradients, to
+    # the last bit) stays that of the plain head.
+    x = logits if logits.shape[-1] == channels else logits[..., :channels]
+    x = ops.cast(x, "float32")
+    out = ops.softmax(x, axis=-1)[..., 1:] if head == "softmax" else ops.sigmoid(x)
     return _numpy_like(out, logits)
 
 
