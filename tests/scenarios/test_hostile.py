@@ -243,20 +243,20 @@ def test_predict_never_writes_on_its_inputs(finished, slices, capsys, where):
     assert_intact(run, before)
 
 
-def test_predict_replaces_a_planted_symlink_and_never_writes_through_it(finished, slices,
-                                                                        tmp_path, capsys):
+def test_predict_refuses_a_planted_symlink_and_never_writes_through_it(finished, slices,
+                                                                       tmp_path, capsys):
     _, run, _ = finished
     folder, _ = slices
     victim = tmp_path / "victim.txt"
-    victim.write_text("precious")
+    victim.write_text("id,class,predicted\nprecious")
     output = tmp_path / "out" / "submission.csv"
     output.parent.mkdir()
     output.symlink_to(victim)
-    code = predict_main(["--model", str(run / "saved_model"), "--input", str(folder),
-                         "--output", str(output)])
-    assert code == 0, capsys.readouterr().err
-    assert victim.read_text() == "precious"
-    assert not output.is_symlink() and output.read_text().startswith("id,class,predicted")
+    for extra in ([], ["--overwrite"]):
+        code = predict_main(["--model", str(run / "saved_model"), "--input", str(folder),
+                             "--output", str(output), *extra])
+        assert code == 2 and "is a symlink" in capsys.readouterr().err
+    assert victim.read_text() == "id,class,predicted\nprecious" and output.is_symlink()
     assert not [p for p in output.parent.iterdir() if p.name.startswith(".partial-")]
 
 

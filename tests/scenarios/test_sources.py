@@ -84,6 +84,19 @@ def test_nnunet_3d_two_channels_softmax(tmp_path):
     assert probs["probabilities"].shape == (2, 32, 28, 6)
     assert list(probs["classes"]) == ["ball", "box"]
     assert not list(out.glob(".partial-*"))
+    assert json.loads((out / "prediction.json").read_text())["entries"][:2] == [
+        "case_000.nii.gz", "case_000.npz"]
+    # never over ground truth, and over an earlier prediction only when asked to
+    from tf_medseg.errors import MedsegError
+    truth = {p.name: p.read_bytes() for p in (root / "labelsTr").iterdir()}
+    with pytest.raises(MedsegError, match="holds files predict did not write"):
+        predict(run / "saved_model", root / "imagesTr", root / "labelsTr", progress=False,
+                overwrite=True)
+    assert {p.name: p.read_bytes() for p in (root / "labelsTr").iterdir()} == truth
+    with pytest.raises(MedsegError, match="pass --overwrite"):
+        predict(run / "saved_model", root / "imagesTr", out, progress=False)
+    predict(run / "saved_model", root / "imagesTr", out, progress=False, overwrite=True)
+    assert not list(out.glob("*.npz"))  # the earlier prediction's files went with it
 
 
 def test_nnunet_regions_are_sigmoid_and_paint_in_order(tmp_path):

@@ -28,6 +28,10 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", default="submission.csv",
                         help="the submission CSV (default: submission.csv); for NIfTI or "
                              "image input a folder of label maps (CASE.nii.gz or NAME.png)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier prediction in --output / --overlays (a "
+                             "submission CSV, or a folder with predict's prediction.json); "
+                             "any other existing file or non-empty folder is always refused")
     parser.add_argument("--probabilities", action="store_true",
                         help="NIfTI / image input: also write CASE.npz with the class "
                              "probabilities")
@@ -51,7 +55,8 @@ def _predict(args) -> None:
     from tf_medseg.inference.predict import predict
     result = predict(args.model, args.input, args.output, overlays=args.overlays,
                      tta=args.tta, threshold=args.threshold, batch_size=args.batch_size,
-                     probabilities=args.probabilities, postprocess=not args.no_postprocess)
+                     probabilities=args.probabilities, postprocess=not args.no_postprocess,
+                     overwrite=args.overwrite)
     what = (f"{len(result['files'])} label map(s)" if "files" in result
             else f"{result['rows']} rows")
     print(f"Predicted {result['slices']} slices of {result['scans']} scan(s) in "

@@ -36,11 +36,14 @@ from tf_medseg.errors import MedsegError
 from tf_medseg.inference.predictor import Models, Predictor
 
 
-def check_paths(models: Models, input_dir, output, overlays) -> None:
+def check_paths(models: Models, input_dir, output, overlays, overwrite: bool = False) -> None:
     """Before any work: the input a folder, and the outputs of the right kind (a CSV file, or
-    a folder of label maps) and outside the input and the models (one-line errors)."""
+    a folder of label maps), outside the input and the models, and new, empty or predict's own
+    earlier output with ``overwrite`` (:mod:`~tf_medseg.inference.writers.ownership`;
+    one-line errors)."""
     from tf_medseg.errors import DataError
     from tf_medseg.files import check_output_path, check_outside
+    from tf_medseg.inference.writers.ownership import check_replaceable
     from tf_medseg.inference.writers.registry import target_of
     root = Path(input_dir).expanduser()
     if not root.is_dir():
@@ -52,23 +55,28 @@ def check_paths(models: Models, input_dir, output, overlays) -> None:
         raise MedsegError(f"--output {out}: this model answers with label maps; give a "
                           f"folder (a CSV is for the Kaggle layout)")
     check_outside(out, "--output", inputs)
+    check_replaceable(out, "--output", target, overwrite)
     if overlays is not None:
-        check_output_path(overlays, "--overlays", "folder")
+        folder = check_output_path(overlays, "--overlays", "folder")
         check_outside(overlays, "--overlays", {**inputs, "--output": out})
         if target == "file":
             check_outside(out, "--output", {"--overlays": overlays})
+        check_replaceable(folder, "--overlays", "folder", overwrite)
 
 
 def predict(model_dir, input_dir: str | os.PathLike, output: str | os.PathLike, *,
             overlays: str | os.PathLike | None = None, tta: bool = False,
             threshold: float | None = None, batch_size: int = 16, progress: bool = True,
-            probabilities: bool = False, postprocess: bool = True) -> dict:
+            probabilities: bool = False, postprocess: bool = True,
+            overwrite: bool = False) -> dict:
     """Predict every case of ``input_dir`` and write the answer to ``output`` (and overlays).
 
     ``model_dir``: an export, a run folder, a cross-validation run folder or a list of those
     (:func:`tf_medseg.export.contract.resolve_models`): several exports are averaged.
     Post-processing that comes with them (a CV folder's ``cv/postprocessing.json``) is applied
     unless ``postprocess`` is False; ``threshold`` overrides its per-class thresholds.
+    ``output`` (and ``overlays``) must be new or empty, or predict's own earlier output and
+    ``overwrite`` given; a folder gets a ``prediction.json`` that lists what it holds.
 
     Returns:
         ``{"scans", "slices", "output", "seconds", "load_seconds", "predict_seconds",
@@ -79,6 +87,7 @@ def predict(model_dir, input_dir: str | os.PathLike, output: str | os.PathLike, 
     from tf_medseg.data.geometry import slice_axis
     from tf_medseg.inference.inputs import find_inputs
     from tf_medseg.inference.writers.overlays import OverlayWriter
+    from tf_medseg.inference.writers.ownership import publish
     from tf_medseg.inference.writers.registry import writer_for
     start = time.perf_counter()
     if threshold is not None and not 0.0 < threshold < 1.0:
@@ -86,7 +95,7 @@ def predict(model_dir, input_dir: str | os.PathLike, output: str | os.PathLike, 
     if batch_size < 1:
         raise MedsegError(f"--batch-size: must be at least 1, got {batch_size}")
     models = Models.read(model_dir)
-    check_paths(models, input_dir, output, overlays)
+    check_paths(models, input_dir, output, overlays, overwrite)
     contract = models.contract
     cases = find_inputs(input_dir, contract)
     writer = writer_for(cases[0].form, Path(output).expanduser(), contract, probabilities)
@@ -113,6 +122,11 @@ def predict(model_dir, input_dir: str | os.PathLike, output: str | os.PathLike, 
                 if not by_slice:
                     bar.update(1)
         summary = writer.close()
+        info = {"models": [str(m) for m in models.exports], "input": str(input_dir)}
+        if writer.target == "folder":
+            publish(writer.output, writer.written, info)
+        if overlay is not None:
+            publish(overlay.folder, overlay.written, info)
     except BaseException:
         writer.abort()
         raise

@@ -15,6 +15,8 @@ class Writer:
 
     def __init__(self, output: Path, contract, probabilities: bool = False):
         self.output, self.contract, self.probabilities = Path(output), contract, probabilities
+        #: Every file written, relative to a folder ``output`` (for its ``prediction.json``).
+        self.written: list[str] = []
 
     def write(self, case, image: np.ndarray, probs: np.ndarray, masks: np.ndarray) -> None:
         raise NotImplementedError

@@ -52,9 +52,11 @@ class NiftiWriter(Writer):
         with temporary_path(self.output / name, _ending(name)) as tmp:
             nib.save(out, str(tmp))
         self.files.append(name)
+        self.written.append(name)
         if self.probabilities:
             write_npz(self.output / f"{case.name}.npz", probs.reshape(*file_shape, -1),
                       self.contract.classes)
+            self.written.append(f"{case.name}.npz")
 
     def close(self) -> dict:
         return {"files": self.files}

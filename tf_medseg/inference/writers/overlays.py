@@ -72,6 +72,7 @@ class OverlayWriter:
     def __init__(self, folder, contract):
         from pathlib import Path
         self.folder, self.contract = Path(folder), contract
+        self.written: list[str] = []
 
     def write(self, case, image: np.ndarray, spacing, masks: np.ndarray) -> None:
         from tf_medseg.data import geometry
@@ -84,3 +85,4 @@ class OverlayWriter:
             name = case.ids[i] if case.ids else f"{case.name}_slice{i:04d}"
             write_png(self.folder / f"{name}.png",
                       contours(to_grey(first[i], scale), masks[i], self.contract.classes))
+            self.written.append(f"{name}.png")

@@ -26,13 +26,16 @@ class PngWriter(Writer):
         labels = self.contract.labels
         if labels.exclusive:
             self._png(self.output / f"{case.name}.png", paint(masks, labels))
+            self.written.append(f"{case.name}.png")
         else:
             for k, cls in enumerate(labels.classes):
                 self._png(self.output / cls / f"{case.name}.png",
                           (masks[..., k] * 255).astype(np.uint8))
+                self.written.append(f"{cls}/{case.name}.png")
         self.files.append(f"{case.name}.png")
         if self.probabilities:
             write_npz(self.output / f"{case.name}.npz", probs, labels.classes)
+            self.written.append(f"{case.name}.npz")
 
     def close(self) -> dict:
         return {"files": self.files}
