@@ -3,6 +3,8 @@ with exit status 2."""
 
 import argparse
 
+import pytest
+
 from tf_medseg.cli import common
 from tf_medseg.errors import ConfigError
 
@@ -36,3 +38,43 @@ def test_quiet_tensorflow_keeps_a_users_choice(monkeypatch):
     common.quiet_tensorflow()
     import os
     assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0"
+
+
+def _start(*flags):
+    """A fresh process as a command starts it: TensorFlow imported and its devices listed."""
+    import os
+    import subprocess
+    import sys
+    code = ("import sys; from tf_medseg.cli.common import quiet_tensorflow; "
+            "quiet_tensorflow('--verbose' in sys.argv); import tensorflow as tf; "
+            "tf.config.list_physical_devices(); import tensorflow_datasets")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TF_CPP_MIN_LOG_LEVEL", common.VERBOSE_ENV)}
+    return subprocess.run([sys.executable, "-c", code, *flags], capture_output=True,
+                          text=True, env=env, timeout=120)
+
+
+def test_a_start_prints_no_cuda_or_onednn_lines_and_verbose_brings_them_back():
+    quiet = _start()
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+    loud = _start("--verbose")
+    assert loud.returncode == 0
+    if "cuda" not in loud.stderr.lower():  # a TensorFlow build that does not probe CUDA
+        pytest.skip("this TensorFlow prints no CUDA lines")
+    assert "cuda" in loud.stderr.lower()
+
+
+def test_a_failing_import_shows_what_was_held(tmp_path, monkeypatch, capfd):
+    import sys
+    fake = tmp_path / "tensorflow"
+    fake.mkdir()
+    (fake / "__init__.py").write_text(
+        "import os\nos.write(2, b'held line\\n')\nraise ImportError('broken build')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    monkeypatch.setitem(sys.modules, "absl.logging", __import__("absl.logging").logging)
+    sys.meta_path.insert(0, common._QuietImport())
+    with pytest.raises(ImportError, match="broken build"):
+        __import__("tensorflow")
+    assert "held line" in capfd.readouterr().err

@@ -6,7 +6,13 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
-from tf_medseg.cli.common import add_set_argument, prog, quiet_tensorflow, run_command
+from tf_medseg.cli.common import (
+    add_set_argument,
+    add_verbose_argument,
+    prog,
+    quiet_tensorflow,
+    run_command,
+)
 from tf_medseg.workflows.benchmark import PARTS, SOURCES
 
 
@@ -33,11 +39,12 @@ def _parser() -> argparse.ArgumentParser:
                         help="also time training under mixed_bfloat16 and float32, each with "
                              "and without XLA, in ROUNDS alternating rounds of --seconds "
                              "(medians go to 'runtimes' in the JSON line)")
+    add_verbose_argument(parser)
     return parser
 
 
 def benchmark_main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    quiet_tensorflow()
+    quiet_tensorflow(args.verbose)
     from tf_medseg.workflows.benchmark import run
     return run_command(lambda: run(args))

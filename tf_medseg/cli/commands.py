@@ -12,7 +12,7 @@ import sys
 from typing import Sequence
 
 from tf_medseg.cli.benchmark import benchmark_main
-from tf_medseg.cli.common import prog, quiet_tensorflow, run_command
+from tf_medseg.cli.common import add_verbose_argument, prog, quiet_tensorflow, run_command
 from tf_medseg.cli.evaluate import evaluate_main
 from tf_medseg.cli.phantom import phantom_main
 from tf_medseg.cli.predict import predict_main
@@ -29,8 +29,9 @@ def export_ensemble_main(argv: Sequence[str] | None = None) -> int:
                         help="a cross-validation run folder (train.py --folds), or exports")
     parser.add_argument("--out", required=True,
                         help="the new SavedModel folder (e.g. RUN_DIR/ensemble)")
+    add_verbose_argument(parser)
     args = parser.parse_args(argv)
-    quiet_tensorflow()
+    quiet_tensorflow(args.verbose)
     return run_command(lambda: _export_ensemble(args))
 
 

@@ -1,14 +1,19 @@
 """What every command line shares: the program's name as it was called, the ``--set``
-argument, quiet TensorFlow start-up logs, and running a command so that a user error is one
-line on stderr and exit status 2 (never a traceback).
+argument, quiet TensorFlow start-up logs (``--verbose`` shows them), and running a command so
+that a user error is one line on stderr and exit status 2 (never a traceback).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.abc
+import importlib.util
 import os
 import sys
+import tempfile
 from pathlib import Path
+from typing import Iterator
 
 from tf_medseg.errors import MedsegError
 
@@ -20,11 +25,74 @@ def prog(command: str = "") -> str:
     return f"{name} {command}".strip()
 
 
-def quiet_tensorflow() -> None:
-    """C++ info logs (oneDNN, CUDA probing) and absl notices drown the progress output."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+#: Set by ``--verbose`` (and inherited by worker processes): TensorFlow's and TFDS's own
+#: start-up lines are shown.
+VERBOSE_ENV = "TF_MEDSEG_VERBOSE"
+
+
+def add_verbose_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's and TFDS's own log lines (CUDA probing, "
+                             "oneDNN notices, dataset preparation), hidden by default")
+
+
+@contextlib.contextmanager
+def _stderr_held() -> Iterator[None]:
+    """File descriptor 2 (where TensorFlow's C++ start-up logs go, before any log level
+    applies) held in a temporary file; replayed if the block fails."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            os.write(2, held.read())
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+class _QuietImport(importlib.abc.MetaPathFinder):
+    """Imports ``tensorflow`` with its C++ start-up lines held back ("Could not find cuda
+    drivers", CPU feature notices), whenever the first import happens: commands that fail on
+    a config error never pay for TensorFlow."""
+
+    def find_spec(self, name, path, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            with _stderr_held():
+                run(module)
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def quiet_tensorflow(verbose: bool = False) -> None:
+    """TensorFlow's C++ logs below errors (failed cuInit on a machine without a GPU, oneDNN
+    notices), its import-time lines and absl notices are hidden, since they drown the progress
+    output and look like failures; ``verbose`` shows them all. A user's own
+    ``TF_CPP_MIN_LOG_LEVEL`` is kept."""
+    if verbose:
+        os.environ[VERBOSE_ENV] = "1"
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
+        return
+    os.environ.pop(VERBOSE_ENV, None)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import absl.logging
     absl.logging.set_verbosity(absl.logging.ERROR)
+    if "tensorflow" not in sys.modules and not any(
+            isinstance(f, _QuietImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietImport())
 
 
 def add_set_argument(parser: argparse.ArgumentParser) -> None:

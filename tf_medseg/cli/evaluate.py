@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
-from tf_medseg.cli.common import add_set_argument, prog, quiet_tensorflow, run_command
+from tf_medseg.cli.common import (
+    add_set_argument,
+    add_verbose_argument,
+    prog,
+    quiet_tensorflow,
+    run_command,
+)
 
 
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
@@ -33,8 +39,9 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", help="report folder (default: evaluation/ beside the "
                                          "SavedModel, in the run directory; required for "
                                          "several --model exports)")
+    add_verbose_argument(parser)
     args = parser.parse_args(argv)
-    quiet_tensorflow()
+    quiet_tensorflow(args.verbose)
     return run_command(lambda: _evaluate(args))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
-from tf_medseg.cli.common import prog, run_command
+from tf_medseg.cli.common import add_verbose_argument, prog, quiet_tensorflow, run_command
 from tf_medseg.errors import MedsegError
 
 
@@ -24,7 +24,9 @@ def phantom_main(argv: Sequence[str] | None = None) -> int:
                         help="the size and shape of the real training set instead: 85 cases, "
                              "274 case-days, 38,496 slices in all four image sizes "
                              "(ignores --cases/--days/--slices; about 5 GB)")
+    add_verbose_argument(parser)
     args = parser.parse_args(argv)
+    quiet_tensorflow(args.verbose)
     return run_command(lambda: _phantom(args))
 
 

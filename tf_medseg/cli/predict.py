@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
-from tf_medseg.cli.common import prog, quiet_tensorflow, run_command
+from tf_medseg.cli.common import add_verbose_argument, prog, quiet_tensorflow, run_command
 
 
 def predict_main(argv: Sequence[str] | None = None) -> int:
@@ -46,8 +46,9 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
                              "from metadata.json)")
     parser.add_argument("--batch-size", type=int, default=16,
                         help="slices per forward pass (default 16)")
+    add_verbose_argument(parser)
     args = parser.parse_args(argv)
-    quiet_tensorflow()
+    quiet_tensorflow(args.verbose)
     return run_command(lambda: _predict(args))
 
 

@@ -7,7 +7,13 @@ import argparse
 import sys
 from typing import Sequence
 
-from tf_medseg.cli.common import add_set_argument, prog, quiet_tensorflow, run_command
+from tf_medseg.cli.common import (
+    add_set_argument,
+    add_verbose_argument,
+    prog,
+    quiet_tensorflow,
+    run_command,
+)
 from tf_medseg.errors import MedsegError
 
 
@@ -32,8 +38,9 @@ def train_main(argv: Sequence[str] | None = None) -> int:
                              "numbers; each fold trains into RUN_DIR/fold_K/ (resumable), "
                              "then RUN_DIR/cv/ gets the out-of-fold figures and the "
                              "post-processing chosen on them")
+    add_verbose_argument(parser)
     args = parser.parse_args(argv)
-    quiet_tensorflow()
+    quiet_tensorflow(args.verbose)
     return run_command(lambda: _train(args))
 
 

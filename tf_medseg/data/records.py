@@ -133,6 +133,11 @@ def build_records(config: DataConfig) -> tfds.core.DatasetBuilder:
             # One progress bar of our own (scans and slices, with a total); TFDS's own bars
             # count examples without a total and interleave with it.
             tfds.disable_progress_bar()
+            if not os.environ.get("TF_MEDSEG_VERBOSE"):
+                # TFDS's "Downloading and preparing dataset Unknown size (download: Unknown
+                # size, ...)" and "... downloaded and prepared" speak of a download that a
+                # local folder never has; the line above and the progress bar say it.
+                builder._log_download_bytes = builder._log_download_done = lambda: None
             with _caller_random_state():
                 builder.download_and_prepare(download_config=download_config)
             return builder

@@ -172,9 +172,10 @@ def restore(session: Session, model: keras.Model) -> tuple[Backup, int, bool]:
     where = ("training had ended; scoring and exporting" if trained else
              f"resuming after epoch {initial_epoch} (the last backup)" if resuming
              else "starting")
-    print(f"Runtime: precision {session.policy}, jit_compile {session.jit}, "
-          f"{runtime['strategy']} with {runtime['replicas']} replica(s), custom training "
-          f"loop; {where} in {run_dir}"
+    gpus = len(tf.config.list_logical_devices("GPU"))
+    print(f"Runtime: {f'{gpus} GPU(s)' if gpus else 'CPU'}, precision {session.policy}, "
+          f"jit_compile {session.jit}, {runtime['strategy']} with {runtime['replicas']} "
+          f"replica(s), custom training loop; {where} in {run_dir}"
           + ("" if session.chief else " (worker: the chief writes the outputs)"), flush=True)
     return backup, initial_epoch, trained
 
