@@ -454,8 +454,8 @@ def test_damaged_export_metadata_is_one_line(finished, slices, tmp_path, capsys,
 def test_a_half_written_history_row_is_dropped(tmp_path):
     from tf_medseg.training.checkpoints import HistoryLog, read_history
     path = tmp_path / "history.csv"
-    path.write_text("epoch,loss,val_dice\n0,0.9,0.1\n1,0.8,0.2\n2,0.7")  # killed mid-row
-    assert [r["epoch"] for r in read_history(path)] == ["0", "1"]
+    path.write_text("epoch,loss,val_dice\n1,0.9,0.1\n2,0.8,0.2\n3,0.7")  # killed mid-row
+    assert [r["epoch"] for r in read_history(path)] == ["1", "2"]
     log = HistoryLog(path, initial_epoch=2)
     log.on_train_begin()
     log.on_epoch_end(2, {"loss": 0.5, "val_dice": 0.3})

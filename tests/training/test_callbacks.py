@@ -38,11 +38,11 @@ def test_early_stopping_and_plateau_on_a_stalled_run(tmp_path):
     result = train(config, verbose=0)
     with (tmp_path / "run" / "history.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]  # stopped after 2 epochs without gain
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]  # stopped after 2 epochs without gain
     assert len({r["val_dice"] for r in rows}) == 1
     rates = [float(r["learning_rate"]) for r in rows]
     assert rates[:2] == pytest.approx([1e-30, 1e-30]) and rates[2] == pytest.approx(5e-31)
-    assert result["epochs_trained"] == 3 and result["kept_epoch"] == 0
+    assert result["epochs_trained"] == 3 and result["kept_epoch"] == 1
 
 
 def test_one_assembly_for_training_and_trials(tmp_path):

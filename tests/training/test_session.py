@@ -28,7 +28,7 @@ def test_run_directory(tiny_run):
     assert yaml.safe_load((run / "config.yaml").read_text())["model"]["base_filters"] == 4
     with (run / "history.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert [int(r["epoch"]) for r in rows] == [1, 2]  # 1-based, as the console
     assert {"loss", "dice", "iou", "val_dice", "val_dice_stomach", "val_iou_stomach"
             } <= set(rows[0])
     metrics = json.loads((run / "metrics.json").read_text())
@@ -64,7 +64,7 @@ def test_best_checkpoint_kept_by_validation_score(tiny_run):
         rows = list(csv.DictReader(f))
     scores = [float(r["val_score"]) for r in rows]
     best = json.loads((run / "checkpoints" / "best.json").read_text())
-    assert best["monitor"] == "val_score" and best["epoch"] == int(np.argmax(scores))
+    assert best["monitor"] == "val_score" and best["epoch"] == int(np.argmax(scores)) + 1
     assert best["value"] == pytest.approx(max(scores))
     assert result["kept_epoch"] == best["epoch"]
     # The kept model's score on whole scans is what the history said for its epoch.
@@ -153,7 +153,7 @@ def test_kill_9_then_the_same_command_resumes(tmp_path):
     assert "resuming after epoch" in again.stdout
     with (run / "history.csv").open() as f:
         epochs = [int(r["epoch"]) for r in csv.DictReader(f)]
-    assert epochs == [0, 1, 2, 3, 4]  # each epoch once
+    assert epochs == [1, 2, 3, 4, 5]  # each epoch once
     assert json.loads((run / "metrics.json").read_text())["epochs_trained"] == 5
     assert (run / "saved_model" / "saved_model.pb").is_file()
 

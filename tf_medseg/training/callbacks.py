@@ -178,10 +178,10 @@ def run_outputs(experiment, run_dir: Path, initial_epoch: int, resuming: bool) -
     config = experiment.config
     ckpt_dir = run_dir / "checkpoints"
     monitor = config.train.monitor
+    best, seed = best_record(ckpt_dir, monitor, initial_epoch) if resuming else (None, None)
     return [
         HistoryLog(run_dir / "history.csv", initial_epoch),
-        BestCheckpoint(ckpt_dir / "best.weights.h5", monitor,
-                       best_record(ckpt_dir, monitor) if resuming else None),
+        BestCheckpoint(ckpt_dir / "best.weights.h5", monitor, best, seed),
         keras.callbacks.TensorBoard(str(run_dir / "logs"), update_freq="epoch",
                                     write_graph=False),
         TensorBoardExtras(run_dir / "logs", config, overlay_slices(experiment),

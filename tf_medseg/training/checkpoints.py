@@ -2,6 +2,9 @@
 the best epoch's weights (``checkpoints/best.weights.h5`` with ``best.json``) and the backup of
 the last finished epoch (``checkpoints/backup/``) that a rerun resumes from.
 
+Epochs are numbered from 1 in everything a user reads, as Keras's console counts them ("Epoch
+3/40" is row ``epoch`` 3 of history.csv, ``"epoch": 3`` in best.json, ``kept_epoch: 3``).
+
 Every file is published atomically (:mod:`tf_medseg.files`): a kill at any moment leaves the
 previous version whole.
 """
@@ -36,7 +39,7 @@ class HistoryLog(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         rows = read_history(self.path)
-        kept = [r for r in rows if int(r["epoch"]) < self.initial_epoch]
+        kept = [r for r in rows if int(r["epoch"]) <= self.initial_epoch]
         if len(kept) != len(rows) or not self.initial_epoch:
             self._write(kept, list(rows[0]) if rows else None)
 
@@ -50,7 +53,7 @@ class HistoryLog(keras.callbacks.Callback):
             writer.writerows(rows)
 
     def on_epoch_end(self, epoch, logs=None):
-        row = {"epoch": epoch, **{k: logs[k] for k in sorted(logs)}}
+        row = {"epoch": epoch + 1, **{k: logs[k] for k in sorted(logs)}}
         if self.path.is_file():
             with self.path.open() as f:
                 header = next(csv.reader(f), [])
@@ -103,13 +106,32 @@ def read_history(path: Path) -> list[dict]:
 
 class BestCheckpoint(keras.callbacks.Callback):
     """Keeps the weights of the best epoch by ``monitor`` in ``best.weights.h5`` (written
-    atomically) with ``best.json`` (epoch and value) beside it."""
+    atomically) with ``best.json`` (epoch and value) beside it.
 
-    def __init__(self, path: Path, monitor: str, best: float | None = None):
+    ``seed`` (epoch, value): on a resume whose best record was of an epoch being trained
+    again (a kill after the best was saved and before the backup), the restored backup's
+    weights, of that epoch of the history, become the best to beat; the kept model is always
+    one of the epochs history.csv holds."""
+
+    def __init__(self, path: Path, monitor: str, best: float | None = None,
+                 seed: tuple[int, float] | None = None):
         super().__init__()
         self.path, self.monitor = path, monitor
         self.mode = improves(monitor)
-        self.best = best
+        self.best, self.seed = best, seed
+
+    def on_train_begin(self, logs=None):
+        if self.seed is not None:
+            epoch, value = self.seed
+            self.best = None
+            self._save(epoch, value)
+
+    def _save(self, epoch: int, value: float) -> None:
+        self.best = float(value)
+        with temporary_path(self.path, suffix=".weights.h5") as tmp:
+            self.model.save_weights(str(tmp))
+        atomic_write(self.path.with_name("best.json"), json.dumps(
+            {"epoch": epoch, "monitor": self.monitor, "value": self.best}) + "\n")
 
     def better(self, value: float) -> bool:
         if self.best is None:
@@ -120,25 +142,35 @@ class BestCheckpoint(keras.callbacks.Callback):
         value = (logs or {}).get(self.monitor)
         if value is None or not math.isfinite(value) or not self.better(value):
             return
-        self.best = float(value)
-        with temporary_path(self.path, suffix=".weights.h5") as tmp:
-            self.model.save_weights(str(tmp))
-        atomic_write(self.path.with_name("best.json"), json.dumps(
-            {"epoch": epoch, "monitor": self.monitor, "value": self.best}) + "\n")
+        self._save(epoch + 1, value)
 
 
-def best_record(ckpt_dir: Path, monitor: str) -> float | None:
-    """The best value of a run being resumed (None if it has none, or kept another monitor)."""
+def best_record(ckpt_dir: Path, monitor: str, initial_epoch: int | None = None
+                ) -> tuple[float | None, tuple[int, float] | None]:
+    """(best value, seed) for :class:`BestCheckpoint` on a resume after ``initial_epoch``
+    epochs: the recorded best (None if there is none, or of another monitor), or, when the
+    record is of a later epoch than the backup's (that epoch is trained again), a seed from
+    the backup's own epoch in history.csv."""
     path = ckpt_dir / "best.json"
     if not path.is_file() or not (ckpt_dir / "best.weights.h5").is_file():
-        return None
+        return None, None
     record = read_json(path, "record of the best epoch", f"delete {path} and "
                        f"{ckpt_dir / 'best.weights.h5'} to keep the best epoch from now on")
     try:
-        return float(record["value"]) if record.get("monitor") == monitor else None
+        value = float(record["value"]) if record.get("monitor") == monitor else None
+        epoch = int(record["epoch"])
     except (KeyError, TypeError, ValueError):
         raise TrainingError(f"{path}: damaged record of the best epoch (no value); delete it "
                             f"and {ckpt_dir / 'best.weights.h5'}") from None
+    if initial_epoch is None or epoch <= initial_epoch:
+        return value, None
+    rows = [r for r in read_history(ckpt_dir.parent / "history.csv")
+            if int(r["epoch"]) == initial_epoch]
+    try:
+        seed = float(rows[0][monitor])
+    except (IndexError, KeyError, ValueError):
+        return None, None
+    return None, ((initial_epoch, seed) if math.isfinite(seed) else None)
 
 
 class Backup:

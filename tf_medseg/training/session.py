@@ -225,7 +225,7 @@ def finish(session: Session, experiment: Experiment, model: keras.Model, backup:
     result = json_safe({**result, rows_name(experiment.labels): rows})
     result["epochs_trained"] = len(read_history(run_dir / "history.csv"))
     if config.train.keep == "last":
-        result["kept_epoch"] = result["epochs_trained"] - 1
+        result["kept_epoch"] = result["epochs_trained"]  # 1-based, as history.csv
     elif (ckpt_dir / "best.json").is_file():
         result["kept_epoch"] = read_json(ckpt_dir / "best.json", "record of the best epoch",
                                          "delete it and rerun")["epoch"]
