@@ -17,7 +17,12 @@ from tf_medseg.errors import ConfigError
                          r"did you mean unet\?"),
     ("data.image_size=[64]", r"data\.image_size: expected a list of 2 integers"),
     ("data.context=[-1,1]", r"data\.context: must contain 0"),
-    ("data.fold=5", r"data\.fold: must be < data\.num_folds"),
+    ("data.fold=5", r"data\.fold: must be < data\.num_folds \(5\) or all"),
+    ("data.fold=every", r"data\.fold: expected integer or one of all, got 'every'"),
+    ("train.epochs=1000000000000000000000", r"train\.epochs: must be at most 2,147,483,647"),
+    ("data.shuffle_buffer=100000000000000000000", r"data\.shuffle_buffer: must be at most"),
+    ("train.warmup_epochs=1e308", r"train\.warmup_epochs: must be <= 100000"),
+    ("data.phantom_cases=1000000", r"data\.phantom_cases: must be <= 10000"),
     ("data.source=uwmgi", r"data\.root: required when data\.source is uwmgi"),
     ("data.image_size=[100,100]", r"data\.image_size: 100x100 must be divisible by"),
     ("train.learning_rate=[1]", r"train\.learning_rate: expected number"),
@@ -26,3 +31,12 @@ from tf_medseg.errors import ConfigError
 def test_bad_values_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, [override])
+
+
+def test_fold_all_needs_a_fixed_schedule():
+    assert load_config(None, ["data.fold=all"]).data.fold == "all"
+    for extra, key in (("train.schedule=plateau", "train.schedule"),
+                       ("train.early_stopping=3", "train.early_stopping")):
+        with pytest.raises(ConfigError, match=rf"{key}: needs validation cases, and "
+                                              rf"data\.fold all has none"):
+            load_config(None, ["data.fold=all", extra])

@@ -1,4 +1,4 @@
-"""Command line: ``tf-medseg COMMAND ...`` (train, phantom, evaluate, predict,
+"""Command line: ``tf-medseg COMMAND ...`` (train, phantom, evaluate, evaluate-folder, predict,
 export-ensemble, benchmark; installed with ``pip install .``), the same as
 ``python -m tf_medseg ...``; ``train.py`` is a shortcut for ``train``.
 
@@ -14,6 +14,7 @@ from typing import Sequence
 from tf_medseg.cli.benchmark import benchmark_main
 from tf_medseg.cli.common import add_verbose_argument, prog, quiet_tensorflow, run_command
 from tf_medseg.cli.evaluate import evaluate_main
+from tf_medseg.cli.evaluate_folder import evaluate_folder_main
 from tf_medseg.cli.phantom import phantom_main
 from tf_medseg.cli.predict import predict_main
 from tf_medseg.cli.train import train_main
@@ -42,12 +43,14 @@ def _export_ensemble(args) -> None:
 
 
 COMMANDS = {"train": train_main, "phantom": phantom_main, "evaluate": evaluate_main,
+            "evaluate-folder": evaluate_folder_main,
             "predict": predict_main, "export-ensemble": export_ensemble_main,
             "benchmark": benchmark_main}
 SUMMARIES = {
     "train": "train (or --tune: search) as a YAML config says; the same as train.py",
     "phantom": "write the built-in synthetic data set in the Kaggle layout",
-    "evaluate": "score an exported model on the validation cases (3-D metrics, JSON, CSV)",
+    "evaluate": "score an exported model on a split of its config's data (3-D metrics)",
+    "evaluate-folder": "score label maps against ground truth, or an export on a test folder",
     "predict": "predict new scans: a Kaggle submission, or label maps for NIfTI/image input",
     "export-ensemble": "one SavedModel averaging the folds of a cross-validation run",
     "benchmark": "measure input pipeline, training and inference speed (one JSON line)",

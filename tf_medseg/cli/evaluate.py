@@ -32,10 +32,14 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
                         help="the config the model was trained with (RUN_DIR/config.yaml)")
     add_set_argument(parser)
     parser.add_argument("--split", default="val", choices=["val", "train", "all"],
-                        help="which cases to score (default: the validation fold)")
+                        help="which cases to score: the validation fold (default; none with "
+                             "data.fold all), the training cases or all; for a separate "
+                             "labelled test set use evaluate-folder")
     parser.add_argument("--both-empty", default="skip", choices=["skip", "one", "zero"],
-                        help="competition metric: a (slice, class) pair empty in prediction and "
-                             "truth is skipped (default), or scored as 1 or 0")
+                        help="Kaggle layout and phantom (competition metric): a (slice, class) "
+                             "pair empty in prediction and truth is skipped (default), or "
+                             "scored as 1 or 0; volume data leaves a class empty in both out "
+                             "of the means")
     parser.add_argument("--output", help="report folder (default: evaluation/ beside the "
                                          "SavedModel, in the run directory; required for "
                                          "several --model exports)")

@@ -65,7 +65,11 @@ class DataConfig:
                          and all(abs(o) <= MAX_OFFSET for o in v),
                          f"must contain 0, no repeats, offsets within +-{MAX_OFFSET}"))
     batch_size: int = _field(16, "global batch size (split across replicas)", min=1)
-    fold: int = _field(0, "validation fold, 0 <= fold < num_folds", min=0)
+    fold: Union[int, Literal["all"]] = _field(
+        0, "validation fold, 0 <= fold < num_folds; or all: train on every case with no "
+           "validation (nnU-Net's -f all), keeping the last epoch, for a final model tested "
+           "on an external set (needs a fixed train.epochs: no plateau schedule, no early "
+           "stopping)", min=0)
     num_folds: int = _field(5, "number of case-grouped folds", min=2)
     shuffle_buffer: int = _field(2048, "slices in the training shuffle buffer", min=1)
     cache: bool = _field(True, "cache decoded, resized slices in memory after the first epoch")
@@ -102,7 +106,7 @@ class DataConfig:
               "first group (or whole match) names the patient, so that one patient's cases "
               "share a fold, e.g. '^(patient\\d+)_'; null: every case is its own patient",
         check=lambda v: _regex_ok(v))
-    phantom_cases: int = _field(8, "phantom: number of cases (patients)", min=2)
+    phantom_cases: int = _field(8, "phantom: number of cases (patients)", min=2, max=10_000)
     phantom_days: int = _field(2, "phantom: scan days per case", min=1)
     phantom_slices: int = _field(80, "phantom: slices per scan", min=8)
     phantom_seed: int = _field(0, "phantom: random seed (the data set is deterministic for it)",
@@ -232,7 +236,7 @@ class TrainConfig:
                   "train.plateau_factor when train.monitor stalls for train.plateau_patience "
                   "epochs) or constant")
     warmup_epochs: float = _field(1.0, "linear warm-up from 0 to the peak, in epochs (0 for "
-                                       "none)", min=0.0)
+                                       "none)", min=0.0, max=100_000.0)
     min_lr_fraction: float = _field(0.05, "cosine: final learning rate as a fraction of the "
                                           "peak", min=0.0, max=1.0)
     step_epochs: int = _field(10, "step: epochs between drops", min=1)

@@ -90,6 +90,7 @@ def _describe(tp: Any) -> str:
             dict: "mapping"}.get(tp, str(tp))
 
 
+MAX_INT = 2**31 - 1
 _EXPONENT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
@@ -141,6 +142,8 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise wrong
+        if abs(value) > MAX_INT:  # TensorFlow holds counts and sizes in 32-bit integers
+            raise ConfigError(f"{path}: must be at most {MAX_INT:,}, got {value!r}")
         return value
     if tp in (str, bool, dict):
         if not isinstance(value, tp):
@@ -168,9 +171,16 @@ def _check_value(value: Any, meta: typing.Mapping, path: str) -> None:
 
 def _check_cross(config: Config) -> None:
     data = config.data
-    if data.fold >= data.num_folds:
-        raise ConfigError(f"data.fold: must be < data.num_folds ({data.num_folds}), "
+    if data.fold != "all" and data.fold >= data.num_folds:
+        raise ConfigError(f"data.fold: must be < data.num_folds ({data.num_folds}) or all, "
                           f"got {data.fold}")
+    if data.fold == "all":
+        t = config.train
+        if t.schedule == "plateau" or t.early_stopping:
+            key = "train.schedule" if t.schedule == "plateau" else "train.early_stopping"
+            raise ConfigError(f"{key}: needs validation cases, and data.fold all has none; "
+                              f"use a fixed schedule (cosine, step, constant) and no early "
+                              f"stopping")
     if data.source != "phantom" and not data.root:
         what = {"uwmgi": "the Kaggle folder holding train.csv and train/",
                 "folder": "the folder holding images/, masks/ and labels.json"}.get(

@@ -92,11 +92,13 @@ class DataSet:
 
     def split_cases(self, split: str) -> list[int]:
         """The patients of ``split``: ``train``, ``val`` (``data.fold`` of ``data.num_folds``)
-        or ``all``."""
+        or ``all``; with ``data.fold: all`` every case trains and ``val`` is empty."""
         if split == "all":
             return list(self.cases)
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        if self.config.fold == "all":  # every case trains, none validates
+            return list(self.cases) if split == "train" else []
         train, val = fold_cases(self.cases, self.config.fold, self.config.num_folds)
         return train if split == "train" else val
 

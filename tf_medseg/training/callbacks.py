@@ -140,7 +140,7 @@ def overlay_slices(experiment):
     """``train.overlay_slices`` fixed validation slices to watch: those showing the most organ
     classes, then the largest organ area, among the first validation batches."""
     count = experiment.config.train.overlay_slices
-    if not count:
+    if not count or not experiment.validates:
         return None
     images, masks = [], []
     # Uncached: partly reading a cached data set would make tf.data drop its cache.
@@ -179,9 +179,11 @@ def run_outputs(experiment, run_dir: Path, initial_epoch: int, resuming: bool) -
     ckpt_dir = run_dir / "checkpoints"
     monitor = config.train.monitor
     best, seed = best_record(ckpt_dir, monitor, initial_epoch) if resuming else (None, None)
+    keep_best = [BestCheckpoint(ckpt_dir / "best.weights.h5", monitor, best, seed)
+                 ] if experiment.validates else []  # data.fold all keeps the last epoch
     return [
         HistoryLog(run_dir / "history.csv", initial_epoch),
-        BestCheckpoint(ckpt_dir / "best.weights.h5", monitor, best, seed),
+        *keep_best,
         keras.callbacks.TensorBoard(str(run_dir / "logs"), update_freq="epoch",
                                     write_graph=False),
         TensorBoardExtras(run_dir / "logs", config, overlay_slices(experiment),
@@ -209,7 +211,8 @@ def make_callbacks(experiment, steps_per_epoch: int, *, objective: str,
     if t.schedule == "plateau" or t.early_stopping:
         watched.add(t.monitor)
     nan_guard = NanGuard()
-    callbacks: list = [ValidationScore(experiment)] if "val_score" in watched else []
+    callbacks: list = ([ValidationScore(experiment)]
+                       if "val_score" in watched and experiment.validates else [])
     callbacks.append(nan_guard)
     callbacks += schedule_callbacks(config, steps_per_epoch, verbose)
     callbacks += list(outputs)

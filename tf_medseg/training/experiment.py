@@ -68,10 +68,16 @@ class Experiment:
         from tf_medseg.data.pipeline import make_dataset
         return make_dataset(self.config, split, dataset=self.dataset, **options)
 
+    @property
+    def validates(self) -> bool:
+        """False for ``data.fold: all`` (every case trains, none validates)."""
+        return self.config.data.fold != "all"
+
     def datasets(self, strategy: tf.distribute.Strategy
-                 ) -> tuple[tf.data.Dataset, tf.data.Dataset]:
-        """The training and validation data sets as ``strategy`` takes them; their shuffling,
-        organ resampling and augmentation depend on ``train.seed`` alone."""
+                 ) -> tuple[tf.data.Dataset, tf.data.Dataset | None]:
+        """The training and validation data sets as ``strategy`` takes them (no validation
+        set for ``data.fold: all``); their shuffling, organ resampling and augmentation depend
+        on ``train.seed`` alone."""
         # tf.data's seeded ops pair their seed with TensorFlow's global seed, read when they
         # are made: seeded here, whatever the process drew before (preparing data, another
         # run).
@@ -79,14 +85,15 @@ class Experiment:
         # Several replicas: whole training batches only, so that no replica gets an empty one.
         replicas = strategy.num_replicas_in_sync
         train_ds = self.make_dataset("train", drop_remainder=replicas > 1)
-        val_ds = self.make_dataset("val")
+        val_ds = self.make_dataset("val") if self.validates else None
         if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
             # Every worker reads the whole (small, cached) pipeline and keeps its share of each
             # batch: TFDS writes few shard files, too few to shard by file.
             options = tf.data.Options()
             options.experimental_distribute.auto_shard_policy = (
                 tf.data.experimental.AutoShardPolicy.DATA)
-            train_ds, val_ds = train_ds.with_options(options), val_ds.with_options(options)
+            train_ds = train_ds.with_options(options)
+            val_ds = val_ds.with_options(options) if val_ds is not None else None
         return train_ds, val_ds
 
     def steps_per_epoch(self, train_ds: tf.data.Dataset) -> int:

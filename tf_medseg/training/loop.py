@@ -174,11 +174,12 @@ class Accumulator:
                 **scores_from_counts(self.intersection, self.total, self.classes, prefix)}
 
 
-def fit(trainer: Trainer, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, *,
+def fit(trainer: Trainer, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset | None, *,
         epochs: int, steps_per_epoch: int | None, initial_epoch: int = 0,
         callbacks: list[keras.callbacks.Callback] = (), verbose: int = 1,
         on_epoch_saved: Callable[[int], None] | None = None) -> dict:
-    """Train from ``initial_epoch`` to ``epochs``, validating after every epoch.
+    """Train from ``initial_epoch`` to ``epochs``, validating after every epoch (unless
+    ``val_ds`` is None).
 
     ``on_epoch_saved(epoch)`` runs after the epoch's callbacks (history, best checkpoint), and
     is where the backup is written, so that a crash never leaves a backup ahead of the
@@ -192,7 +193,8 @@ def fit(trainer: Trainer, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, *,
     if steps <= 0:
         raise ValueError("the training data set is empty or of unknown length")
     train_dist = strategy.experimental_distribute_dataset(train_ds)
-    val_dist = strategy.experimental_distribute_dataset(val_ds)
+    val_dist = (strategy.experimental_distribute_dataset(val_ds) if val_ds is not None
+                else None)  # data.fold all: no validation
     callback_list = keras.callbacks.CallbackList(
         list(callbacks), add_progbar=verbose > 0, model=model, verbose=verbose,
         epochs=epochs, steps=steps)
@@ -221,11 +223,12 @@ def fit(trainer: Trainer, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, *,
             # validation, no epoch logs, and above all no backup of the broken weights.
             model.stop_training = True
             break
-        val_acc = Accumulator(trainer.classes)
-        for batch in val_dist:
-            val_acc.add(*trainer.val_step(batch))
-        logs = {**train_acc.logs(), **val_acc.logs("val_"),
-                "learning_rate": learning_rate(trainer.optimizer)}
+        logs = {**train_acc.logs(), "learning_rate": learning_rate(trainer.optimizer)}
+        if val_dist is not None:
+            val_acc = Accumulator(trainer.classes)
+            for batch in val_dist:
+                val_acc.add(*trainer.val_step(batch))
+            logs.update(val_acc.logs("val_"))
         callback_list.on_epoch_end(epoch, logs)
         if on_epoch_saved is not None:
             on_epoch_saved(epoch)

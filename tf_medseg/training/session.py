@@ -215,6 +215,8 @@ def finish(session: Session, experiment: Experiment, model: keras.Model, backup:
         return {}
     ckpt_dir = run_dir / "checkpoints"
     best_path = ckpt_dir / "best.weights.h5"
+    if not experiment.validates:
+        return finish_without_validation(session, experiment, model, backup, trainer)
     if config.train.keep == "best" and best_path.is_file():
         model.load_weights(str(best_path))
 
@@ -240,4 +242,26 @@ def finish(session: Session, experiment: Experiment, model: keras.Model, backup:
                         for k in ("dice_pooled", "dice", "hausdorff", "hd95", "score")
                         if k in result)
     print(f"Validation (kept model, whole scans): {summary}; outputs in {run_dir}", flush=True)
+    return result
+
+
+def finish_without_validation(session: Session, experiment: Experiment, model: keras.Model,
+                              backup: Backup, trainer) -> dict:
+    """``data.fold: all``: the last epoch is kept, exported and recorded in ``metrics.json``
+    with no validation figures (every case trained)."""
+    run_dir = session.run_dir
+    epochs = len(read_history(run_dir / "history.csv"))
+    result = {"fold": "all", "classes": list(experiment.labels.classes),
+              "train_cases": len(experiment.dataset.cases), "epochs_trained": epochs,
+              "kept_epoch": epochs}
+    if session.config.export.saved_model:
+        experiment.export(model, run_dir / "saved_model", {"validation": None})
+    atomic_write(run_dir / "metrics.json", json.dumps(result, indent=2) + "\n")
+    backup.close(finished=True)
+    session.run.completed()
+    trainer.any_worker(False)
+    print(f"Trained on all {result['train_cases']} cases (data.fold all): no validation "
+          f"cases to score, the last epoch ({epochs}) is kept; score it on a labelled test "
+          f"set with: python -m tf_medseg evaluate-folder --model {run_dir / 'saved_model'} "
+          f"--images IMAGES --labels LABELS; outputs in {run_dir}", flush=True)
     return result

@@ -76,6 +76,10 @@ def evaluate_saved_model(model_dir, config: Config, *, split: str = "val",
     """
     from tf_medseg.data.dataset import DataSet
     from tf_medseg.evaluation.evaluate import evaluate
+    if config.data.fold == "all" and split == "val":
+        raise MedsegError("--split val: data.fold all trains on every case and has no "
+                          "validation cases; score a labelled test set with evaluate-folder "
+                          "(or --split all for the training cases)")
     values = [model_dir] if isinstance(model_dir, (str, os.PathLike)) else list(model_dir)
     models = Models.read(values)
     out = report_dir(values, models, out_dir)

@@ -1,0 +1,25 @@
+"""``python -m tf_medseg evaluate-folder`` as a user runs it: a summary line, and bad input as
+one line with exit status 2."""
+
+from tf_medseg.cli import main
+
+from synthetic_volumes import write_nnunet
+
+
+def test_summary_line_and_one_line_errors(tmp_path, capsys):
+    root = write_nnunet(tmp_path / "Dataset001_Tiny", cases=2)
+    labels = root / "labelsTr"
+    assert main(["evaluate-folder", "--labels", str(labels), "--predictions", str(labels),
+                 "--output", str(tmp_path / "report")]) == 0  # the truth scores itself 1
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("Scored 2 case(s): dice 1.0000, hd95 0.0000; dice_ball 1.0000")
+    for args, message in (
+            (["--labels", str(labels)], "give --predictions PRED, or --model MODEL with "
+                                        "--images IMAGES"),
+            (["--labels", str(tmp_path / "none"), "--predictions", str(labels), "--output",
+              str(tmp_path / "r2")], f"--labels {tmp_path / 'none'}: not a folder"),
+            (["--labels", str(labels), "--predictions", str(labels), "--output",
+              str(labels / "out")], "inside --labels")):
+        assert main(["evaluate-folder", *args]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and message in err.strip().splitlines()[-1], err
