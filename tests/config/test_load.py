@@ -91,3 +91,17 @@ def test_bad_base_lines_name_the_file(tmp_path, text, message):
     with pytest.raises(ConfigError) as err:
         load_config(path)
     assert message in str(err.value)
+
+
+def test_the_resolved_config_of_an_nnunet_run_holds_only_its_sources_keys(tmp_path):
+    config = load_config("chaos_t2.yaml", ["data.group_pattern=^(p\\d+)"])
+    dump_config(config, tmp_path / "resolved.yaml")
+    data = yaml.safe_load((tmp_path / "resolved.yaml").read_text())["data"]
+    assert not [k for k in data if k.startswith("phantom_")]
+    assert "drop_case_days" not in data and "unmatched" not in data
+    assert data["group_pattern"] == "^(p\\d+)"
+    assert load_config(tmp_path / "resolved.yaml") == config
+    phantom = load_config("unet.yaml")
+    dump_config(phantom, tmp_path / "phantom.yaml")
+    data = yaml.safe_load((tmp_path / "phantom.yaml").read_text())["data"]
+    assert "phantom_cases" in data and "group_pattern" not in data

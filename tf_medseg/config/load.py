@@ -177,8 +177,29 @@ def from_dict(raw: dict) -> Config:
     return config
 
 
+#: data keys that only one kind of source reads; config.yaml leaves them out for the other
+#: sources while they hold their defaults (they do nothing there, and loading the file
+#: back gives the same config).
+SOURCE_ONLY = {"drop_case_days": ("uwmgi",), "unmatched": ("uwmgi",),
+               "group_pattern": ("nnunet", "decathlon", "folder"),
+               "phantom_cases": ("phantom",), "phantom_days": ("phantom",),
+               "phantom_slices": ("phantom",), "phantom_seed": ("phantom",)}
+
+
+def relevant_dict(config: Config) -> dict:
+    """``config.to_dict()`` without the data keys that do nothing for its source
+    (:data:`SOURCE_ONLY`, at their defaults)."""
+    values = config.to_dict()
+    default = Config().to_dict()["data"]
+    values["data"] = {k: v for k, v in values["data"].items()
+                      if not (k in SOURCE_ONLY and config.data.source not in SOURCE_ONLY[k]
+                              and v == default[k])}
+    return values
+
+
 def dump_config(config: Config, path: str | os.PathLike, header: str = "") -> None:
-    """Write the resolved config as YAML (atomically), after optional ``#`` comment lines."""
+    """Write the resolved config as YAML (atomically), after optional ``#`` comment lines;
+    keys that do nothing for the run's source are left out (:func:`relevant_dict`)."""
     from tf_medseg.files import atomic_write
     comment = "".join(f"# {line}\n" for line in header.splitlines())
-    atomic_write(path, comment + yaml.safe_dump(config.to_dict(), sort_keys=False))
+    atomic_write(path, comment + yaml.safe_dump(relevant_dict(config), sort_keys=False))
