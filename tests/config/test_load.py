@@ -105,3 +105,12 @@ def test_the_resolved_config_of_an_nnunet_run_holds_only_its_sources_keys(tmp_pa
     dump_config(phantom, tmp_path / "phantom.yaml")
     data = yaml.safe_load((tmp_path / "phantom.yaml").read_text())["data"]
     assert "phantom_cases" in data and "group_pattern" not in data
+
+
+def test_an_empty_section_keeps_the_base_and_a_key_given_twice_is_refused(tmp_path):
+    child = tmp_path / "child.yaml"
+    child.write_text("base: unet.yaml\ndata:\n  # image_size: [64, 64]\ntrain: {epochs: 2}\n")
+    assert load_config(child).data == load_config("unet.yaml").data
+    child.write_text("base: unet.yaml\ntrain: {epochs: 2}\ntrain: {epochs: 3}\n")
+    with pytest.raises(ConfigError, match=r"line 3: 'train' is given twice \(also on line 2\)"):
+        load_config(child)

@@ -64,12 +64,15 @@ def read_config_file(file: Path) -> dict:
 
 
 def inherit(base: dict, child: dict) -> dict:
-    """``child`` over ``base``: a section the child leaves out is the base's; within a
+    """``child`` over ``base``: a section the child leaves out (or leaves empty) is the
+    base's; within a
     section, every key the child sets replaces the base's value whole (lists and mappings
     such as ``train.loss`` or ``tune.space`` included)."""
     merged = {name: dict(section) if isinstance(section, dict) else section
               for name, section in base.items()}
     for name, section in child.items():
+        if section is None and isinstance(merged.get(name), dict):
+            continue  # a section header with every key commented out: nothing changes
         if isinstance(section, dict) and isinstance(merged.get(name), dict):
             merged[name].update(section)
         else:
@@ -140,6 +143,14 @@ def safe_yaml(text: str, where: str):
             return sizes[id(n)]
         sizes[id(n)] = MAX_YAML_NODES + 1  # a cycle (recursive alias) is too big too
         if isinstance(n, yaml.MappingNode):
+            seen: dict = {}
+            for k, _ in n.value:
+                if isinstance(k, yaml.ScalarNode) and k.value in seen:
+                    raise ConfigError(f"{where} line {k.start_mark.line + 1}: {k.value!r} "
+                                      f"is given twice (also on line {seen[k.value]}); keep "
+                                      f"one")
+                if isinstance(k, yaml.ScalarNode):
+                    seen[k.value] = k.start_mark.line + 1
             total = 1 + sum(size(k) + size(v) for k, v in n.value)
         elif isinstance(n, yaml.SequenceNode):
             total = 1 + sum(size(v) for v in n.value)
