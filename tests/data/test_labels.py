@@ -27,3 +27,7 @@ def test_round_trip_and_checks():
         LabelSchema(classes=("a",), exclusive=True, channels=("x",), metric="dice")
     with pytest.raises(KeyError):
         LabelSchema.from_dict({"classes": ["a"], "exclusive": True})  # no channels, metric
+    # a data set whose label maps are all empty: no foreground statistics (null)
+    empty = {**ORGANS.to_dict(), "stats": None, "paint": None}
+    assert LabelSchema.from_dict(empty).stats == ()
+    assert LabelSchema.from_dict({**ORGANS.to_dict(), "stats": [None]}).stats == (None,)

@@ -33,6 +33,8 @@ def resolve_config_path(path: str | os.PathLike, beside: Path | None = None) -> 
     for place in [*places, candidate]:
         if place.is_file():
             return place
+        if place.is_dir():
+            raise ConfigError(f"config file {path}: {place} is a folder; name a YAML file")
     shipped = configs_dir()
     for name in (candidate.name, candidate.name + ".yaml"):
         if (shipped / name).is_file():

@@ -101,11 +101,12 @@ class LabelSchema:
         """The schema of :meth:`to_dict` (KeyError/TypeError/ValueError for a damaged one)."""
         return cls(classes=tuple(d["classes"]), exclusive=bool(d["exclusive"]),
                    channels=tuple(d["channels"]), metric=d["metric"],
-                   encoding=d.get("encoding", "bits"),
-                   values=tuple(tuple(int(x) for x in v) for v in d.get("values", ())),
-                   paint=tuple(int(x) for x in d.get("paint", ())),
-                   normalization=tuple(d.get("normalization", ())),
-                   stats=tuple(dict(s) if s else None for s in d.get("stats", ())))
+                   encoding=d.get("encoding") or "bits",
+                   values=tuple(tuple(int(x) for x in v) for v in d.get("values") or ()),
+                   paint=tuple(int(x) for x in d.get("paint") or ()),
+                   normalization=tuple(d.get("normalization") or ()),
+                   # a data set whose label maps are all empty has no foreground statistics
+                   stats=tuple(dict(s) if s else None for s in d.get("stats") or ()))
 
 
 def labels_of(builder) -> LabelSchema:

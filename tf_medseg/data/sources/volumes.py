@@ -104,7 +104,8 @@ def _check_label(label: np.ndarray, path: Path, declared: frozenset[int]) -> np.
 def _check_image(image: np.ndarray, path: Path) -> np.ndarray:
     image = np.asarray(image, np.float32)
     if not np.all(np.isfinite(image)):
-        raise DataError(f"{path}: the image holds NaN or infinite values; fix or remove them")
+        raise DataError(f"{path}: the image holds NaN or infinite values, or values beyond "
+                        f"float32's range (+-3.4e38, what records hold); fix or rescale them")
     return image
 
 
