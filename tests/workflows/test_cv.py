@@ -22,9 +22,11 @@ from conftest import tiny_overrides
 def test_parse_folds():
     assert parse_folds(["all"], 4) == [0, 1, 2, 3]
     assert parse_folds(["2", "0", "2"], 4) == [0, 2]
-    for bad in (["4"], ["-1"], ["one"], ["all", "1"]):
+    for bad in (["4"], ["-1"], ["one"]):
         with pytest.raises(ConfigError, match="^--folds: .* from 0 to 3"):
             parse_folds(bad, 4)
+    with pytest.raises(ConfigError, match="^--folds: 'all' stands alone .*; got all 1"):
+        parse_folds(["all", "1"], 4)
 
 
 def test_fold_config(tmp_path):

@@ -37,3 +37,20 @@ def test_a_config_of_other_data_is_refused(tiny_run, tmp_path):
                                           r"has \[64, 64\]"):
         evaluate_saved_model(run / "saved_model", other, out_dir=tmp_path / "r")
     assert not (tmp_path / "r").exists()
+
+
+def test_a_model_on_data_of_other_channels_or_dtype_is_refused(tiny_run, tmp_path):
+    import json
+
+    from synthetic_volumes import write_nnunet
+    config, run, _ = tiny_run
+    root = write_nnunet(tmp_path / "Dataset001_Same", cases=2, channels=("MRI",))
+    meta = json.loads((root / "dataset.json").read_text())
+    meta["labels"] = {"background": 0, "large_bowel": 1, "small_bowel": 2, "stomach": 3}
+    (root / "dataset.json").write_text(json.dumps(meta))  # the phantom's class names
+    other = load_config("tiny.yaml", ["data.source=nnunet", f"data.root={root}",
+                                      f"data.data_dir={tmp_path / 'tfds'}",
+                                      f"data.context={list(config.data.context)}"])
+    with pytest.raises(MedsegError, match=r"trained on data with (image dtype uint16|exclusive "
+                                          r"classes False), but the config's data has"):
+        evaluate_saved_model(run / "saved_model", other, out_dir=tmp_path / "r")

@@ -53,6 +53,9 @@ def parse_folds(values: list[str], num_folds: int) -> list[int]:
     """``--folds all`` or fold numbers, checked against ``data.num_folds``."""
     if values == ["all"]:
         return list(range(num_folds))
+    if "all" in values:
+        raise ConfigError(f"--folds: 'all' stands alone (every fold); got "
+                          f"{' '.join(values)}: give 'all' or fold numbers")
     folds = []
     for v in values:
         if not v.isdigit() or int(v) >= num_folds:

@@ -92,6 +92,15 @@ def evaluate_saved_model(model_dir, config: Config, *, split: str = "val",
                           f"{', '.join(models.contract.classes)}, but the data set of the "
                           f"config declares "
                           f"{', '.join(dataset.labels.classes)}; pass the run's config.yaml")
+    theirs = models.contract
+    for what, ours_value, their_value in (
+            ("image channels", dataset.labels.channels, theirs.labels.channels),
+            ("image dtype", dataset.image_dtype.name, theirs.image_dtype),
+            ("exclusive classes", dataset.labels.exclusive, theirs.labels.exclusive)):
+        if ours_value != their_value:
+            raise MedsegError(f"--model {models.exports[0]}: trained on data with {what} "
+                              f"{their_value}, but the config's data has {ours_value}; pass "
+                              f"the run's config.yaml (or evaluate-folder for a test folder)")
     predictor = Predictor.load(models, batch_size=config.data.batch_size,
                                postprocessing=postprocess)
     result, rows = evaluate(predictor, dataset, split, both_empty=both_empty, progress=True)

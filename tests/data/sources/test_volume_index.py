@@ -69,3 +69,27 @@ def test_group_pattern_that_does_not_match(tmp_path):
     root = write_folder(tmp_path / "pngs", images=2)
     message = error_of(volumes.index_source, "folder", root, group_pattern=r"^(patient\d+)")
     assert "data.group_pattern" in message and "p00_slice0" in message
+
+
+def test_decathlon_names_and_entries_that_cannot_be_right(tmp_path):
+    root = write_decathlon(tmp_path / "Task02", cases=2)
+    meta = json.loads((root / "dataset.json").read_text())
+    for labels, message in (
+            ({"0": "background", "1": "background"},
+             "'background' names label value 0 only"),
+            ({"0": "background", "1": "tumor", "2": "tumor"},
+             "labels.2: the name 'tumor' is also label value 1")):
+        (root / "dataset.json").write_text(json.dumps({**meta, "labels": labels}))
+        assert message in error_of(volumes.index_source, "decathlon", root)
+    entry = meta["training"][0]
+    own = [{"image": entry["image"], "label": entry["image"]}, *meta["training"][1:]]
+    (root / "dataset.json").write_text(json.dumps({**meta, "training": own}))
+    assert "the image and the label are the same file" in error_of(
+        volumes.index_source, "decathlon", root)
+
+
+@pytest.mark.parametrize("name", [".", "..", "a\\b"])
+def test_a_class_name_that_is_not_a_folder_name(tmp_path, name):
+    root = write_folder(tmp_path / "f", per_class=True, images=2)
+    (root / "labels.json").write_text(json.dumps(["ball", name]))
+    assert "a list of class names" in error_of(volumes.index_source, "folder", root)

@@ -47,3 +47,16 @@ def test_label_maps_on_the_inputs_grid(tmp_path):
     saved = np.load(tmp_path / "out" / "case.npz")
     assert saved["probabilities"].shape == (2, 6, 5, 4) and list(saved["classes"]) == [
         "ball", "box"]
+
+
+def test_a_2d_nifti_gets_a_2d_label_map(tmp_path):
+    image = tmp_path / "in" / "flat_0000.nii.gz"
+    image.parent.mkdir()
+    nib.save(nib.Nifti1Image(np.zeros((6, 5), np.float32), AFFINE), str(image))
+    masks = np.zeros((6, 5, 1, 2), bool)
+    masks[2, 3, 0, 0] = True
+    writer = NiftiWriter(tmp_path / "out", CONTRACT)
+    writer.write(InputCase("flat", "nifti", (image,), ending=".nii.gz"),
+                 np.zeros((6, 5, 1, 1), np.float32), masks.astype(np.float32), masks)
+    out = nib.load(str(tmp_path / "out" / "flat.nii.gz"))
+    assert out.shape == (6, 5) and np.asanyarray(out.dataobj)[2, 3] == 1

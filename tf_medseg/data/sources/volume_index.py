@@ -263,10 +263,17 @@ def index_decathlon(root: Path, group_pattern: str | None = None) -> SourceIndex
     by_name = {}
     for value, name in labels.items():
         try:
-            by_name[str(name)] = int(value)
+            number = int(value)
         except ValueError:
             raise DataError(f"{path}: labels.{value}: the keys of 'labels' are label values "
                             f"(0, 1, ...)") from None
+        if str(name).lower() == "background" and number != 0:
+            raise DataError(f"{path}: labels.{value}: 'background' names label value 0 only; "
+                            f"give label value {number} the name of its structure")
+        if str(name) in by_name:
+            raise DataError(f"{path}: labels.{value}: the name {name!r} is also label value "
+                            f"{by_name[str(name)]}; every label value needs its own name")
+        by_name[str(name)] = number
     schema, declared = _classes_from_labels(by_name, path, nnunet=False)
     training = meta["training"]
     if not isinstance(training, list) or not training:
@@ -279,6 +286,9 @@ def index_decathlon(root: Path, group_pattern: str | None = None) -> SourceIndex
             raise DataError(f"{where}: expected {{\"image\": PATH, \"label\": PATH}}")
         image = _inside(root, item["image"], f"{where}.image")
         label = _inside(root, item["label"], f"{where}.label")
+        if image.resolve() == label.resolve():
+            raise DataError(f"{where}: the image and the label are the same file "
+                            f"({item['image']}); the label is the structure's label map")
         for p in (image, label):
             if _ending(p.name) not in NIFTI_ENDINGS:
                 raise DataError(f"{p}: unsupported file ending; Decathlon images and labels "
@@ -306,7 +316,8 @@ def index_folder(root: Path, group_pattern: str | None = None) -> SourceIndex:
                             f"labels.json)")
     per_class = isinstance(labels, list)
     if per_class:
-        if not labels or not all(isinstance(n, str) and n and "/" not in n for n in labels):
+        if not labels or not all(isinstance(n, str) and n.strip(".") and "/" not in n
+                                 and "\\" not in n for n in labels):
             raise DataError(f"{path}: a list of class names (one masks/CLASS/ folder each) "
                             f"expected")
         if len(set(labels)) != len(labels) or len(labels) > MAX_CLASSES:

@@ -41,7 +41,8 @@ class NiftiWriter(Writer):
         import nibabel as nib
         self.output.mkdir(parents=True, exist_ok=True)
         ref = nib.load(str(case.paths[0]))
-        file_shape = image.shape[:3]
+        # The file's own shape: a 2-D NIfTI (X, Y) is answered with a 2-D label map.
+        file_shape = tuple(ref.shape[:3])
         labels = paint(masks, self.contract.labels).reshape(file_shape)
         header = ref.header.copy()
         header.set_data_dtype(labels.dtype)
