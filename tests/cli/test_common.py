@@ -20,6 +20,20 @@ def test_run_command_turns_user_errors_into_one_line(capsys):
     assert common.run_command(interrupted) == 130
     assert common.run_command(lambda: None) == 0
 
+    def full():
+        import errno
+        raise OSError(errno.ENOSPC, "No space left on device", "/data/run/history.csv")
+    capsys.readouterr()
+    assert common.run_command(full) == 2
+    assert capsys.readouterr().err == (
+        "error: cannot write /data/run/history.csv: No space left on device; free space or "
+        "choose another location\n")
+
+    def other():
+        raise FileNotFoundError(2, "No such file")
+    with pytest.raises(FileNotFoundError):  # a bug, not a full disk: the traceback stays
+        common.run_command(other)
+
 
 def test_set_argument_and_program_name(monkeypatch):
     parser = argparse.ArgumentParser()

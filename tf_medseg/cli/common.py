@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import importlib.abc
 import importlib.util
 import os
@@ -24,6 +25,10 @@ def prog(command: str = "") -> str:
     name = "tf-medseg" if Path(sys.argv[0]).name == "tf-medseg" else "python -m tf_medseg"
     return f"{name} {command}".strip()
 
+
+#: OSError numbers that mean "this location cannot take the output" (one line, exit 2).
+WRITE_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT,
+                errno.ELOOP, errno.EFBIG}
 
 #: Set by ``--verbose`` (and inherited by worker processes): TensorFlow's and TFDS's own
 #: start-up lines are shown.
@@ -112,4 +117,13 @@ def run_command(fn) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        # A full disk, a read-only or forbidden location: the outputs were written atomically,
+        # so nothing is half-written; say which path and why, in one line.
+        if exc.errno not in WRITE_ERRORS:
+            raise
+        where = exc.filename or "an output"
+        print(f"error: cannot write {where}: {exc.strerror or exc}; free space or choose "
+              f"another location", file=sys.stderr)
+        return 2
     return 0

@@ -65,3 +65,27 @@ def test_folder_binary_mask_saved_as_255_gets_a_hint(tmp_path):
     root = write_folder(tmp_path / "pngs", images=2)
     cv2.imwrite(str(root / "masks" / "p00_slice0.png"), np.full((32, 28), 255, np.uint8))
     assert "declare the value 255" in error_of(read_all, root, "folder")
+
+
+def test_nan_spacing_in_a_header(nnunet):
+    import nibabel as nib
+    image, _ = scene(0)
+    img = nib.Nifti1Image(image, AFFINE)
+    img.header["pixdim"][1:4] = [np.nan, 1.0, 1.0]
+    nib.save(img, str(nnunet / "imagesTr" / "case_000_0000.nii.gz"))
+    assert "case_000_0000.nii.gz: the header's voxel spacing (pixdim) is nan, 1, 1" in \
+        error_of(volumes.nifti_header, nnunet / "imagesTr" / "case_000_0000.nii.gz")
+
+
+def test_regions_class_order_and_a_deep_dataset_json(tmp_path):
+    import json
+
+    from synthetic_volumes import write_nnunet
+    root = write_nnunet(tmp_path / "Dataset010_Regions", cases=2, regions=True)
+    meta = json.loads((root / "dataset.json").read_text())
+    for order in (["2", "1"], [2.5, 1], 3):
+        (root / "dataset.json").write_text(json.dumps({**meta, "regions_class_order": order}))
+        assert "regions_class_order must be a list of label values" in error_of(
+            volumes.index_source, "nnunet", root)
+    (root / "dataset.json").write_text("[" * 100_000 + "]" * 100_000)
+    assert "nested too deeply" in error_of(volumes.index_source, "nnunet", root)

@@ -95,6 +95,9 @@ def read_json(path: Path, what: str) -> dict | list:
         return json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise DataError(f"{path}: nested too deeply to be a {path.name}; a data set's "
+                        f"description is a few levels deep") from None
 
 
 def _group_of(name: str, pattern: str | None, where: Path) -> str:
@@ -154,6 +157,11 @@ def _classes_from_labels(labels: dict, path: Path, nnunet: bool,
         raise DataError(f"{path}: two classes in 'labels' share a label value")
     if len(names) > MAX_CLASSES:
         raise DataError(f"{path}: {len(names)} classes; tf_medseg supports up to {MAX_CLASSES}")
+    if regions_order is not None and (not isinstance(regions_order, list) or not all(
+            isinstance(x, int) and not isinstance(x, bool) and 0 < x < 65536
+            for x in regions_order)):
+        raise DataError(f"{path}: regions_class_order must be a list of label values (whole "
+                        f"numbers from 1), got {regions_order!r}")
     paint = tuple(v[0] for v in values) if not region else tuple(
         int(x) for x in regions_order) if regions_order else tuple(range(1, len(names) + 1))
     if region and len(paint) != len(names):

@@ -62,6 +62,12 @@ def nifti_header(path: Path) -> Header:
     img = _load_nifti(path)
     zooms = tuple(float(z) for z in img.header.get_zooms())
     shape = tuple(int(n) for n in img.shape)
+    if not all(math.isfinite(z) and z > 0 for z in zooms[:3]):
+        raise DataError(f"{path}: the header's voxel spacing (pixdim) is "
+                        f"{', '.join(f'{z:g}' for z in zooms[:3])}; spacings must be positive "
+                        f"and finite: fix the header")
+    if 0 in shape:
+        raise DataError(f"{path}: an empty volume ({' x '.join(map(str, shape))} voxels)")
     if math.prod(shape) > MAX_PIXELS:
         raise DataError(f"{path}: {' x '.join(map(str, shape))} voxels, more than the "
                         f"{MAX_PIXELS:,} a case may have; not read")
