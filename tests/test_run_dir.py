@@ -78,3 +78,16 @@ def test_cross_validation_folders(tmp_path):
     (root / "fold_0" / "saved_model" / "saved_model.pb").write_bytes(b"")
     assert is_cv_run(root) and cv_exports(root) == [root / "fold_0" / "saved_model"]
     assert not is_cv_run(tmp_path)
+
+
+def test_temporaries_a_killed_run_left_are_removed_when_a_run_begins(tmp_path):
+    run = tmp_path / "run"
+    (run / ".partial-saved_model-abc").mkdir(parents=True)
+    (run / ".partial-saved_model-abc" / "saved_model.pb").write_bytes(b"x" * 1000)
+    (run / "metrics.json").write_text("{}")
+    folder = RunDir(check_run_dir(str(run)))
+    folder.claim({}, overwrite=True)
+    folder.begin()
+    assert not list(run.glob(".partial-*"))
+    folder.completed()
+    folder.release()

@@ -220,7 +220,12 @@ class RunDir:
 
     def begin(self) -> None:
         """Make room for the run :meth:`claim` decided on: a replaced run is moved into
-        ``previous/``; the leftovers of a run killed in its first epoch are removed."""
+        ``previous/``; the leftovers of a run killed in its first epoch are removed, and so
+        are the temporaries (``.partial-*``) a killed run left (the lock is held: no other
+        process is writing them)."""
+        from tf_medseg.files import PARTIAL
+        for stale in sorted(self.path.glob(PARTIAL + "*")):
+            _remove(stale)
         if self.mode == "replace":
             self._move_aside()
         elif self.mode == "fresh":
