@@ -68,8 +68,19 @@ def test_id_without_image_follows_the_unmatched_rule(root):
     sid = f"{png.parts[-3]}_slice_0005"
     _refused(root, rf"id {sid} has no image under train/; .*data.unmatched: drop")
     inv = kaggle_inventory.take_inventory(root, unmatched="drop")
-    assert inv.dropped == {sid: "no image under train/"}
-    assert inv.num_slices == 8 * 12 - 1
+    case_day = png.parts[-3]  # its scan now has a hole: the whole case-day goes
+    assert inv.dropped == {sid: "no image under train/", case_day: "slice 5 is missing (its "
+                           "neighbours would be taken as adjacent)"}
+    assert inv.num_slices == 7 * 12
+
+
+def test_a_slice_gone_with_its_rows_leaves_a_hole_that_is_refused(root):
+    png = sorted((root / "train" / "case2").rglob("slice_0005_*.png"))[0]
+    png.unlink()
+    sid = f"{png.parts[-3]}_slice_0005"
+    _write_rows(root, [r for r in _rows(root) if not r.startswith(sid + ",")])
+    _refused(root, rf"slice 5 of {png.parts[-3]} is missing \(between slice_0004_.*\.png and "
+                   rf"slice_0006_.*\.png\)")
 
 
 def test_image_without_rows_follows_the_unmatched_rule(root):

@@ -163,9 +163,11 @@ def case_day_files(day_dir: Path) -> ScanFiles | None:
     sizes = {(s.width, s.height) for s in files}
     if len(sizes) > 1:
         raise DataError(f"{day_dir}: slices of one scan have different sizes {sizes}")
-    numbers = [s.slice_number for s in files]
-    if len(set(numbers)) != len(numbers):
-        raise DataError(f"{day_dir}: a slice number appears twice")
+    for a, b in zip(files, files[1:]):
+        if a.slice_number == b.slice_number:
+            raise DataError(f"{day_dir}: slice {a.slice_number} appears twice ({a.path.name} "
+                            f"and {b.path.name}); keep one")
+
     return ScanFiles(int(m.group(1)), int(m.group(2)), tuple(files))
 
 

@@ -88,8 +88,9 @@ def match(scans: Sequence[ScanFiles], labels: dict[str, dict[str, str]],
 
     * ``error`` (default): a train.csv id without an image, or an image without rows, stops
       with a message naming it;
-    * ``drop``: an id without an image is left out; an image without rows leaves out its
-      whole case-day (a scan with a hole would give its neighbours wrong 2.5D context).
+    * ``drop``: an id without an image is left out; an image without rows, or a hole in a
+      scan's slice numbers, leaves out its whole case-day (a scan with a hole would give its
+      neighbours wrong 2.5D context).
       Both are reported in the returned ``dropped``.
 
     Ids of the case-days in ``drop_case_days`` are not expected to have images.
@@ -121,6 +122,22 @@ def match(scans: Sequence[ScanFiles], labels: dict[str, dict[str, str]],
         raise DataError(f"{csv_path}: id {orphans[0]}{more} has no image under train/; restore "
                         f"the image, remove its rows, or set data.unmatched: drop")
     dropped.update((i, "no image under train/") for i in orphans)
+    # A hole in a scan's slice numbers (an image gone with its rows, or without them): 2.5D
+    # context and the 3-D metric would take the slices around it for neighbours.
+    for scan in list(kept):
+        gap = next(((a, b) for a, b in zip(scan.slices, scan.slices[1:])
+                    if b.slice_number != a.slice_number + 1), None)
+        if gap is None:
+            continue
+        a, b = gap
+        if unmatched == "error":
+            raise DataError(f"{a.path.parent}: slice {a.slice_number + 1} of {scan.case_day} "
+                            f"is missing (between {a.path.name} and {b.path.name}); restore "
+                            f"it, leave the case-day out (data.drop_case_days), or set "
+                            f"data.unmatched: drop")
+        kept.remove(scan)
+        dropped[scan.case_day] = (f"slice {a.slice_number + 1} is missing (its neighbours "
+                                  f"would be taken as adjacent)")
     dropped.update((cd, "listed in data.drop_case_days") for cd in drop_case_days
                    if any(i.startswith(f"{cd}_slice_") for i in labels))
     return kept, dropped
