@@ -91,3 +91,17 @@ def test_temporaries_a_killed_run_left_are_removed_when_a_run_begins(tmp_path):
     assert not list(run.glob(".partial-*"))
     folder.completed()
     folder.release()
+
+
+def test_records_inside_a_run_folder_are_refused(tmp_path):
+    from tf_medseg.run_dir import check_records_outside_runs
+    run = tmp_path / "run"
+    with pytest.raises(ConfigError, match="inside train.run_dir"):
+        check_records_outside_runs(str(run / "tfds"), run)
+    other = tmp_path / "other_run"
+    other.mkdir()
+    (other / "config.yaml").write_text("{}")
+    (other / "runtime.json").write_text("{}")
+    with pytest.raises(ConfigError, match=f"inside the run folder {other}"):
+        check_records_outside_runs(str(other / "records"), run)
+    check_records_outside_runs(str(tmp_path / "tfds"), run)

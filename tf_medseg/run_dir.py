@@ -320,3 +320,19 @@ def cv_exports(root: Path) -> list[Path]:
         raise MedsegError(f"{missing[0]}: no export yet (an unfinished fold); rerun "
                           f"train.py with --folds to finish the cross-validation")
     return [p / "saved_model" for p in folds]
+
+
+def check_records_outside_runs(data_dir: str, run_dir: Path) -> None:
+    """``data.data_dir`` (the records' cache) outside every run folder: records inside one
+    would go with it (``--overwrite`` moves a run aside) and make it impossible to replace.
+    A run folder is recognised by its ``runtime.json`` beside ``config.yaml``."""
+    from tf_medseg.files import is_within
+    records = Path(os.path.realpath(os.path.expanduser(data_dir)))
+    if is_within(records, run_dir):
+        raise ConfigError(f"data.data_dir {data_dir}: inside train.run_dir {run_dir}; keep "
+                          f"the records outside the run folder (e.g. the default "
+                          f"~/tensorflow_datasets)")
+    for folder in (records, *records.parents):
+        if (folder / "runtime.json").is_file() and (folder / "config.yaml").is_file():
+            raise ConfigError(f"data.data_dir {data_dir}: inside the run folder {folder}; "
+                              f"keep the records outside run folders")

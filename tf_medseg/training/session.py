@@ -38,7 +38,13 @@ import tensorflow as tf
 from tf_medseg.config import Config, dump_config
 from tf_medseg.errors import TrainingError
 from tf_medseg.files import atomic_write
-from tf_medseg.run_dir import RunDir, check_run_dir, identity, read_json
+from tf_medseg.run_dir import (
+    RunDir,
+    check_records_outside_runs,
+    check_run_dir,
+    identity,
+    read_json,
+)
 from tf_medseg.training.callbacks import NanGuard
 from tf_medseg.training.checkpoints import Backup, read_history
 from tf_medseg.training.experiment import Experiment
@@ -134,6 +140,8 @@ def set_up(config: Config, overwrite: bool) -> Session:
     check_global_batch(config, strategy)
     check_memory(config)
     run = RunDir(check_run_dir(config.train.run_dir)) if chief else None
+    if chief:
+        check_records_outside_runs(config.data.data_dir, run.path)
     session = Session(config, strategy, chief, policy, jit, run, identity(config, policy),
                       overwrite)
     if chief:
