@@ -303,7 +303,7 @@ def test_evaluate_output_over_a_file_or_a_run_is_refused(finished, tmp_path, cap
     ("train.threshold=0", "train.threshold: must be between 0 and 1"),
     ("train.threshold=1.0", "train.threshold: must be between 0 and 1"),
     ("train.seed=-1", "train.seed: must be >= 0"),
-    ("train.seed=18446744073709551616", "train.seed: must be <="),
+    ("train.seed=18446744073709551616", "train.seed: must be at most 2,147,483,647"),
     ("data.phantom_seed=-3", "data.phantom_seed: must be >= 0"),
     ("data.context=[0,1000000]", "data.context: must contain 0, no repeats, offsets within"),
     ("train.max_minutes=0", "train.max_minutes: must be > 0"),
