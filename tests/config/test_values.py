@@ -23,6 +23,8 @@ from tf_medseg.errors import ConfigError
     ("data.shuffle_buffer=100000000000000000000", r"data\.shuffle_buffer: must be at most"),
     ("train.warmup_epochs=1e308", r"train\.warmup_epochs: must be <= 100000"),
     ("data.phantom_cases=1000000", r"data\.phantom_cases: must be <= 10000"),
+    ("train.steps_per_epoch=10000000", r"train\.steps_per_epoch: must be <= 1000000"),
+    ("data.spacing=[1000000.0,1000000.0]", r"data\.spacing: must be <= 100\.0"),
     ("data.source=uwmgi", r"data\.root: required when data\.source is uwmgi"),
     ("data.image_size=[100,100]", r"data\.image_size: 100x100 must be divisible by"),
     ("train.learning_rate=[1]", r"train\.learning_rate: expected number"),

@@ -434,6 +434,32 @@ def test_an_empty_train_csv_is_refused(kaggle_copy, tmp_path, capsys, content, m
 
 # ----------------------------------------------------------------------- damaged state
 
+@pytest.mark.parametrize("damage,message", [
+    ("variables", "the export's variables/ are missing"),
+    ("data", "the SavedModel cannot be loaded"),
+    ("pb", "the SavedModel cannot be loaded"),
+    ("labels", "damaged export metadata")])
+def test_a_damaged_export_is_one_line(finished, slices, tmp_path, capsys, damage, message):
+    _, run, _ = finished
+    model = tmp_path / "model"
+    shutil.copytree(run / "saved_model", model)
+    if damage == "variables":
+        shutil.rmtree(model / "variables")
+    elif damage == "data":
+        for p in (model / "variables").glob("variables.data-*"):
+            p.unlink()
+    elif damage == "pb":
+        pb = (model / "saved_model.pb").read_bytes()
+        (model / "saved_model.pb").write_bytes(pb[:len(pb) // 3])
+    else:
+        meta = json.loads((model / "metadata.json").read_text())
+        (model / "metadata.json").write_text(json.dumps({**meta, "labels": "organs"}))
+    err = one_line_error(capsys, predict_main(["--model", str(model), "--input",
+                                               str(slices[0]), "--output",
+                                               str(tmp_path / "s.csv")]))
+    assert message in err and not (tmp_path / "s.csv").exists()
+
+
 @pytest.mark.parametrize("content,message", [
     ("{not json", "damaged export metadata (Expecting"),
     ('{"classes": ["a"]}', "damaged export metadata (no 'context_offsets')"),
@@ -539,3 +565,21 @@ def test_data_root_that_is_a_file_and_phantom_out_mistakes(tmp_path, capsys):
 def test_benchmark_rejects_nonsense(tiny_phantom, capsys, args, message):
     err = one_line_error(capsys, main(["benchmark", "--data-root", str(tiny_phantom), *args]))
     assert err.startswith(f"error: {message}")
+
+
+def test_a_plain_training_into_a_cross_validation_folder_is_refused(tmp_path, capsys):
+    cv = tmp_path / "cv"
+    (cv / "fold_0").mkdir(parents=True)
+    overrides = [o for o in tiny_overrides(tmp_path) if not o.startswith("train.run_dir")]
+    err = one_line_error(capsys, train_main(["--config", "tiny.yaml", "--set", *overrides,
+                                             f"train.run_dir={cv}"]))
+    assert "holds a cross-validation (fold_K/ folders); continue it with --folds" in err
+    assert sorted(p.name for p in cv.iterdir()) == ["fold_0"]
+
+
+def test_records_inside_the_run_folder_are_refused(tmp_path, capsys):
+    overrides = [o for o in tiny_overrides(tmp_path) if not o.startswith("data.data_dir")]
+    run = [o for o in overrides if o.startswith("train.run_dir=")][0].split("=", 1)[1]
+    err = one_line_error(capsys, train_main(["--config", "tiny.yaml", "--set", *overrides,
+                                             f"data.data_dir={run}/records"]))
+    assert "inside train.run_dir" in err

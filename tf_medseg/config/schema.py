@@ -100,7 +100,7 @@ class DataConfig:
     spacing: Optional[tuple[float, float]] = _field(
         None, "resample slices in-plane to this [row, column] pixel size in mm (before "
               "resizing to data.image_size); null keeps the data's own grid. The records keep "
-              "the stored grid, so changing it needs no rebuild", min=0.01)
+              "the stored grid, so changing it needs no rebuild", min=0.01, max=100.0)
     group_pattern: Optional[str] = _field(
         None, "nnunet, decathlon, folder: a regular expression on the case (file) name whose "
               "first group (or whole match) names the patient, so that one patient's cases "
@@ -222,7 +222,8 @@ class TrainConfig:
     """The ``train:`` section: optimisation, hardware and the run directory."""
 
     epochs: int = _field(20, "training epochs", min=1)
-    steps_per_epoch: Optional[int] = _field(None, "optional cap on steps per epoch", min=1)
+    steps_per_epoch: Optional[int] = _field(None, "optional cap on steps per epoch", min=1,
+                                            max=1_000_000)
     learning_rate: float = _field(1e-3, "peak learning rate (reached after the warm-up)",
                                   min=0.0)
     optimizer: Literal["adamw", "adam"] = _field(

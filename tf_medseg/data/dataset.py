@@ -36,8 +36,9 @@ def fold_cases(cases: Sequence[int], fold: int, num_folds: int) -> tuple[list[in
     """
     cases = sorted(int(c) for c in cases)
     if len(cases) < num_folds:
-        raise DataError(f"the data set has {len(cases)} case(s), fewer than data.num_folds "
-                        f"({num_folds}); lower data.num_folds")
+        raise DataError(f"the data set has {len(cases)} patient(s) (cases grouped by "
+                        f"data.group_pattern where it is set), fewer than data.num_folds "
+                        f"({num_folds}); lower data.num_folds or check data.group_pattern")
     order = np.random.default_rng(FOLD_SEED).permutation(cases)
     val = sorted(int(c) for i, c in enumerate(order) if i % num_folds == fold)
     train = sorted(c for c in cases if c not in val)

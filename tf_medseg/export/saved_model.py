@@ -93,7 +93,17 @@ def load_signatures(model_dir: Path, names, label: str):
     """The loaded SavedModel, after checking it has the signatures ``names`` (one-line
     MedsegError if not)."""
     from tf_medseg.errors import MedsegError
-    loaded = tf.saved_model.load(str(model_dir))
+    if not (model_dir / "variables" / "variables.index").is_file():
+        raise MedsegError(f"{label}: the export's variables/ are missing (expected "
+                          f"{model_dir / 'variables' / 'variables.index'}); export the model "
+                          f"again (train.py over its run folder)")
+    try:
+        loaded = tf.saved_model.load(str(model_dir))
+    except Exception as exc:  # noqa: BLE001 (TensorFlow raises many types for damaged files)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise MedsegError(f"{label}: the SavedModel cannot be loaded, its saved_model.pb or "
+                          f"variables/ are damaged ({first}); export the model again "
+                          f"(train.py over its run folder)") from None
     missing = sorted(set(names) - set(loaded.signatures))
     if missing:
         raise MedsegError(f"{label}: this export has no {missing[0]!r} signature; export it "

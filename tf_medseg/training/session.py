@@ -36,13 +36,14 @@ import keras
 import tensorflow as tf
 
 from tf_medseg.config import Config, dump_config
-from tf_medseg.errors import TrainingError
+from tf_medseg.errors import ConfigError, TrainingError
 from tf_medseg.files import atomic_write
 from tf_medseg.run_dir import (
     RunDir,
     check_records_outside_runs,
     check_run_dir,
     identity,
+    is_cv_run,
     read_json,
 )
 from tf_medseg.training.callbacks import NanGuard
@@ -142,6 +143,10 @@ def set_up(config: Config, overwrite: bool) -> Session:
     run = RunDir(check_run_dir(config.train.run_dir)) if chief else None
     if chief:
         check_records_outside_runs(config.data.data_dir, run.path)
+        if is_cv_run(run.path):
+            raise ConfigError(f"train.run_dir {run.path}: holds a cross-validation (fold_K/ "
+                              f"folders); continue it with --folds, or give another "
+                              f"train.run_dir")
     session = Session(config, strategy, chief, policy, jit, run, identity(config, policy),
                       overwrite)
     if chief:

@@ -65,7 +65,8 @@ def schema_of(labels_dir: Path, predictions: Path | None, model, dataset_json) -
 
 
 def _schema_from_json(path: Path) -> LabelSchema:
-    from tf_medseg.data.sources.volume_index import _classes_from_labels, read_json
+    from tf_medseg.data.sources.declarations import classes_from_labels
+    from tf_medseg.data.sources.volume_index import read_json
     meta = read_json(path, "a dataset.json or labels.json")
     labels = meta.get("labels") if isinstance(meta, dict) and "labels" in meta else meta
     if isinstance(labels, list):  # labels.json: one binary mask per class
@@ -74,7 +75,7 @@ def _schema_from_json(path: Path) -> LabelSchema:
     if isinstance(labels, dict) and labels and all(str(k).isdigit() for k in labels):
         labels = {str(v): int(k) for k, v in labels.items()}  # Decathlon: value -> name
     regions = meta.get("regions_class_order") if isinstance(meta, dict) else None
-    schema, _ = _classes_from_labels(labels, path, nnunet=True, regions_order=regions)
+    schema, _ = classes_from_labels(labels, path, nnunet=True, regions_order=regions)
     return schema
 
 

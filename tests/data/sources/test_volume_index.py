@@ -93,3 +93,10 @@ def test_a_class_name_that_is_not_a_folder_name(tmp_path, name):
     root = write_folder(tmp_path / "f", per_class=True, images=2)
     (root / "labels.json").write_text(json.dumps(["ball", name]))
     assert "a list of class names" in error_of(volumes.index_source, "folder", root)
+
+
+def test_num_training_as_a_string_says_so(nnunet):
+    meta = json.loads((nnunet / "dataset.json").read_text())
+    (nnunet / "dataset.json").write_text(json.dumps({**meta, "numTraining": "2"}))
+    assert "numTraining is the string '2'; write it as a number (2, without quotes)" in \
+        error_of(volumes.index_source, "nnunet", nnunet)

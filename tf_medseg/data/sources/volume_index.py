@@ -43,6 +43,7 @@ from pathlib import Path
 
 from tf_medseg.data.images import read_2d, require_regular
 from tf_medseg.data.labels import MAX_CLASSES, LabelSchema
+from tf_medseg.data.sources.declarations import channel_names, classes_from_labels
 from tf_medseg.errors import DataError
 
 FORMATS = ("nnunet", "decathlon", "folder")
@@ -115,78 +116,6 @@ def _group_of(name: str, pattern: str | None, where: Path) -> str:
     return group
 
 
-def _int_label(value, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 65536:
-        raise DataError(f"{where}: label values must be whole numbers from 0 to 65535, got "
-                        f"{value!r}")
-    return value
-
-
-def _classes_from_labels(labels: dict, path: Path, nnunet: bool,
-                         regions_order=None) -> tuple[LabelSchema, frozenset[int]]:
-    """(label schema without channels, declared values) of an nnU-Net ``labels`` mapping
-    name -> value(s)."""
-    if not isinstance(labels, dict) or not labels:
-        raise DataError(f"{path}: 'labels' must be a mapping of class names to label values")
-    names, values, declared = [], [], {0}
-    region = False
-    for name, value in labels.items():
-        where = f"{path}: labels.{name}"
-        if isinstance(value, list):
-            if not nnunet or not value:
-                raise DataError(f"{where}: a list of label values (a region) needs at least "
-                                f"one value")
-            vals = tuple(_int_label(v, where) for v in value)
-            region = True
-        else:
-            vals = (_int_label(value, where),)
-        if name == "ignore":
-            raise DataError(f"{where}: nnU-Net's ignore label is not supported; relabel those "
-                            f"voxels or leave them out")
-        if vals == (0,):
-            continue  # background
-        if 0 in vals:
-            raise DataError(f"{where}: value 0 is the background and cannot be part of a "
-                            f"class")
-        names.append(str(name))
-        values.append(vals)
-        declared.update(vals)
-    if not names:
-        raise DataError(f"{path}: 'labels' declares no class besides the background")
-    if not region and len({v[0] for v in values}) != len(values):
-        raise DataError(f"{path}: two classes in 'labels' share a label value")
-    if len(names) > MAX_CLASSES:
-        raise DataError(f"{path}: {len(names)} classes; tf_medseg supports up to {MAX_CLASSES}")
-    if regions_order is not None and (not isinstance(regions_order, list) or not all(
-            isinstance(x, int) and not isinstance(x, bool) and 0 < x < 65536
-            for x in regions_order)):
-        raise DataError(f"{path}: regions_class_order must be a list of label values (whole "
-                        f"numbers from 1), got {regions_order!r}")
-    paint = tuple(v[0] for v in values) if not region else tuple(
-        int(x) for x in regions_order) if regions_order else tuple(range(1, len(names) + 1))
-    if region and len(paint) != len(names):
-        raise DataError(f"{path}: regions_class_order has {len(paint)} entries for "
-                        f"{len(names)} regions")
-    labels = LabelSchema(classes=tuple(names), exclusive=not region, channels=(),
-                         metric="volume", encoding="labels", values=tuple(values), paint=paint)
-    return labels, frozenset(declared)
-
-
-def _channel_names(mapping, path: Path, key: str) -> tuple[str, ...]:
-    if not isinstance(mapping, dict) or not mapping:
-        raise DataError(f"{path}: '{key}' must be a mapping of channel numbers to names, "
-                        f"e.g. {{\"0\": \"T2\"}}")
-    try:
-        order = sorted(int(k) for k in mapping)
-    except ValueError:
-        raise DataError(f"{path}: the keys of '{key}' must be channel numbers 0, 1, ...") \
-            from None
-    if order != list(range(len(order))):
-        raise DataError(f"{path}: '{key}' must number the channels 0 to {len(order) - 1} "
-                        f"without gaps, got {sorted(mapping)}")
-    return tuple(str(mapping[str(k)] if str(k) in mapping else mapping[k]) for k in order)
-
-
 def index_nnunet(root: Path, group_pattern: str | None = None) -> SourceIndex:
     """Check an nnU-Net v2 raw folder and list its cases."""
     path = root / "dataset.json"
@@ -197,8 +126,8 @@ def index_nnunet(root: Path, group_pattern: str | None = None) -> SourceIndex:
         if key not in meta:
             raise DataError(f"{path}: '{key}' missing (nnU-Net v2 needs channel_names, "
                             f"labels, numTraining and file_ending)")
-    channels = _channel_names(meta["channel_names"], path, "channel_names")
-    schema, declared = _classes_from_labels(meta["labels"], path, nnunet=True,
+    channels = channel_names(meta["channel_names"], path, "channel_names")
+    schema, declared = classes_from_labels(meta["labels"], path, nnunet=True,
                                           regions_order=meta.get("regions_class_order"))
     ending = meta["file_ending"]
     if not isinstance(ending, str) or ending.lower() not in ENDINGS:
@@ -227,6 +156,9 @@ def index_nnunet(root: Path, group_pattern: str | None = None) -> SourceIndex:
         raise DataError(f"{root / 'imagesTr' / strays[0]}: no label map in labelsTr/ for this "
                         f"image (or a channel number beyond channel_names)")
     n = meta["numTraining"]
+    if isinstance(n, str):
+        raise DataError(f"{path}: numTraining is the string {n!r}; write it as a number "
+                        f"({len(cases)}, without quotes)")
     if not isinstance(n, int) or isinstance(n, bool) or n != len(cases):
         raise DataError(f"{path}: numTraining is {n!r} but labelsTr/ holds {len(cases)} "
                         f"case(s); correct numTraining")
@@ -263,7 +195,7 @@ def index_decathlon(root: Path, group_pattern: str | None = None) -> SourceIndex
         if key not in meta:
             raise DataError(f"{path}: '{key}' missing (a Decathlon dataset.json has modality, "
                             f"labels and training)")
-    channels = _channel_names(meta["modality"], path, "modality")
+    channels = channel_names(meta["modality"], path, "modality")
     labels = meta["labels"]
     if not isinstance(labels, dict):
         raise DataError(f"{path}: 'labels' must map label values to names, e.g. "
@@ -282,7 +214,7 @@ def index_decathlon(root: Path, group_pattern: str | None = None) -> SourceIndex
             raise DataError(f"{path}: labels.{value}: the name {name!r} is also label value "
                             f"{by_name[str(name)]}; every label value needs its own name")
         by_name[str(name)] = number
-    schema, declared = _classes_from_labels(by_name, path, nnunet=False)
+    schema, declared = classes_from_labels(by_name, path, nnunet=False)
     training = meta["training"]
     if not isinstance(training, list) or not training:
         raise DataError(f"{path}: 'training' must be a non-empty list of "
@@ -338,7 +270,7 @@ def index_folder(root: Path, group_pattern: str | None = None) -> SourceIndex:
                              metric="volume", encoding="bits")
         declared = frozenset()
     elif isinstance(labels, dict):
-        schema, declared = _classes_from_labels(labels, path, nnunet=False)
+        schema, declared = classes_from_labels(labels, path, nnunet=False)
     else:
         raise DataError(f"{path}: expected {{\"background\": 0, \"CLASS\": 1, ...}} (label "
                         f"maps) or [\"CLASS\", ...] (one mask folder per class)")
