@@ -105,3 +105,14 @@ def test_records_inside_a_run_folder_are_refused(tmp_path):
     with pytest.raises(ConfigError, match=f"inside the run folder {other}"):
         check_records_outside_runs(str(other / "records"), run)
     check_records_outside_runs(str(tmp_path / "tfds"), run)
+
+
+def test_a_lock_planted_as_a_symlink_is_one_line_and_its_target_untouched(tmp_path):
+    target = tmp_path / "precious"
+    target.write_text("mine")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".lock").symlink_to(target)
+    with pytest.raises(MedsegError, match=r"\.lock: a symlink where the run's lock belongs"):
+        RunLock(run).acquire()
+    assert target.read_text() == "mine"

@@ -104,8 +104,15 @@ class RunLock:
         if fcntl is None:
             return
         for _ in range(5):  # the lock file may be removed by its owner as we open it
-            f = open(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644),
-                     "r+")
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            except OSError as exc:
+                if os.path.islink(self.path):
+                    raise MedsegError(f"{self.path}: a symlink where the run's lock belongs; "
+                                      f"remove it (its target is left alone)") from None
+                raise MedsegError(f"{self.path}: cannot create the run's lock "
+                                  f"({exc.strerror})") from None
+            f = open(fd, "r+")
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
