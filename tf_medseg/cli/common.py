@@ -107,6 +107,12 @@ def add_set_argument(parser: argparse.ArgumentParser) -> None:
                              "data.image_size=[64,64]")
 
 
+def figure(result: dict, key: str) -> str:
+    """``KEY 0.1234`` for a summary line, ``KEY n/a`` where the value is missing or NaN."""
+    value = result.get(key)
+    return f"{key} {value:.4f}" if value is not None and value == value else f"{key} n/a"
+
+
 def run_command(fn) -> int:
     """``fn()``; its exit status: 0, 2 for a user error (printed as one line), 130 for ^C."""
     try:

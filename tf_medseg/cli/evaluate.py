@@ -8,6 +8,7 @@ from typing import Sequence
 from tf_medseg.cli.common import (
     add_set_argument,
     add_verbose_argument,
+    figure,
     prog,
     quiet_tensorflow,
     run_command,
@@ -58,8 +59,7 @@ def _evaluate(args) -> None:
                                        postprocess=not args.no_postprocess)
 
     def shown(key):
-        value = result.get(key)
-        return f"{key} {value:.4f}" if value is not None and value == value else f"{key} n/a"
+        return figure(result, key)
     classes = [k[5:] for k in result if k.startswith("dice_") and not
                k.startswith("dice_pooled")]
     print(f"{args.split}: " + ", ".join(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
-from tf_medseg.cli.common import add_verbose_argument, prog, quiet_tensorflow, run_command
+from tf_medseg.cli.common import add_verbose_argument, figure, prog, quiet_tensorflow, run_command
 
 
 def evaluate_folder_main(argv: Sequence[str] | None = None) -> int:
@@ -47,8 +47,7 @@ def _evaluate_folder(args) -> None:
                                   dataset_json=args.dataset_json)
 
     def shown(key):
-        value = result.get(key)
-        return f"{key} {value:.4f}" if value is not None and value == value else f"{key} n/a"
+        return figure(result, key)
     print(f"Scored {result['scored_cases']} case(s): " + ", ".join(
         shown(k) for k in ("dice", "hd95")) + "; " +
         ", ".join(shown(f"dice_{c}") for c in result["classes"]) + f"; report in {out}")

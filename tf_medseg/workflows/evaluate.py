@@ -43,8 +43,13 @@ def check_report_dir(out: Path, model_dir: Path, config: Config) -> None:
     the model and the data (one-line errors)."""
     check_output_path(out, "--output", "folder")
     check_outside(out, "--output", {"--model": model_dir, "data.root": config.data.root})
+    check_only_a_report(out)
+
+
+def check_only_a_report(out: Path, also: tuple[str, ...] = ()) -> None:
+    """``out`` is new, empty, or holds an earlier report (and the entries ``also``) only."""
     if out.is_dir():
-        other = sorted(p.name for p in out.iterdir() if p.name not in REPORT_FILES
+        other = sorted(p.name for p in out.iterdir() if p.name not in (*REPORT_FILES, *also)
                        and not p.name.startswith(PARTIAL))
         if other:
             raise MedsegError(f"--output {out}: holds other files than a report ("

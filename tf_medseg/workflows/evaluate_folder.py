@@ -184,8 +184,9 @@ def evaluate_folder(labels, *, predictions=None, model=None, images=None, out_di
                     dataset_json=None, progress: bool = True) -> tuple[dict, Path]:
     """Score ``predictions`` (or ``model``'s predictions of ``images``) against ``labels``
     and write the report to ``out_dir``; (aggregate, report folder)."""
-    from tf_medseg.evaluation.scoring import REPORT_FILES, write_report
-    from tf_medseg.files import PARTIAL, check_output_path, check_outside
+    from tf_medseg.evaluation.scoring import write_report
+    from tf_medseg.files import check_output_path, check_outside
+    from tf_medseg.workflows.evaluate import check_only_a_report
     labels = Path(labels).expanduser()
     if (predictions is None) == (images is None) or (images is not None and model is None):
         raise MedsegError("give --predictions PRED, or --model MODEL with --images IMAGES "
@@ -204,12 +205,7 @@ def evaluate_folder(labels, *, predictions=None, model=None, images=None, out_di
     inputs = {"--labels": labels, "--images": images,
               "--predictions": predictions, "--model": None}
     check_outside(out, "--output", inputs)
-    if out.is_dir():
-        other = sorted(p.name for p in out.iterdir() if p.name not in
-                       (*REPORT_FILES, PREDICTIONS) and not p.name.startswith(PARTIAL))
-        if other:
-            raise MedsegError(f"--output {out}: holds other files than a report ("
-                              f"{', '.join(other[:3])}); give a new or empty folder")
+    check_only_a_report(out, also=(PREDICTIONS,))
     schema = schema_of(labels, Path(predictions).expanduser() if predictions else None,
                        model, dataset_json)
     if schema.metric == "competition" and images is not None:
