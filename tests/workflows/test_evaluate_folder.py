@@ -79,6 +79,25 @@ def test_png_predictions_against_labels_with_a_dataset_json(tmp_path):
 
 
 @pytest.mark.slow
+def test_tif_labels_pair_with_png_predictions_and_two_endings_are_refused(tmp_path):
+    root = write_nnunet_2d(tmp_path / "Dataset003_Tif", cases=2)
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    for p in sorted((root / "labelsTr").iterdir()):
+        cv2.imwrite(str(labels / (p.stem + ".tif")), cv2.imread(str(p), cv2.IMREAD_UNCHANGED))
+    pred = tmp_path / "pred"
+    _shifted_copy(root / "labelsTr", pred, ".png")
+    result, _ = evaluate_folder(labels, predictions=pred, out_dir=tmp_path / "report",
+                                dataset_json=root / "dataset.json", progress=False)
+    png, _ = evaluate_folder(root / "labelsTr", predictions=pred, out_dir=tmp_path / "png",
+                             dataset_json=root / "dataset.json", progress=False)
+    assert result["scored_cases"] == 2 and result["dice"] == pytest.approx(png["dice"])
+    shutil.copy(root / "labelsTr" / "img_000.png", labels)
+    with pytest.raises(MedsegError, match="two label files of case img_000"):
+        evaluate_folder(labels, predictions=pred, out_dir=tmp_path / "report",
+                        dataset_json=root / "dataset.json", progress=False)
+
+
 def test_fold_all_trains_on_every_case_and_scores_an_external_folder(tmp_path, capsys):
     from tf_medseg.cli import main
     from tf_medseg.config import load_config

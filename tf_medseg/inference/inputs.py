@@ -36,7 +36,7 @@ import numpy as np
 
 from tf_medseg.data.images import png_header
 from tf_medseg.data.sources import kaggle, volumes
-from tf_medseg.data.sources.volume_index import NIFTI_ENDINGS, _ending, _stem
+from tf_medseg.data.sources.volume_index import NIFTI_ENDINGS, file_ending, strip_ending
 from tf_medseg.errors import DataError
 from tf_medseg.export.contract import Contract
 
@@ -159,12 +159,12 @@ def read_slices(case: InputCase) -> np.ndarray:
 def find_cases(root: Path, channels: int, colour: bool = False) -> list[InputCase]:
     """The cases of a folder of NIfTI volumes or 2D images; ``colour``: the model's channels
     are one colour image's R, G, B."""
-    if (root / "images").is_dir() and not any(_ending(p.name) for p in root.iterdir()
+    if (root / "images").is_dir() and not any(file_ending(p.name) for p in root.iterdir()
                                               if p.is_file()):
         root = root / "images"
     # Every file the readers open is checked to be a regular file first (no FIFO blocks).
     files = sorted(p for p in root.iterdir() if not p.is_dir() and not p.name.startswith("."))
-    found = [(p, _ending(p.name)) for p in files]
+    found = [(p, file_ending(p.name)) for p in files]
     found = [(p, e) for p, e in found if e]
     if not found:
         raise DataError(f"--input {root}: no NIfTI (.nii.gz, .nii) or image (.png, .tif) "
@@ -178,7 +178,7 @@ def find_cases(root: Path, channels: int, colour: bool = False) -> list[InputCas
     groups: dict[str, dict[int, Path]] = {}
     plain = []
     for path, _ in found:
-        stem = _stem(path.name, ending)
+        stem = strip_ending(path.name, ending)
         m = CHANNEL_RE.match(stem)
         if m:
             groups.setdefault(m["case"], {})[int(m["channel"])] = path
@@ -191,7 +191,7 @@ def find_cases(root: Path, channels: int, colour: bool = False) -> list[InputCas
         if channels != 1 and form == "image" and not colour:
             raise DataError(f"{plain[0]}: the model takes {channels} channels; name the files "
                             f"CASE_0000{ending}, CASE_0001{ending}, ...")
-        return [InputCase(_stem(p.name, ending), form, (p,), ending=ending) for p in plain]
+        return [InputCase(strip_ending(p.name, ending), form, (p,), ending=ending) for p in plain]
     cases = []
     for case, by_channel in sorted(groups.items()):
         missing = [k for k in range(channels) if k not in by_channel]

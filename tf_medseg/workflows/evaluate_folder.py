@@ -8,14 +8,15 @@ with no training config.
     python -m tf_medseg evaluate-folder --model RUN_DIR/saved_model --images IMAGES \\
         --labels LABELS [--output DIR]
 
-Files are paired by name (``CASE.nii.gz`` / ``CASE.nii`` or ``NAME.png``; for overlapping
-classes of a 2D folder data set ``CLASS/NAME.png``); every prediction needs its label and every
-label its prediction. What the label values mean comes from the model's ``metadata.json``
-(``--model``, or the models ``PRED/prediction.json`` names), else from ``--dataset-json`` (an
-nnU-Net or Decathlon ``dataset.json``, a folder data set's ``labels.json``), else from a
-``dataset.json`` / ``labels.json`` beside LABELS. The report is evaluate's for volume data:
-``metrics.json`` and ``cases.csv`` with per case and class 3-D Dice and HD95 (mm from the NIfTI
-header; pixels for PNG), and with ``--model`` the predictions in ``DIR/predictions/``.
+Files are paired by name (``CASE.nii.gz`` / ``CASE.nii`` or ``NAME.png`` / ``.tif``; for
+overlapping classes of a 2D folder data set ``CLASS/NAME.png``); every prediction needs its
+label and every label its prediction. What the label values mean comes from the model's
+``metadata.json`` (``--model``, or the models ``PRED/prediction.json`` names), else from
+``--dataset-json`` (an nnU-Net or Decathlon ``dataset.json``, a folder data set's
+``labels.json``), else from a ``dataset.json`` / ``labels.json`` beside LABELS. The report
+is evaluate's for volume data: ``metrics.json`` and ``cases.csv`` with per case and class 3-D
+Dice and HD95 (mm from the NIfTI header; pixels for PNG), and with ``--model`` the predictions
+in ``DIR/predictions/``.
 """
 
 from __future__ import annotations
@@ -28,18 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from tf_medseg.data.labels import LabelSchema
+from tf_medseg.data.sources.volume_index import IMAGE_ENDINGS, file_ending, strip_ending
 from tf_medseg.errors import MedsegError
 
 PREDICTIONS = "predictions"
-ENDINGS = (".nii.gz", ".nii", ".png")
-
-
-def _stem(name: str) -> str | None:
-    lower = name.lower()
-    for ending in ENDINGS:
-        if lower.endswith(ending):
-            return name[:-len(ending)]
-    return None
 
 
 def schema_of(labels_dir: Path, predictions: Path | None, model, dataset_json) -> LabelSchema:
@@ -82,7 +75,7 @@ def _schema_from_json(path: Path) -> LabelSchema:
 def _read(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
     """(label map as (A0, A1, A2), spacing) of a NIfTI or PNG label file."""
     from tf_medseg.data.images import read_2d
-    if path.name.lower().endswith(".png"):
+    if file_ending(path.name) in IMAGE_ENDINGS:
         return read_2d(path, label=True)[..., None], (1.0, 1.0, 1.0)
     from tf_medseg.data.sources.volumes import _load_nifti
     img = _load_nifti(path)
@@ -124,8 +117,14 @@ def _cases(folder: Path, option: str, per_class: tuple[str, ...]) -> dict[str, l
             if not sub.is_dir():
                 raise MedsegError(f"{option} {folder}: no {cls}/ folder (overlapping classes "
                                   f"are one CLASS/NAME.png mask per class)")
-            for p in sorted(sub.glob("*.png")):
-                found.setdefault(p.stem, [None] * len(per_class))[k] = p
+            for p in sorted(sub.iterdir()):
+                ending = file_ending(p.name)
+                if ending in IMAGE_ENDINGS and p.is_file():
+                    files = found.setdefault(strip_ending(p.name, ending), [None] * len(per_class))
+                    if files[k] is not None:
+                        raise MedsegError(f"{option} {files[k]} and {p.name}: two masks of "
+                                          f"one image; keep one of them")
+                    files[k] = p
         for case, files in found.items():
             if None in files:
                 missing = per_class[files.index(None)]
@@ -134,15 +133,16 @@ def _cases(folder: Path, option: str, per_class: tuple[str, ...]) -> dict[str, l
         return found
     cases: dict[str, list[Path]] = {}
     for p in sorted(folder.iterdir()):
-        stem = _stem(p.name)
-        if stem is None or not p.is_file():
+        ending = file_ending(p.name)
+        if ending is None or not p.is_file():
             continue
+        stem = strip_ending(p.name, ending)
         if stem in cases:
             raise MedsegError(f"{option} {p}: two label files of case {stem} "
                               f"({cases[stem][0].name} and {p.name})")
         cases[stem] = [p]
     if not cases:
-        raise MedsegError(f"{option} {folder}: no label maps (.nii.gz, .nii or .png) found")
+        raise MedsegError(f"{option} {folder}: no label maps (.nii.gz, .nii, .png or .tif) found")
     return cases
 
 

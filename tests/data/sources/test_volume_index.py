@@ -100,3 +100,39 @@ def test_num_training_as_a_string_says_so(nnunet):
     (nnunet / "dataset.json").write_text(json.dumps({**meta, "numTraining": "2"}))
     assert "numTraining is the string '2'; write it as a number (2, without quotes)" in \
         error_of(volumes.index_source, "nnunet", nnunet)
+
+
+def test_symlinked_files_are_followed_and_keep_the_link_name(tmp_path, nnunet):
+    """A symlink inside the folder may point anywhere (data kept elsewhere to save disk), in
+    every source; only a path in dataset.json that leaves the folder is refused."""
+    root = write_decathlon(tmp_path / "Task03", cases=2)
+    elsewhere = tmp_path / "store"
+    elsewhere.mkdir()
+    kept = root / "imagesTr" / "TASK_001.nii.gz"
+    kept.rename(elsewhere / "other_name.nii.gz")
+    kept.symlink_to(elsewhere / "other_name.nii.gz")
+    index = volumes.index_source("decathlon", root)
+    assert [c.case for c in index.cases] == ["TASK_000", "TASK_001"]
+    assert index.cases[1].images[0] == kept
+    label = nnunet / "labelsTr" / "case_000.nii.gz"
+    label.rename(elsewhere / "label.nii.gz")
+    label.symlink_to(elsewhere / "label.nii.gz")
+    assert volumes.index_source("nnunet", nnunet).cases[0].label == label
+    meta = json.loads((root / "dataset.json").read_text())
+    meta["training"][1]["image"] = "../store/other_name.nii.gz"
+    (root / "dataset.json").write_text(json.dumps(meta))
+    message = error_of(volumes.index_source, "decathlon", root)
+    assert "'../store/other_name.nii.gz' points outside the data set folder" in message
+    assert "symlink" in message
+
+
+def test_one_name_with_two_endings_names_both_files(tmp_path):
+    root = write_folder(tmp_path / "pngs", images=2)
+    (root / "images" / "p00_slice0.tif").write_bytes((root / "images" / "p00_slice0.png")
+                                                      .read_bytes())
+    message = error_of(volumes.index_source, "folder", root)
+    assert "p00_slice0.png and p00_slice0.tif: two images of one name" in message
+    (root / "images" / "p00_slice0.tif").unlink()
+    (root / "masks" / "p00_slice1.tif").write_bytes(b"x")
+    message = error_of(volumes.index_source, "folder", root)
+    assert "p00_slice1.png and p00_slice1.tif: two masks for the image p00_slice1.png" in message

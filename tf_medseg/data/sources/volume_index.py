@@ -38,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -80,12 +81,12 @@ class SourceIndex:
         return sorted({c.group for c in self.cases})
 
 
-def _ending(name: str) -> str | None:
+def file_ending(name: str) -> str | None:
     lower = name.lower()
     return next((e for e in ENDINGS if lower.endswith(e)), None)
 
 
-def _stem(name: str, ending: str) -> str:
+def strip_ending(name: str, ending: str) -> str:
     return name[:-len(ending)]
 
 
@@ -142,7 +143,7 @@ def index_nnunet(root: Path, group_pattern: str | None = None) -> SourceIndex:
     labels = sorted(p for p in (root / "labelsTr").iterdir() if p.name.endswith(ending))
     cases = []
     for label in labels:
-        case = _stem(label.name, ending)
+        case = strip_ending(label.name, ending)
         images = tuple(root / "imagesTr" / f"{case}_{k:04d}{ending}" for k in range(len(channels)))
         for k, image in enumerate(images):
             if not image.is_file():
@@ -171,17 +172,22 @@ def _unsupported_files(folder: Path, ending: str) -> None:
         if p.name.startswith(".") or p.is_dir():
             continue
         if not p.name.endswith(ending):
-            found = _ending(p.name) or (p.suffix or p.name)
+            found = file_ending(p.name) or (p.suffix or p.name)
             raise DataError(f"{p}: unexpected file ending {found!r}; dataset.json's "
                             f"file_ending is {ending!r} (supported: {', '.join(ENDINGS)})")
 
 
 def _inside(root: Path, rel, where: str) -> Path:
+    """``rel`` as written in dataset.json must stay inside ``root`` (no ``..`` out of it, no
+    absolute path). A file there that is a symlink is followed, as in the nnU-Net and folder
+    sources: the case keeps the link's name, and nothing is ever written through it."""
     if not isinstance(rel, str) or not rel:
         raise DataError(f"{where}: expected a path relative to {root}")
-    path = (root / rel).resolve()
-    if not path.is_relative_to(root.resolve()):
-        raise DataError(f"{where}: {rel!r} points outside the data set folder {root}")
+    path = Path(os.path.normpath(root / rel))
+    if not path.is_relative_to(root):
+        raise DataError(f"{where}: {rel!r} points outside the data set folder {root}; "
+                        f"dataset.json names files inside it (a symlink inside it may point "
+                        f"elsewhere)")
     return path
 
 
@@ -230,12 +236,12 @@ def index_decathlon(root: Path, group_pattern: str | None = None) -> SourceIndex
             raise DataError(f"{where}: the image and the label are the same file "
                             f"({item['image']}); the label is the structure's label map")
         for p in (image, label):
-            if _ending(p.name) not in NIFTI_ENDINGS:
+            if file_ending(p.name) not in NIFTI_ENDINGS:
                 raise DataError(f"{p}: unsupported file ending; Decathlon images and labels "
                                 f"are NIfTI (.nii.gz or .nii)")
             if not p.is_file():
                 raise DataError(f"{p}: missing ({where} names it)")
-        case = _stem(image.name, _ending(image.name))
+        case = strip_ending(image.name, file_ending(image.name))
         if case in seen:
             raise DataError(f"{where}: case {case} is listed twice")
         seen.add(case)
@@ -280,11 +286,11 @@ def index_folder(root: Path, group_pattern: str | None = None) -> SourceIndex:
         raise DataError(f"{images_dir}: no images")
     cases = []
     for image in files:
-        ending = _ending(image.name)
+        ending = file_ending(image.name)
         if ending not in IMAGE_ENDINGS:
             raise DataError(f"{image}: unsupported file ending; images/ holds 2D "
                             f"{', '.join(IMAGE_ENDINGS)} files")
-        name = _stem(image.name, ending)
+        name = strip_ending(image.name, ending)
         if per_class:
             masks = tuple(_mask_file(masks_dir / c, name, image) for c in schema.classes)
             label = None
@@ -292,25 +298,32 @@ def index_folder(root: Path, group_pattern: str | None = None) -> SourceIndex:
             masks, label = (), _mask_file(masks_dir, name, image)
         cases.append(CaseFiles(name, _group_of(name, group_pattern, image), (image,), label,
                                masks))
-    if len({c.case for c in cases}) != len(cases):
-        raise DataError(f"{images_dir}: two images share a name with different endings")
+    by_case: dict[str, Path] = {}
+    for case in cases:
+        if case.case in by_case:
+            raise DataError(f"{by_case[case.case]} and {case.images[0].name}: two images of "
+                            f"one name {case.case!r} with different endings; keep one of them")
+        by_case[case.case] = case.images[0]
     first = read_2d(cases[0].images[0], label=False)
     channels = ("R", "G", "B") if first.ndim == 3 else ("grey",)
     schema = dataclasses.replace(schema, channels=channels)
     if not per_class:
         stray = sorted(p.name for p in masks_dir.iterdir() if p.is_file()
-                       and not p.name.startswith(".") and _ending(p.name)
-                       and _stem(p.name, _ending(p.name)) not in {c.case for c in cases})
+                       and not p.name.startswith(".") and file_ending(p.name)
+                       and strip_ending(p.name, file_ending(p.name)) not in {c.case for c in cases})
         if stray:
             raise DataError(f"{masks_dir / stray[0]}: a mask without its image in images/")
     return SourceIndex("folder", root, schema, declared, tuple(cases), ".png")
 
 
 def _mask_file(folder: Path, name: str, image: Path) -> Path:
-    for ending in IMAGE_ENDINGS:
-        if (folder / (name + ending)).is_file():
-            return folder / (name + ending)
-    raise DataError(f"{image}: no mask {folder / (name + '.png')} for this image")
+    found = [folder / (name + e) for e in IMAGE_ENDINGS if (folder / (name + e)).is_file()]
+    if not found:
+        raise DataError(f"{image}: no mask {folder / (name + '.png')} for this image")
+    if len(found) > 1:
+        raise DataError(f"{found[0]} and {found[1].name}: two masks for the image "
+                        f"{image.name}; keep one of them")
+    return found[0]
 
 
 def index_source(fmt: str, root: str | Path, group_pattern: str | None = None) -> SourceIndex:

@@ -23,11 +23,11 @@ from tf_medseg.data.sources.volume_index import (  # noqa: F401  (read through t
     NIFTI_ENDINGS,
     CaseFiles,
     SourceIndex,
-    _ending,
-    _stem,
+    file_ending,
     fingerprint,
     index_source,
     read_json,
+    strip_ending,
 )
 from tf_medseg.errors import DataError
 

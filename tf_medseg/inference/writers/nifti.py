@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tf_medseg.data.sources.volume_index import _ending
+from tf_medseg.data.sources.volume_index import file_ending
 from tf_medseg.files import atomic_open, temporary_path
 from tf_medseg.inference.writers.base import Writer
 
@@ -50,7 +50,7 @@ class NiftiWriter(Writer):
         out.header.set_slope_inter(1.0, 0.0)
         name = case.name + case.ending
         # nibabel picks gzip by the name's ending, so the temporary name keeps it.
-        with temporary_path(self.output / name, _ending(name)) as tmp:
+        with temporary_path(self.output / name, file_ending(name)) as tmp:
             nib.save(out, str(tmp))
         self.files.append(name)
         self.written.append(name)
