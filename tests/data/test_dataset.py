@@ -48,3 +48,18 @@ def test_configured_keeps_the_records_and_refuses_other_sources(tmp_path):
     moved = load_config("tiny.yaml", tiny_overrides(tmp_path) + ["data.phantom_seed=5"])
     with pytest.raises(ConfigError, match="^data.phantom_seed: 5 names other records"):
         data.configured(moved.data)
+
+
+def test_a_fine_spacing_that_would_blow_slices_up_is_one_line(tmp_path):
+    config = load_config("tiny.yaml", tiny_overrides(tmp_path))
+    data = DataSet.open(config.data)
+    scan = data.scans[0]
+    fine = load_config("tiny.yaml", tiny_overrides(tmp_path) + ["data.spacing=[0.01,0.01]"])
+    with pytest.raises(ConfigError) as err:
+        data.configured(fine.data)
+    message = str(err.value)
+    assert message.startswith("data.spacing [0.01, 0.01]: scan ") and "over 4096" in message
+    rows = round(scan.shape[1] * scan.spacing[1] / 0.01)
+    assert f"would become {rows} x " in message and "median" in message
+    coarse = load_config("tiny.yaml", tiny_overrides(tmp_path) + ["data.spacing=[3,3]"])
+    assert data.configured(coarse.data).config.spacing == (3.0, 3.0)

@@ -42,3 +42,15 @@ def test_resampling_to_a_spacing_keeps_integer_images_integer():
     probs = tf.random.uniform((2, 4, 4, 3))
     back = geometry.uncut(probs, axis, (8, 8))
     assert back.shape == (2, 8, 8, 3)
+
+
+def test_planar_sizes_and_the_oversized_bound_agree_with_cut():
+    volume = np.zeros((5, 40, 30, 1), np.float32)  # cut across axis 0 (the coarsest)
+    stored, mm, size = geometry.planar_sizes(volume.shape, (4, 1, 2), "auto", (0.5, 1))
+    assert (stored, mm, size) == ((40, 30), (1.0, 2.0), (80, 60))
+    slices, _ = geometry.cut(volume, (4, 1, 2), "auto", (0.5, 1))
+    assert tuple(slices.shape[1:3]) == size
+    assert geometry.oversized(volume.shape, (4, 1, 2), "auto", (0.5, 1)) is None
+    assert geometry.oversized(volume.shape, (4, 1, 2), "auto", None) is None
+    assert geometry.oversized(volume.shape, (4, 1, 2), "auto", (0.005, 1)) == (
+        "(40 x 30 pixels of 1 x 2 mm) would become 8000 x 60 pixels a slice, over 4096")

@@ -87,3 +87,14 @@ def test_masks_take_the_rules_or_the_threshold(two_models):
     assert ruled.masks(probs)[0, 0, 0].tolist() == [False, False, False]
     stricter = dataclasses.replace(contract, threshold=0.4)
     assert Predictor([], stricter).masks(probs)[0, 0, 0].tolist() == [True, True, True]
+
+
+def test_a_header_spacing_that_would_blow_slices_up_is_one_line_naming_the_file(two_models):
+    from tf_medseg.errors import DataError
+    contract, a, _, _ = two_models
+    at_spacing = dataclasses.replace(contract, spacing=(1.5, 1.5))
+    with pytest.raises(DataError, match=r"^scan.nii.gz: \(40 x 36 pixels of 400 x 400 mm\) would "
+                       r"become 10667 x 9600 pixels a slice, over 4096 at the model's spacing "
+                       r"\[1.5, 1.5\] mm; check the voxel spacing in its header$"):
+        Predictor.of_model(a, at_spacing).probabilities(_scan(), (500, 400, 400),
+                                                        name="scan.nii.gz")

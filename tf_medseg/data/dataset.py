@@ -70,6 +70,20 @@ class DataSet:
             ScanInfo(name, int(f["case"]), tuple(f["shape"]), tuple(f["spacing"]),
                      tuple(f["organ_slices"]), tuple(f["class_voxels"]))
             for name, f in sorted(self.metadata["scans"].items())]
+        self._check_resampled_size()
+
+    def _check_resampled_size(self) -> None:
+        """A fine ``data.spacing`` must not blow slices up (geometry.oversized): one line,
+        before any memory is spent."""
+        target, wanted = self.config.spacing, self.config.slice_axis
+        for scan in self.scans if target else ():
+            why = geometry.oversized(scan.shape, scan.spacing, wanted, target)
+            if why:
+                median = np.median([geometry.planar_sizes(s.shape, s.spacing, wanted)[1]
+                                    for s in self.scans], axis=0)
+                raise ConfigError(
+                    f"data.spacing {list(target)}: scan {scan.name} {why}; choose a spacing "
+                    f"near the data's own (median {median[0]:g} x {median[1]:g} mm) or null")
 
     @classmethod
     def open(cls, config: DataConfig) -> "DataSet":

@@ -22,6 +22,7 @@ import tensorflow as tf
 # perms[axis]: the transposition that brings ``axis`` first (the others keep their order).
 PERMS = ((0, 1, 2), (1, 0, 2), (2, 0, 1))
 INVERSE = ((0, 1, 2), (1, 0, 2), (1, 2, 0))
+MAX_RESAMPLED_SIDE = 4096  # pixels a side a slice may grow to when resampled to a spacing
 
 
 def slice_axis(shape: Sequence[int], spacing: Sequence[float], wanted="auto") -> int:
@@ -35,6 +36,31 @@ def slice_axis(shape: Sequence[int], spacing: Sequence[float], wanted="auto") ->
     spacing = [float(s) for s in spacing[:3]]
     coarsest = max(spacing)
     return max(i for i, s in enumerate(spacing) if s == coarsest)
+
+
+def planar_sizes(shape: Sequence[int], spacing: Sequence[float], wanted="auto",
+                 target: Sequence[float] | None = None):
+    """((rows, columns) stored, their spacing mm, (rows, columns) at ``target`` mm) of the
+    slices of a volume of ``shape`` and ``spacing``: what :func:`cut` makes, in numpy."""
+    rows, cols = PERMS[slice_axis(shape, spacing, wanted)][1:]
+    stored = (int(shape[rows]), int(shape[cols]))
+    mm = (float(spacing[rows]), float(spacing[cols]))
+    if not target:
+        return stored, mm, stored
+    size = tuple(max(int(round(n * s / float(t))), 1) for n, s, t in zip(stored, mm, target))
+    return stored, mm, size
+
+
+def oversized(shape: Sequence[int], spacing: Sequence[float], wanted="auto",
+              target: Sequence[float] | None = None) -> str | None:
+    """Why slices of a volume of ``shape`` and ``spacing`` resampled to ``target`` mm would be
+    too large (over MAX_RESAMPLED_SIDE pixels a side, or their stored size where larger), as
+    the end of a message; None when they are not."""
+    stored, mm, size = planar_sizes(shape, spacing, wanted, target)
+    if all(n <= max(MAX_RESAMPLED_SIDE, m) for n, m in zip(size, stored)):
+        return None
+    return (f"({stored[0]} x {stored[1]} pixels of {mm[0]:g} x {mm[1]:g} mm) would become "
+            f"{size[0]} x {size[1]} pixels a slice, over {MAX_RESAMPLED_SIDE}")
 
 
 def _axis_tensor(shape: tf.Tensor, spacing: tf.Tensor, wanted) -> tf.Tensor:

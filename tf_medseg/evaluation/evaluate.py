@@ -47,7 +47,7 @@ def evaluate(predictor: Predictor, dataset: DataSet, split: str = "val", *,
     for example in dataset.records(split):
         name = example["scan"].numpy().decode()
         spacing = example["spacing"].numpy()
-        probs = predictor.probabilities(example["image"].numpy(), spacing)
+        probs = predictor.probabilities(example["image"].numpy(), spacing, name=name)
         true = parse(example, labels)["mask"].numpy().astype(bool)
         if on_scan is not None:
             stored = on_scan(name, probs, true, spacing)

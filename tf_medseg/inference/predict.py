@@ -112,7 +112,8 @@ def predict(model_dir, input_dir: str | os.PathLike, output: str | os.PathLike, 
             for case in cases:
                 bar.set_postfix_str(case.name)
                 image, spacing = case.read(contract)
-                probs = predictor.probabilities(image, spacing,
+                where = case.name if case.form == "kaggle" else str(case.paths[0])
+                probs = predictor.probabilities(image, spacing, name=where,
                                                 progress=bar.update if by_slice else None)
                 masks = predictor.masks(probs, threshold)  # whole volumes: 3-D components
                 writer.write(case, image, probs, masks)

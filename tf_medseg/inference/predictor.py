@@ -28,6 +28,7 @@ from typing import Callable
 
 import numpy as np
 
+from tf_medseg.errors import DataError
 from tf_medseg.export.contract import (
     Contract,
     check_members,
@@ -126,15 +127,21 @@ class Predictor:
         return self.contract.classes
 
     def probabilities(self, image: np.ndarray, spacing,
-                      progress: Callable[[int], None] | None = None) -> np.ndarray:
+                      progress: Callable[[int], None] | None = None,
+                      name: str = "the image") -> np.ndarray:
         """(A0, A1, A2, K) float32 class probabilities of a raw (A0, A1, A2, M) volume in its
-        stored order with ``spacing`` mm; ``progress(n)`` after every batch of n slices."""
+        stored order with ``spacing`` mm; ``progress(n)`` after every batch of n slices.
+        ``name`` (a file or scan) begins the message when the volume cannot be served."""
         import tensorflow as tf
 
         from tf_medseg.data import geometry
         from tf_medseg.data.pipeline import stack_context
         c = self.contract
         image = np.asarray(image, c.image_dtype)
+        why = geometry.oversized(image.shape, spacing, c.slice_axis, c.spacing)
+        if why:
+            raise DataError(f"{name}: {why} at the model's spacing {list(c.spacing)} mm; "
+                            "check the voxel spacing in its header")
         slices, axis = geometry.cut(image, spacing, c.slice_axis, c.spacing)
         stacks = stack_context(slices, c.context)
         total = None
