@@ -100,7 +100,8 @@ def tiny_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_cv(tiny_run, tmp_path_factory):
     """A tiny two-fold cross-validation (``--folds all``) whose fold 0 is the shared tiny run
-    (the same config), its process killed (SIGKILL) between the folds and rerun in-process
+    (the same config), its process killed (SIGKILL) between the folds (temporaries planted as
+    a kill while writing cv/ leaves them) and rerun in-process
     to the end: a dict with ``config``, ``run`` (the folder), ``report`` (cv/metrics.json),
     ``killed`` and ``resumed`` (the two outputs), ``fold0_before`` (fold_0/metrics.json at
     the kill) and ``returncode``."""
@@ -128,6 +129,10 @@ def tiny_cv(tiny_run, tmp_path_factory):
     proc.wait(timeout=60)
     proc.stdout.close()
     fold0 = (run / "fold_0" / "metrics.json").read_bytes()
+    # What a kill while cv/ and folds.json were written leaves (removed by the rerun).
+    (run / ".partial-cv-x1y2").mkdir()
+    (run / ".partial-cv-x1y2" / "metrics.json").write_text("{}")
+    (run / ".partial-folds.json-z3").write_text("{")
     config = load_config("tiny.yaml", overrides)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):

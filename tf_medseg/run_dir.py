@@ -230,9 +230,7 @@ class RunDir:
         ``previous/``; the leftovers of a run killed in its first epoch are removed, and so
         are the temporaries (``.partial-*``) a killed run left (the lock is held: no other
         process is writing them)."""
-        from tf_medseg.files import PARTIAL
-        for stale in sorted(self.path.glob(PARTIAL + "*")):
-            _remove(stale)
+        remove_partials(self.path)
         if self.mode == "replace":
             self._move_aside()
         elif self.mode == "fresh":
@@ -296,6 +294,14 @@ class RunDir:
                 self.path.rmdir()  # only if the run never wrote anything
             except OSError:
                 pass
+
+
+def remove_partials(folder: Path) -> None:
+    """Remove the temporaries (``.partial-*``) a killed process left in ``folder``; call it
+    only with the folder's lock held (no other process is writing them)."""
+    from tf_medseg.files import PARTIAL
+    for stale in sorted(folder.glob(PARTIAL + "*")):
+        _remove(stale)
 
 
 def _remove(path: Path) -> None:

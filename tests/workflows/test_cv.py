@@ -52,6 +52,7 @@ def test_folds_resume_after_a_kill_between_folds(tiny_cv):
         assert not (run / f"fold_{k}" / "checkpoints" / "backup").exists()
     assert sorted(p.name for p in (run / "cv").iterdir()) == [
         "case_days.csv", "folds.csv", "metrics.json", "oof", "postprocessing.json"]
+    assert not list(run.glob(".partial-*"))  # a killed writer's temporaries are gone
 
 
 @pytest.mark.slow

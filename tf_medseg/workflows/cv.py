@@ -42,6 +42,7 @@ from tf_medseg.run_dir import (
     check_run_dir,
     flat,
     fold_dir,
+    remove_partials,
 )
 
 CV_DIR = "cv"
@@ -130,6 +131,7 @@ def cross_validate(config: Config, folds: list[int], overwrite: bool = False) ->
                               f"another folder")
     root.mkdir(parents=True, exist_ok=True)
     with RunLock(root):
+        remove_partials(root)  # what a killed cross-validation left (cv/, folds.json)
         progress = _read_progress(root)
         for i, k in enumerate(folds):
             fc = fold_config(config, k)
