@@ -134,3 +134,14 @@ def test_streaming_dice_metric():
     metric.reset_state()
     metric.update_state(y, np.where(y > 0, 5.0, -5.0))
     assert float(metric.result()) == pytest.approx(1.0)
+
+
+def test_hausdorff_with_the_truths_distance_map_given_is_the_same():
+    rng = np.random.default_rng(3)
+    true = rng.random((6, 20, 24, 3)) > 0.97
+    true[..., 2] = False  # a class absent from the truth
+    pred = rng.random((6, 20, 24, 3)) > 0.95
+    to_true = [metrics.distance_to(true[..., c]) for c in range(3)]
+    assert to_true[2] is None and to_true[0].shape == (6, 20, 24)
+    np.testing.assert_array_equal(metrics.hausdorff(pred, true, to_true=to_true),
+                                  metrics.hausdorff(pred, true))

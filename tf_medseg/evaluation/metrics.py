@@ -113,8 +113,13 @@ def slice_dice(pred: np.ndarray, true: np.ndarray, both_empty: str = "skip") -> 
     return np.where(total > 0, dice, fill)
 
 
-def hausdorff(pred: np.ndarray, true: np.ndarray, both_empty: str = "skip") -> np.ndarray:
-    """Normalised symmetric 3-D Hausdorff distance per class; NaN marks a skipped class."""
+def hausdorff(pred: np.ndarray, true: np.ndarray, both_empty: str = "skip",
+              to_true: list | None = None) -> np.ndarray:
+    """Normalised symmetric 3-D Hausdorff distance per class; NaN marks a skipped class.
+
+    ``to_true``: per class, :func:`distance_to` of the true mask, where a caller scores many
+    predictions of one truth (it then costs one distance transform a prediction, not two).
+    """
     _check_both_empty(both_empty)
     pred, true = pred.astype(bool), true.astype(bool)
     diag = float(np.sqrt(sum(n * n for n in pred.shape[:3])))
@@ -130,11 +135,18 @@ def hausdorff(pred: np.ndarray, true: np.ndarray, both_empty: str = "skip") -> n
             # bounding box of both sets: exact (every voxel of either set and every nearest
             # voxel lie inside it) and a fraction of the volume.
             box = _bounding_box(p | t)
-            p, t = p[box], t[box]
-            to_t = ndimage.distance_transform_edt(~t)
-            to_p = ndimage.distance_transform_edt(~p)
-            out[c] = min(max(to_t[p].max(), to_p[t].max()) / diag, 1.0)
+            to_t = (to_true[c][box] if to_true is not None
+                    else ndimage.distance_transform_edt(~t[box]))
+            to_p = ndimage.distance_transform_edt(~p[box])
+            out[c] = min(max(to_t[p[box]].max(), to_p[t[box]].max()) / diag, 1.0)
     return out
+
+
+def distance_to(mask: np.ndarray) -> np.ndarray | None:
+    """The Euclidean distance (voxels) of every voxel of a boolean (D, H, W) volume to its
+    nearest true voxel (None where there is none): :func:`hausdorff`'s ``to_true``."""
+    mask = mask.astype(bool)
+    return ndimage.distance_transform_edt(~mask) if mask.any() else None
 
 
 def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
