@@ -45,12 +45,17 @@ def test_not_separable_by_intensity(tiny_phantom):
     scans = list(kaggle_inventory.iter_scans(tiny_phantom))
     image = np.concatenate([(s.image / np.percentile(s.image, 99.5)).ravel() for s in scans])
     masks = np.concatenate([s.mask.reshape(-1, 3) for s in scans]).astype(bool)
+    ordered, thresholds = np.sort(image), np.linspace(0, 1.5, 76)
+    # Voxels above / below each threshold counted on sorted values (exactly the counts of
+    # image > t and image < t).
+    above = image.size - np.searchsorted(ordered, thresholds, "right")
+    below = np.searchsorted(ordered, thresholds, "left")
     for c, name in enumerate(CLASSES):
-        truth = masks[:, c]
-        best = 0.0
-        for t in np.linspace(0, 1.5, 76):
-            for pred in (image > t, image < t):
-                best = max(best, 2 * (pred & truth).sum() / (pred.sum() + truth.sum()))
+        inside = np.sort(image[masks[:, c]])
+        hits_above = inside.size - np.searchsorted(inside, thresholds, "right")
+        hits_below = np.searchsorted(inside, thresholds, "left")
+        best = max((2 * hits_above / (above + inside.size)).max(),
+                   (2 * hits_below / (below + inside.size)).max())
         assert best < 0.5, (name, best)
 
 

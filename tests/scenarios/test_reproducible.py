@@ -40,10 +40,12 @@ def _train(*args, prelude=None):
 
 @pytest.mark.slow
 def test_same_run_whether_the_records_were_built_or_reused(tmp_path):
+    """The second run reuses the records the first built, in a process that did other work
+    first: the same history and metrics."""
     base = tiny_overrides(tmp_path, own_records=True) + ["export.saved_model=false",
                                                           "train.epochs=1"]
     outputs = []
-    for name in ("built", "reused", "busy"):
+    for name in ("built", "busy"):
         args = ["--config", "tiny.yaml", "--set", *base, f"train.run_dir={tmp_path / name}"]
         if name == "busy":
             stdout = _train(str(tmp_path / "other_tfds"), *args, prelude=_BUSY_PROCESS)
@@ -53,7 +55,7 @@ def test_same_run_whether_the_records_were_built_or_reused(tmp_path):
         assert ("Preparing gi_phantom/c4_d2_s12" in stdout) == (name == "built")
         outputs.append([(tmp_path / name / f).read_bytes()
                         for f in ("history.csv", "metrics.json")])
-    assert outputs[0] == outputs[1] == outputs[2]
+    assert outputs[0] == outputs[1]
 
 
 def test_compiled_model_weights_depend_on_the_seed_alone(tmp_path):

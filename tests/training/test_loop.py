@@ -74,7 +74,9 @@ MIRRORED = textwrap.dedent("""
               "max_weight_diff": max(float(np.abs(a - b).max()) for a, b in zip(w1, w2)),
               "val_equal": np.allclose(val1[0], val2[0], rtol=1e-5) and val1[1:] == val2[1:],
               "loss": [loss1, loss2]}
-    result = train(config, verbose=0)
+    result = train(load_config("tiny.yaml", overrides + [
+        "train.strategy=mirrored", "train.epochs=1", "export.saved_model=false",
+        "train.overlay_slices=0"]), verbose=0)
     report["runtime"] = json.loads((tmp / "run" / "runtime.json").read_text())
     report["score"] = result["score"]
     print("REPORT " + json.dumps(report))

@@ -154,7 +154,7 @@ def test_a_failing_trial_is_reported_and_a_search_without_results_is_an_error(tm
 
 @pytest.mark.slow
 def test_kill_9_then_the_same_command_resumes_the_search(tmp_path):
-    args = _cli_args(tmp_path, "train.epochs=2", "tune.objective=val_dice")
+    args = _cli_args(tmp_path, "tune.objective=val_dice")
     folder = tmp_path / "run" / "tuning"
     proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
