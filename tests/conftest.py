@@ -101,10 +101,10 @@ def tiny_run(tmp_path_factory):
 def tiny_cv(tiny_run, tmp_path_factory):
     """A tiny two-fold cross-validation (``--folds all``) whose fold 0 is the shared tiny run
     (the same config), its process killed (SIGKILL) between the folds (temporaries planted as
-    a kill while writing cv/ leaves them) and rerun in-process
-    to the end: a dict with ``config``, ``run`` (the folder), ``report`` (cv/metrics.json),
-    ``killed`` and ``resumed`` (the two outputs), ``fold0_before`` (fold_0/metrics.json at
-    the kill) and ``returncode``."""
+    a kill while writing cv/ leaves them) and rerun in-process to the end: a dict with
+    ``config``, ``run`` (the folder), ``report`` (cv/metrics.json), ``killed`` and
+    ``resumed`` (the two outputs), ``fold0_before`` (fold_0/metrics.json at the kill) and
+    ``returncode``."""
     import contextlib
     import io
     import shutil
