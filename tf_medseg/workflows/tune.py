@@ -66,6 +66,7 @@ class ConfigHyperModel(keras_tuner.HyperModel):
         self.entries: list[SpaceEntry] = parse_space(config)
         self.epochs = config.tune.epochs or config.train.epochs
         self.execution = 0  # of the running trial: executions differ in seed
+        self._datasets = None  # (config, datasets) of the execution being built and fitted
 
     def declare_hyperparameters(self, hp) -> None:
         for entry in self.entries:
@@ -84,11 +85,18 @@ class ConfigHyperModel(keras_tuner.HyperModel):
         """The experiment of this trial's config, over the search's records."""
         return self.experiment.configured(self.trial_config(hp))
 
+    def datasets(self, trial):
+        """The trial's data sets, made once per execution: build() needs the training set's
+        length and fit() the sets themselves, for the same config."""
+        if self._datasets is None or self._datasets[0] != trial.config:
+            self._datasets = trial.config, trial.datasets(self.strategy)
+        return self._datasets[1]
+
     def build(self, hp) -> keras.Model:
         from tf_medseg.training.runtime import check_global_batch
         trial = self.trial(hp)
         check_global_batch(trial.config, self.strategy)  # a trial's batch can be searched
-        train_ds, _ = trial.datasets(self.strategy)  # for its length
+        train_ds, _ = self.datasets(trial)  # for its length
         model = trial.model(self.policy, self.jit, trial.steps_per_epoch(train_ds))
         # Optimizer variables exist before Hyperband loads an earlier round's checkpoint into
         # the model, so that the moments and the step (the schedule) continue too.
@@ -102,7 +110,7 @@ class ConfigHyperModel(keras_tuner.HyperModel):
         from tf_medseg.training.loop import fit
         trial = self.trial(hp)
         config = trial.config
-        train_ds, val_ds = trial.datasets(self.strategy)
+        train_ds, val_ds = self.datasets(trial)
         steps = trial.steps_per_epoch(train_ds)
         history = keras.callbacks.History()
         callbacks, nan_guard = trial.callbacks(steps, objective=config.tune.objective,
@@ -113,6 +121,7 @@ class ConfigHyperModel(keras_tuner.HyperModel):
             callbacks=callbacks,
             verbose=self.verbose if verbose is None else verbose)
         self.execution += 1
+        self._datasets = None
         if nan_guard.batch is not None:
             raise keras_tuner.errors.FailedTrialError(
                 f"loss became NaN in epoch {nan_guard.epoch + 1}, batch {nan_guard.batch + 1}")
