@@ -34,7 +34,8 @@ def _nifti(path: Path, data: np.ndarray, affine=AFFINE) -> None:
 
 
 def write_nnunet(root: Path, cases: int = 4, channels=("T1", "T2"), regions: bool = False,
-                 ending: str = ".nii.gz") -> Path:
+                 ending: str = ".nii.gz", shape=(32, 28, 6), spacings=None) -> Path:
+    """``spacings``: one (x, y, z) per case (default: every case :data:`AFFINE`'s)."""
     (root / "imagesTr").mkdir(parents=True)
     (root / "labelsTr").mkdir()
     labels = ({"background": 0, "whole": [1, 2], "ball": 1} if regions else
@@ -45,10 +46,11 @@ def write_nnunet(root: Path, cases: int = 4, channels=("T1", "T2"), regions: boo
         meta["regions_class_order"] = [2, 1]
     (root / "dataset.json").write_text(json.dumps(meta))
     for i in range(cases):
-        image, label = scene(i)
+        image, label = scene(i, shape)
+        affine = AFFINE if spacings is None else np.diag([*spacings[i], 1.0])
         for k in range(len(channels)):
-            _nifti(root / "imagesTr" / f"case_{i:03d}_{k:04d}{ending}", image * (1 + k))
-        _nifti(root / "labelsTr" / f"case_{i:03d}{ending}", label)
+            _nifti(root / "imagesTr" / f"case_{i:03d}_{k:04d}{ending}", image * (1 + k), affine)
+        _nifti(root / "labelsTr" / f"case_{i:03d}{ending}", label, affine)
     return root
 
 

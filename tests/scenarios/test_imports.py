@@ -23,7 +23,7 @@ import tomllib
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = {"tf_medseg": ROOT / "tf_medseg", "tf_medseg_datasets": ROOT / "datasets",
             "benchmarks": ROOT / "benchmarks"}
-STAGES = ("config", "data", "models", "export", "inference", "evaluation", "training",
+STAGES = ("config", "data", "planning", "models", "export", "inference", "evaluation", "training",
           "workflows", "cli")
 # The few modules outside a stage's folder, which every stage may use.
 SHARED = ("tf_medseg", "tf_medseg.errors", "tf_medseg.files", "tf_medseg.run_dir",

@@ -36,7 +36,7 @@ def test_only_the_shared_modules_sit_at_the_top():
     folders = {p.name for p in (ROOT / "tf_medseg").iterdir()
                if p.is_dir() and p.name != "__pycache__"}
     assert folders == {"cli", "config", "data", "evaluation", "export", "inference", "models",
-                       "training", "workflows"}
+                       "planning", "training", "workflows"}
 
 
 def test_package_inits_only_re_export():

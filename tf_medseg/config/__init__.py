@@ -33,6 +33,7 @@ from tf_medseg.config.schema import (
     DataConfig,
     ExportConfig,
     ModelConfig,
+    PlanConfig,
     TrainConfig,
     TuneConfig,
     improves,
@@ -43,7 +44,8 @@ from tf_medseg.config.values import build_config, describe_keys
 __all__ = [
     "LOSS_NAMES", "LOSS_SHORTHANDS", "LOSS_TERMS", "MAX_BASES", "MAX_CONFIG_BYTES",
     "MAX_OFFSET", "MAX_SEED", "MAX_YAML_NODES", "NORMALIZATIONS", "AugmentConfig", "Config",
-    "DataConfig", "ExportConfig", "ModelConfig", "TrainConfig", "TuneConfig", "build_config",
+    "DataConfig", "ExportConfig", "ModelConfig", "PlanConfig", "TrainConfig", "TuneConfig",
+    "build_config",
     "describe_keys", "dump_config", "from_dict", "improves", "inherit", "load_config",
     "loss_weights", "read_config_file", "read_with_bases", "resolve_config_path", "safe_yaml",
 ]

@@ -61,7 +61,7 @@ def read_config_file(file: Path) -> dict:
         raise ConfigError(f"{file}{where}: not valid YAML ({getattr(exc, 'problem', exc)})")
     if not isinstance(raw, dict):
         raise ConfigError(f"{file}: the top level must be a mapping of sections "
-                          f"(base, data, model, train, tune, export)")
+                          f"(base, data, model, train, tune, export, plan)")
     return raw
 
 

@@ -347,6 +347,19 @@ class ExportConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class PlanConfig:
+    """The ``plan:`` section: what ``python -m tf_medseg plan`` plans for (the machine that
+    will train)."""
+
+    device: Literal["gpu", "cpu"] = _field(
+        "gpu", "gpu (patches and batch for a GPU's memory, plan.memory_gb default 8) or cpu "
+               "(default 2: smaller batches, a training step a CPU finishes in seconds)")
+    memory_gb: Optional[float] = _field(
+        None, "memory a training step may take for the activations (GB); null takes 8 for "
+              "gpu, 2 for cpu", min=0.05, max=1024.0)
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     """A whole experiment; one attribute per YAML section."""
 
@@ -356,6 +369,7 @@ class Config:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     tune: TuneConfig = dataclasses.field(default_factory=TuneConfig)
     export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
+    plan: PlanConfig = dataclasses.field(default_factory=PlanConfig)
 
     def to_dict(self) -> dict:
         """Plain, YAML-serialisable dict (tuples become lists)."""

@@ -52,7 +52,7 @@ _FIELDS = {"choice": {"values"}, "int": {"min", "max", "step", "sampling"},
 def tunable_keys() -> list[str]:
     """Every key an entry may name (``train.loss.NAME`` for the loss weights)."""
     keys = [f"{section.name}.{f.name}" for section in dataclasses.fields(Config)
-            if section.name not in ("tune", "export")
+            if section.name not in ("tune", "export", "plan")
             for f in dataclasses.fields(section.default_factory)]
     return [k for k in keys if k not in NOT_TUNABLE] + [_LOSS_PREFIX + t for t in LOSS_TERMS]
 

@@ -1,0 +1,92 @@
+"""The plan of real records: a tiny anisotropic nnU-Net data set (values worked out by hand in
+the comments) and a 2D image folder; the written plan is a config that loads."""
+
+import pytest
+
+from tf_medseg.config import load_config
+from tf_medseg.errors import MedsegError
+from tf_medseg.workflows.plan import plan
+
+from synthetic_volumes import write_folder, write_nnunet
+
+Z = (3.0, 4.0, 5.0, 6.0)  # the coarse axis' spacing of the 4 cases
+
+
+def _settings(tmp_path, root, source):
+    return [f"data.source={source}", f"data.root={root}", f"data.data_dir={tmp_path / 'tfds'}",
+            "model.base_filters=4", "data.num_folds=2"]
+
+
+@pytest.fixture
+def anisotropic(tmp_path):
+    return write_nnunet(tmp_path / "Dataset002_Aniso", cases=4, channels=("T2",),
+                        shape=(48, 40, 8), spacings=[(0.8, 0.8, z) for z in Z])
+
+
+def test_anisotropic_volumes(tmp_path, anisotropic):
+    result, _ = plan("tiny.yaml", _settings(tmp_path, anisotropic, "nnunet"))
+    values = result.values
+    # target: 0.8 x 0.8 x 10th percentile of 3..6 mm (the median, 4.5, is over 3x 0.8 and 8
+    # slices are under a third of 40), the slices cut across it and already at 0.8 mm
+    assert "target spacing 0.8 x 0.8 x 3.3 mm" in "\n".join(result.facts)
+    assert values["data.slice_axis"] == "auto" and values["data.spacing"] is None
+    # 48 x 40 pixels pool 3 times to 6 x 5; 5% of the 48 x 40 x (7 + 10 + 12 + 15) resampled
+    # voxels is 2.2 slices: the smallest batch, 2
+    assert values["data.image_size"] == [48, 40] and values["model.depth"] == 3
+    assert values["data.batch_size"] == 2 and values["data.normalization"] == "percentile"
+    # 3D at 0.8 x 0.8 x 3.3 mm, median 48 x 40 x 11: x and y pool twice alone (3.3 mm is over
+    # 2x finer), then all three axes once; 11 slices round up to 12
+    net = result.network_3d
+    assert net.patch == (48, 40, 12) and net.strides == ((2, 2, 1), (2, 2, 1), (2, 2, 2))
+    assert net.kernels == ((3, 3, 1), (3, 3, 1), (3, 3, 3), (3, 3, 3)) and net.batch == 2
+    lines = "\n".join(result.lines())
+    assert "data.image_size: [48, 40]" in lines and "3D configuration" in lines
+
+
+def test_an_image_folder(tmp_path):
+    root = write_folder(tmp_path / "folder")
+    result, _ = plan("tiny.yaml", _settings(tmp_path, root, "folder"))
+    values = result.values
+    assert values["data.spacing"] is None and values["data.image_size"] == [32, 28]
+    assert values["model.depth"] == 2  # 28 -> 14 -> 7: two poolings
+    assert values["data.batch_size"] == 2 and result.network_3d is None
+
+
+def test_the_written_plan_trains_as_a_config(tmp_path, anisotropic):
+    settings = _settings(tmp_path, anisotropic, "nnunet")
+    out = tmp_path / "plans" / "plans.yaml"
+    out.parent.mkdir()
+    result, written = plan("tiny.yaml", settings, str(out))
+    assert written == out
+    text = out.read_text()
+    assert text.startswith("# tf_medseg plan: python -m tf_medseg plan --config tiny.yaml")
+    assert "# --set" in text and "batch_size: 2  # " in text
+    config = load_config(out)
+    assert list(config.data.image_size) == [48, 40] and config.model.depth == 3
+    assert config.data.root == str(anisotropic) and config.model.base_filters == 4
+    assert config.train.epochs == load_config("tiny.yaml").train.epochs  # the base's
+    # an earlier plan is replaced only when asked; another file never
+    with pytest.raises(MedsegError, match="exists"):
+        plan("tiny.yaml", settings, str(out))
+    plan("tiny.yaml", settings, str(out), overwrite=True)
+    other = tmp_path / "notes.yaml"
+    other.write_text("mine\n")
+    with pytest.raises(MedsegError, match="earlier plan only"):
+        plan("tiny.yaml", settings, str(other), overwrite=True)
+    assert other.read_text() == "mine\n"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["plans.yaml"]
+
+
+def test_the_real_chaos_sample(tmp_path):
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "chaos_t2" / \
+        "Dataset001_CHAOST2"
+    if not root.is_dir():
+        pytest.skip(f"CHAOS sample not found at {root}")
+    result, _ = plan("chaos_t2.yaml", [f"data.root={root}", f"data.data_dir={tmp_path}"])
+    values = result.values
+    # 1.25 x 1.25 mm slices of 256 x 256 pixels in every scan: the whole slice, pooled 5
+    # times (model.base_filters 16 doubled to 512); 5% of 10 x 256 x 256 x 36 voxels
+    assert values["data.slice_axis"] == "auto" and values["data.spacing"] is None
+    assert values["data.image_size"] == [256, 256] and values["model.depth"] == 5
+    assert values["data.batch_size"] == 18 and result.network_3d.patch == (256, 256, 32)

@@ -1,0 +1,1 @@
+"""Experiment planning: the configuration derived from a data set's fingerprint."""
