@@ -105,6 +105,14 @@ def test_the_resolved_config_of_an_nnunet_run_holds_only_its_sources_keys(tmp_pa
     dump_config(phantom, tmp_path / "phantom.yaml")
     data = yaml.safe_load((tmp_path / "phantom.yaml").read_text())["data"]
     assert "phantom_cases" in data and "group_pattern" not in data
+    # the patch keys only where slices are sampled in patches
+    assert "foreground_share" not in data
+    assert "predict" not in yaml.safe_load((tmp_path / "phantom.yaml").read_text())
+    patches = load_config("unet.yaml", ["data.sampling=patch"])
+    dump_config(patches, tmp_path / "patches.yaml")
+    raw = yaml.safe_load((tmp_path / "patches.yaml").read_text())
+    assert raw["predict"] == {"overlap": 0.5} and "foreground_share" in raw["data"]
+    assert load_config(tmp_path / "patches.yaml") == patches
 
 
 def test_an_empty_section_keeps_the_base_and_a_key_given_twice_is_refused(tmp_path):

@@ -81,3 +81,18 @@ def test_organ_fraction_resamples_slices(tmp_path):
     masks = [m for _, batch in pipeline.make_dataset(config, "train") for m in batch]
     assert len(masks) == 2 * 2 * 12  # epoch length unchanged
     assert all(bool(tf.reduce_any(m > 0)) for m in masks)
+
+
+def test_patch_sampling(tmp_path):
+    overrides = tiny_overrides(tmp_path) + ["data.sampling=patch", "data.image_size=[32,48]",
+                                            "data.organ_fraction=1.0",
+                                            "data.foreground_share=1.0", "data.augment=false"]
+    config = load_config("tiny.yaml", overrides)
+    train = pipeline.make_dataset(config, "train")
+    image, mask = next(iter(train))
+    assert image.shape == (8, 32, 48, 3) and mask.shape == (8, 32, 48, 3)
+    # every slice shows an organ, and every patch is centred on one of its pixels
+    assert all(float(tf.reduce_max(m)) == 1.0 for _, masks in train for m in masks)
+    val = pipeline.make_dataset(config, "val")
+    first, again = ([i.numpy() for i, _ in val] for _ in range(2))
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))  # the same patches

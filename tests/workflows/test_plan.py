@@ -30,6 +30,7 @@ def test_anisotropic_volumes(tmp_path, anisotropic):
     # slices are under a third of 40), the slices cut across it and already at 0.8 mm
     assert "target spacing 0.8 x 0.8 x 3.3 mm" in "\n".join(result.facts)
     assert values["data.slice_axis"] == "auto" and values["data.spacing"] is None
+    assert values["data.sampling"] == "patch"
     # 48 x 40 pixels pool 3 times to 6 x 5; 5% of the 48 x 40 x (7 + 10 + 12 + 15) resampled
     # voxels is 2.2 slices: the smallest batch, 2
     assert values["data.image_size"] == [48, 40] and values["model.depth"] == 3

@@ -34,6 +34,7 @@ from tf_medseg.config.schema import (
     ExportConfig,
     ModelConfig,
     PlanConfig,
+    PredictConfig,
     TrainConfig,
     TuneConfig,
     improves,
@@ -44,7 +45,8 @@ from tf_medseg.config.values import build_config, describe_keys
 __all__ = [
     "LOSS_NAMES", "LOSS_SHORTHANDS", "LOSS_TERMS", "MAX_BASES", "MAX_CONFIG_BYTES",
     "MAX_OFFSET", "MAX_SEED", "MAX_YAML_NODES", "NORMALIZATIONS", "AugmentConfig", "Config",
-    "DataConfig", "ExportConfig", "ModelConfig", "PlanConfig", "TrainConfig", "TuneConfig",
+    "DataConfig", "ExportConfig", "ModelConfig", "PlanConfig", "PredictConfig", "TrainConfig",
+    "TuneConfig",
     "build_config",
     "describe_keys", "dump_config", "from_dict", "improves", "inherit", "load_config",
     "loss_weights", "read_config_file", "read_with_bases", "resolve_config_path", "safe_yaml",

@@ -61,7 +61,8 @@ def read_config_file(file: Path) -> dict:
         raise ConfigError(f"{file}{where}: not valid YAML ({getattr(exc, 'problem', exc)})")
     if not isinstance(raw, dict):
         raise ConfigError(f"{file}: the top level must be a mapping of sections "
-                          f"(base, data, model, train, tune, export, plan)")
+                          f"(base, data, augment, model, train, tune, export, predict, "
+                          f"plan)")
     return raw
 
 
@@ -201,12 +202,17 @@ SOURCE_ONLY = {"drop_case_days": ("uwmgi",), "unmatched": ("uwmgi",),
 
 def relevant_dict(config: Config) -> dict:
     """``config.to_dict()`` without the data keys that do nothing for its source
-    (:data:`SOURCE_ONLY`, at their defaults)."""
+    (:data:`SOURCE_ONLY`, at their defaults), nor, for ``data.sampling: resize``, the patch
+    keys (``data.foreground_share``, ``predict:``) at their defaults."""
     values = config.to_dict()
     default = Config().to_dict()["data"]
     values["data"] = {k: v for k, v in values["data"].items()
                       if not (k in SOURCE_ONLY and config.data.source not in SOURCE_ONLY[k]
                               and v == default[k])}
+    if config.data.sampling == "resize" and values["predict"] == Config().to_dict()["predict"]:
+        del values["predict"]  # windows are for models trained on patches
+        if values["data"]["foreground_share"] == default["foreground_share"]:
+            del values["data"]["foreground_share"]
     return values
 
 

@@ -10,10 +10,18 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
-import typing
 from typing import Any, Literal, Optional, Union
 
 import yaml
+
+from tf_medseg.config.losses import (  # noqa: F401 (the schema's names, as before)
+    LOSS_NAMES,
+    LOSS_SHORTHANDS,
+    LOSS_TERMS,
+    _check_loss,
+    improves,
+    loss_weights,
+)
 
 # model.encoder: tf_medseg.models.encoders.BACKBONES has one entry for each but "none".
 ENCODERS = ("none", "resnet50", "efficientnetv2b0", "efficientnetv2b1", "efficientnetv2b2",
@@ -58,7 +66,17 @@ class DataConfig:
     data_dir: str = _field(
         "~/tensorflow_datasets", "where TFDS writes the prepared TFRecord shards")
     image_size: tuple[int, int] = _field(
-        (128, 128), "[height, width] the model sees; slices are resized to it", min=16)
+        (128, 128), "[height, width] the model sees: slices are resized to it (sampling: "
+                    "resize) or patches of it are cut from them (sampling: patch)", min=16)
+    sampling: Literal["resize", "patch"] = _field(
+        "resize", "resize (every slice resized to data.image_size) or patch (slices kept at "
+                  "their size, or data.spacing's, and random patches of data.image_size cut "
+                  "from them, padded where a slice is smaller; predictions in overlapping "
+                  "windows, predict.overlap, as nnU-Net)")
+    foreground_share: float = _field(
+        1.0 / 3, "sampling: patch: share of patches centred on a labelled pixel (a class "
+                 "drawn first, then a pixel of it), the rest drawn anywhere; nnU-Net's 1/3",
+        min=0.0, max=1.0)
     context: tuple[int, ...] = _field(
         (0,), "slice offsets stacked as channels: [0] is 2D, [-2, 0, 2] is 2.5D",
         check=lambda v: (0 in v and len(set(v)) == len(v)
@@ -183,38 +201,6 @@ class ModelConfig:
               "names it) or the path of a weights file of the backbone (include_top=False); "
               "for other than 3 input channels the first kernel is adapted (RGB mean, "
               "repeated, times 3 / channels)")
-
-
-LOSS_TERMS = ("bce", "dice", "tversky", "focal_tversky", "lovasz")
-LOSS_NAMES = ("bce_dice", *LOSS_TERMS)  # bce_dice: shorthand for {bce: 1, dice: 1}
-LOSS_SHORTHANDS = {"bce_dice": {"bce": 1.0, "dice": 1.0}}
-
-
-def loss_weights(spec: str | typing.Mapping[str, float]) -> dict[str, float]:
-    """``train.loss`` as {name: weight}: a name has weight 1, ``bce_dice`` is BCE + Dice."""
-    if isinstance(spec, str):
-        return dict(LOSS_SHORTHANDS.get(spec, {spec: 1.0}))
-    return {str(k): float(v) for k, v in spec.items()}
-
-
-def improves(metric: str) -> str:
-    """"min" for a loss, "max" for a score: which way a logged metric improves
-    (``train.monitor``, ``tune.objective``)."""
-    return "min" if metric.endswith("loss") else "max"
-
-
-def _check_loss(value) -> tuple[bool, str]:
-    if not isinstance(value, dict):
-        return True, ""
-    allowed = LOSS_TERMS
-    bad = [k for k in value if k not in allowed]
-    if bad:
-        return False, f"unknown loss {bad[0]!r} (allowed: {', '.join(allowed)})"
-    weights = list(value.values())
-    if not weights or any(isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0
-                          for w in weights) or not any(weights):
-        return False, "weights must be numbers >= 0, at least one of them > 0"
-    return True, ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -347,6 +333,16 @@ class ExportConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class PredictConfig:
+    """The ``predict:`` section: how a model trained on patches (``data.sampling: patch``)
+    predicts whole slices; stored in the export, used by predict, evaluate and validation."""
+
+    overlap: float = _field(
+        0.5, "share of a window that its neighbour overlaps (0 to 0.9), windows weighted by "
+             "a Gaussian (nnU-Net's 0.5)", min=0.0, max=0.9)
+
+
+@dataclasses.dataclass(frozen=True)
 class PlanConfig:
     """The ``plan:`` section: what ``python -m tf_medseg plan`` plans for (the machine that
     will train)."""
@@ -369,6 +365,7 @@ class Config:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     tune: TuneConfig = dataclasses.field(default_factory=TuneConfig)
     export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
+    predict: PredictConfig = dataclasses.field(default_factory=PredictConfig)
     plan: PlanConfig = dataclasses.field(default_factory=PlanConfig)
 
     def to_dict(self) -> dict:

@@ -3,9 +3,10 @@
 Stages are small functions composed in :func:`make_dataset`::
 
     record -> cut (slices across data.slice_axis, resampled to data.spacing) -> normalize
-        -> resize -> compact -> cache (scans) -> shuffle scans -> stack_context (2.5D)
-        -> unbatch slices -> shuffle slices -> batch -> augment (training only) -> decode
-        -> prefetch
+        -> resize (data.sampling: resize) -> compact -> cache (scans) -> shuffle scans
+        -> stack_context (2.5D) -> unbatch slices -> shuffle slices
+        -> random patch (data.sampling: patch, :mod:`tf_medseg.data.patches`) -> batch
+        -> augment (training only) -> decode -> prefetch
 
 Every source goes through the same stages (one record format, :mod:`tf_medseg.data.features`):
 a record's volume is cut into slices (:func:`tf_medseg.data.geometry.cut`), normalised per
@@ -33,6 +34,7 @@ from tf_medseg.data.augment import augment
 from tf_medseg.data.dataset import DataSet
 from tf_medseg.data.features import unpack_mask
 from tf_medseg.data.labels import LabelSchema
+from tf_medseg.data.patches import random_patch
 
 
 def packed_dtype(labels: LabelSchema) -> tf.DType:
@@ -74,7 +76,8 @@ def parse(example: dict, labels: LabelSchema) -> dict:
 
 def scan_slices(example: dict, config: Config, labels: LabelSchema
                 ) -> tuple[tf.Tensor, tf.Tensor]:
-    """One record -> (slices (D, h, w, C) float32 normalised at the model's size, masks
+    """One record -> (slices (D, h, w, C) float32 normalised, at the model's size for
+    ``data.sampling: resize``, else at their own (or ``data.spacing``'s); masks
     (D, h, w) bit-packed).
 
     The normalisation parameters come from the whole stored volume; the raw slices are
@@ -88,8 +91,10 @@ def scan_slices(example: dict, config: Config, labels: LabelSchema
     slices, _ = geometry.cut(image, example["spacing"], data.slice_axis, data.spacing)
     packed, _ = geometry.cut(pack_labels(example["mask"], labels)[..., None],
                              example["spacing"], data.slice_axis, data.spacing, nearest=True)
-    # Nearest neighbour never mixes values, so bit-packed masks resize exactly.
-    volume, packed = resize(normalization.apply(slices, params), packed, data.image_size)
+    volume = normalization.apply(slices, params)
+    if data.sampling == "resize":
+        # Nearest neighbour never mixes values, so bit-packed masks resize exactly.
+        volume, packed = resize(volume, packed, data.image_size)
     return volume, packed[..., 0]
 
 
@@ -162,6 +167,14 @@ def make_dataset(config: Config, split: str, *, dataset: DataSet | None = None,
         ds = ds.shuffle(data.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if split == "train" and config.train.steps_per_epoch:
         ds = ds.repeat()
+    if data.sampling == "patch":
+        # A seed per slice: new patches every training epoch, the same validation patches.
+        seeds = tf.data.Dataset.random(seed=seed + 1,
+                                       rerandomize_each_iteration=split == "train").batch(2)
+        ds = tf.data.Dataset.zip(ds, seeds).map(tf.autograph.experimental.do_not_convert(
+            lambda slices, s: random_patch(*slices, s, data.image_size, data.foreground_share,
+                                           labels.num_classes)),
+            num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch_size or data.batch_size, drop_remainder=drop_remainder,
                   num_parallel_calls=tf.data.AUTOTUNE)
     if augment_batches:

@@ -26,6 +26,7 @@ from tf_medseg.errors import MedsegError
 EXPORT_VERSION = 2
 SIGNATURES = ("serving_default", "serving_scaled", "normalization", "logits")
 IMAGE_DTYPES = ("uint16", "float32")
+SAMPLINGS = ("resize", "patch")
 POSTPROCESSING = "postprocessing.json"
 # What every reader needs from metadata.json (a file without them is damaged).
 REQUIRED = ("classes", "context_offsets", "model_input_size")
@@ -44,6 +45,8 @@ class Contract:
     slice_axis: str | int = "auto"
     spacing: tuple[float, float] | None = None  # in-plane resampling before the network
     threshold: float = 0.5
+    sampling: str = "resize"  # resize: slices resized to input_size; patch: sliding windows
+    overlap: float = 0.5  # patch: the windows' overlap
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -92,6 +95,7 @@ class Contract:
             "spacing": list(self.spacing) if self.spacing else None,
             "label_values": list(self.labels.label_values),
             "model_input_size": list(self.input_size), "threshold": self.threshold,
+            "sampling": self.sampling, "overlap": self.overlap,
         }
 
     @classmethod
@@ -124,10 +128,15 @@ class Contract:
                            image_dtype=meta["input"]["dtype"],
                            slice_axis=meta.get("slice_axis", "auto"),
                            spacing=tuple(meta["spacing"]) if meta.get("spacing") else None,
-                           threshold=float(t))
+                           threshold=float(t),
+                           sampling=meta.get("sampling", "resize"),
+                           overlap=float(meta.get("overlap", 0.5)))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise MedsegError(f"{path}: damaged export metadata ({type(exc).__name__}: "
                               f"{str(exc)[:60]}); {FIX}") from None
+        if contract.sampling not in SAMPLINGS or not 0 <= contract.overlap <= 0.9:
+            raise MedsegError(f"{path}: damaged export metadata (sampling "
+                              f"{contract.sampling!r}, overlap {contract.overlap!r}); {FIX}")
         if contract.head not in HEADS or contract.image_dtype not in IMAGE_DTYPES:
             raise MedsegError(f"{path}: damaged export metadata (model_output "
                               f"{contract.head!r}, input dtype {contract.image_dtype!r}); "

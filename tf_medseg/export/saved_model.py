@@ -1,7 +1,9 @@
 """The SavedModel export, whose serving signatures take raw slices (the contract,
 :mod:`tf_medseg.export.contract`). One exporter and one set of signatures for every source:
 
-* ``serving_default`` (raw slices in, probabilities at the input size out), what TensorFlow
+* ``serving_default`` (raw slices in, probabilities at the input size out: the network on
+  slices resized to its size, or for a model trained on patches (``data.sampling: patch``) in
+  overlapping Gaussian-weighted windows, :mod:`tf_medseg.models.sliding_window`), what TensorFlow
   Serving calls; the batch is normalised as one volume (its centre channels): send the slices of
   one volume together;
 * ``normalization`` (a raw volume (D, H, W, M) in, its ``params`` (4, M) [centre, scale, low,
@@ -28,6 +30,7 @@ import tensorflow as tf
 from tf_medseg.data import normalization
 from tf_medseg.export.contract import Contract
 from tf_medseg.models.outputs import probabilities
+from tf_medseg.models.sliding_window import sliding_window
 
 
 def _functions(model: keras.Model, contract: Contract) -> dict:
@@ -40,9 +43,13 @@ def _functions(model: keras.Model, contract: Contract) -> dict:
     def scaled(image, params):
         height, width = tf.shape(image)[1], tf.shape(image)[2]
         x = normalization.apply(image, tf.repeat(tf.cast(params, tf.float32), offsets, axis=1))
-        x = tf.image.resize(x, size, method="bilinear")
-        logits = tf.cast(model(x, training=False), tf.float32)
-        logits = tf.image.resize(logits, tf.stack([height, width]), method="bilinear")
+        if contract.sampling == "patch":  # trained on patches: overlapping windows of them
+            logits = sliding_window(lambda p: model(p, training=False), x, size,
+                                    contract.overlap)
+        else:
+            x = tf.image.resize(x, size, method="bilinear")
+            logits = tf.cast(model(x, training=False), tf.float32)
+            logits = tf.image.resize(logits, tf.stack([height, width]), method="bilinear")
         return {"probabilities": probabilities(logits, contract.head, num_classes)}
 
     def params(volume):

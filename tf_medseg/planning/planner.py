@@ -252,10 +252,14 @@ def make_plan(dataset, config: Config) -> Plan:
                         channels=channels, classes=classes, dataset_voxels=dataset_voxels,
                         uniform=True, max_depth=max(depth_cap, 1))
     choices.append(Choice(
+        "data.sampling", "patch",
+        f"random patches of data.image_size from the slices at the target spacing, "
+        f"{config.data.foreground_share:.0%} centred on a labelled pixel; whole slices "
+        f"predicted in overlapping windows (predict.overlap {config.predict.overlap:g})"))
+    choices.append(Choice(
         "data.image_size", list(net2.patch),
-        f"the median slice within a {AREA_2D ** 0.5:.0f}^2 area, a multiple of "
-        f"2^{net2.depth}, shrunk until a batch of {MIN_BATCH} fits {budget_why}; slices at "
-        f"data.spacing are resized to it"))
+        f"the patch: the median slice within a {AREA_2D ** 0.5:.0f}^2 area, a multiple of "
+        f"2^{net2.depth}, shrunk until a batch of {MIN_BATCH} fits {budget_why}"))
     choices.append(Choice("data.batch_size", net2.batch, _batch_why(net2, budget)))
     choices.append(Choice(
         "model.depth", net2.depth,

@@ -151,7 +151,8 @@ class Experiment:
                         input_size=tuple(d.image_size),
                         image_dtype=self.dataset.image_dtype.name, slice_axis=d.slice_axis,
                         spacing=tuple(d.spacing) if d.spacing else None,
-                        threshold=self.config.train.threshold)
+                        threshold=self.config.train.threshold, sampling=d.sampling,
+                        overlap=self.config.predict.overlap)
 
     def predictor(self, model: keras.Model):
         """The predictor of a model in memory (its full-resolution head), as its export would
