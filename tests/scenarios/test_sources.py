@@ -250,11 +250,15 @@ def test_benchmark_on_a_volume_source(tmp_path):
     root = write_nnunet(tmp_path / "Dataset013_Bench", cases=2, channels=("MR",))
     proc = subprocess.run(
         [sys.executable, "-m", "tf_medseg", "benchmark", "--data-root", str(root),
-         "--image-size", "32", "32", "--seconds", "0.5", "--set", "model.base_filters=4",
-         "model.depth=2", "data.batch_size=4"],
+         "--image-size", "16", "16", "--seconds", "0.5", "--set", "model.base_filters=4",
+         "model.depth=2", "data.batch_size=4", "data.sampling=patch"],
         cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["source"] == "nnunet" and result["slices"] == 12
-    for key in ("pipeline_slices_per_s", "train_images_per_s", "infer_images_per_s"):
+    assert result["sampling"] == "patch" and "sliding windows" in proc.stdout
+    for key in ("pipeline_slices_per_s", "train_images_per_s", "infer_images_per_s",
+                "infer_seconds_per_volume"):
         assert result[key] > 0, key
+    assert np.isclose(result["pipeline_over_training"],
+                      result["pipeline_slices_per_s"] / result["train_images_per_s"], rtol=0.01)

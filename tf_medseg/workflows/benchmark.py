@@ -10,6 +10,10 @@ then measures, each for about ``--seconds``:
   configured model, optimiser, precision and XLA choice, on one batch from the pipeline held in
   memory (so the model alone is timed);
 * ``infer_images_per_s``: forward passes in inference mode, same model and batch;
+* ``infer_seconds_per_volume``: the predictor on the data set's first scan, whole: slices
+  resized to the model's size, or (``data.sampling: patch``) predicted in sliding windows;
+* ``pipeline_over_training``: ``pipeline_slices_per_s / train_images_per_s``, how much faster
+  the input pipeline runs than training takes (keep it at 2 or more);
 * ``peak_rss_mb``: the peak resident memory of this process.
 
 The last line printed is one JSON object with those keys (``null`` for what ``--only`` left
@@ -96,6 +100,8 @@ def _measure(config, args) -> dict:
     policy, jit = runtime_for(config)
     result = {"pipeline_slices_per_s": None, "pipeline_first_epoch_slices_per_s": None,
               "train_images_per_s": None, "infer_images_per_s": None,
+              "infer_seconds_per_volume": None, "pipeline_over_training": None,
+              "sampling": config.data.sampling,
               "image_size": list(config.data.image_size), "context": list(config.data.context),
               "batch_size": config.data.batch_size, "slices": slices,
               "source": config.data.source,
@@ -123,13 +129,36 @@ def _measure(config, args) -> dict:
         if "infer" in parts:
             result["infer_images_per_s"] = round(
                 _time_inference(model, images, jit, args.seconds), 1)
-            print(f"Inference: {result['infer_images_per_s']:.1f} images/s", flush=True)
+            seconds, shape = _time_volume(experiment, model)
+            result["infer_seconds_per_volume"] = round(seconds, 3)
+            print(f"Inference: {result['infer_images_per_s']:.1f} images/s; a whole "
+                  f"{' x '.join(map(str, shape))} volume in {seconds:.2f} s ("
+                  + ("sliding windows" if config.data.sampling == "patch" else "resized slices")
+                  + ")", flush=True)
+    if result["pipeline_slices_per_s"] and result["train_images_per_s"]:
+        result["pipeline_over_training"] = round(
+            result["pipeline_slices_per_s"] / result["train_images_per_s"], 2)
+        print(f"The pipeline delivers {result['pipeline_over_training']:.1f}x what training "
+              f"takes (keep it >= 2)", flush=True)
     if args.compare_runtimes:
         result["runtimes"] = _compare_runtimes(experiment, (images, masks),
                                                args.compare_runtimes, args.seconds)
     result["peak_rss_mb"] = round(_peak_rss_mb())
     print(json.dumps(result), flush=True)
     return result
+
+
+def _time_volume(experiment, model) -> tuple[float, tuple[int, ...]]:
+    """(seconds, shape) of the predictor on the data set's first scan, as predict and the
+    validation score run it (normalisation, slices, windows or resizing, and back); the
+    second of two runs, so that tracing is not counted."""
+    example = next(iter(experiment.dataset.records("all")))
+    image, spacing = example["image"].numpy(), example["spacing"].numpy()
+    predictor = experiment.predictor(model)
+    predictor.probabilities(image, spacing)
+    start = time.perf_counter()
+    predictor.probabilities(image, spacing)
+    return time.perf_counter() - start, tuple(int(n) for n in image.shape[:3])
 
 
 def _time_pipeline(ds, seconds: float) -> tuple[float, float]:
