@@ -56,3 +56,30 @@ def test_fused_batch_norm_under_bfloat16():
     y = tf.cast(y, tf.float32).numpy()
     np.testing.assert_allclose(y.mean(axis=(0, 1, 2)), 0, atol=0.02)
     np.testing.assert_allclose(y.std(axis=(0, 1, 2)), 1, atol=0.02)
+
+
+def test_trilinear_by_hand():
+    from tf_medseg.models.blocks import Trilinear
+    x = tf.reshape(tf.constant([0.0, 1.0]), (1, 2, 1, 1, 1))
+    out = Trilinear((2, 1, 1))(x).numpy().ravel()
+    assert np.allclose(out, [0.0, 0.25, 0.75, 1.0])  # half-pixel centres, clamped ends
+    x = tf.random.uniform((2, 3, 4, 5, 2))
+    out = Trilinear((1, 2, 2))(x)
+    assert out.shape == (2, 3, 8, 10, 2)
+    assert np.allclose(out.numpy()[:, 1], tf.image.resize(x[:, 1], (8, 10)).numpy(), atol=1e-6)
+
+
+def test_3d_refuses_what_is_2d_only():
+    import pytest
+
+    from tf_medseg.models import build_unet
+    with pytest.raises(ValueError, match="bilinear is for 2D"):
+        build_unet((8, 16, 16, 1), 2, base_filters=4, depth=2, upsampling="bilinear")
+    with pytest.raises(ValueError, match="deep_supervision"):
+        build_unet((8, 16, 16, 1), 2, base_filters=4, depth=2, deep_supervision=True)
+    with pytest.raises(ValueError, match="backbones are 2D"):
+        build_unet((8, 32, 32, 1), 2, depth=2, encoder="resnet50")
+    with pytest.raises(ValueError, match="4 along axis 0"):
+        build_unet((6, 16, 16, 1), 2, base_filters=4, depth=2)
+    with pytest.raises(ValueError, match="strides must be 2"):
+        build_unet((8, 16, 16, 1), 2, base_filters=4, depth=2, strides=[(2, 2, 2)])

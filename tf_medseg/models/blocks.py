@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import layers
 
@@ -21,7 +22,7 @@ class FusedBatchNormalization(layers.BatchNormalization):
     config, same results except that the moving variance is updated with the unbiased batch
     variance (as PyTorch and Keras 2 did). Falls back to the Keras computation where the fused
     kernel does not apply (masks, renormalisation, synchronized statistics, inputs that are not
-    4-D channels-last, a symbolic ``training`` flag).
+    4-D channels-last (3D networks' 5-D features), a symbolic ``training`` flag).
     """
 
     def call(self, inputs, training=None, mask=None):
@@ -50,15 +51,55 @@ class FusedBatchNormalization(layers.BatchNormalization):
         return tf.cast(y, self.compute_dtype)
 
 
+@keras.saving.register_keras_serializable(package="tf_medseg")
+class Trilinear(layers.Layer):
+    """Trilinear up-sampling of (B, D, H, W, C) features by integer ``factors`` per axis,
+    separable: ``tf.image.resize`` over height and width, then over depth (Keras's
+    UpSampling3D is nearest-neighbour only)."""
+
+    def __init__(self, factors, **kwargs):
+        super().__init__(**kwargs)
+        self.factors = tuple(int(f) for f in factors)
+
+    def call(self, x):
+        shape = tf.shape(x)
+        d, h, w, c = shape[1], shape[2], shape[3], x.shape[-1]
+        fd, fh, fw = self.factors
+        planes = tf.image.resize(tf.reshape(x, [-1, h, w, c]), [h * fh, w * fw])
+        planes = tf.reshape(planes, [shape[0], d, h * fh * w * fw, c])
+        out = tf.image.resize(planes, [d * fd, h * fh * w * fw])
+        return tf.reshape(out, [shape[0], d * fd, h * fh, w * fw, c])
+
+    def compute_output_shape(self, input_shape):
+        spatial = [None if n is None else n * f for n, f in zip(input_shape[1:-1],
+                                                                 self.factors)]
+        return (input_shape[0], *spatial, input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "factors": self.factors}
+
+
 def batch_norm_layer(name: str) -> layers.Layer:
     return FusedBatchNormalization(name=name)
 
 
-def conv_block(x, filters: int, name: str, *, batch_norm: bool = True, dropout: float = 0.0):
-    """Two 3x3 convolutions, each followed by batch norm (optional) and ReLU."""
+CONV = {2: layers.Conv2D, 3: layers.Conv3D}
+TRANSPOSED = {2: layers.Conv2DTranspose, 3: layers.Conv3DTranspose}
+POOL = {2: layers.MaxPooling2D, 3: layers.MaxPooling3D}
+
+
+def spatial_dims(x) -> int:
+    """2 for (B, H, W, C) features, 3 for (B, D, H, W, C)."""
+    return len(x.shape) - 2
+
+
+def conv_block(x, filters: int, name: str, *, batch_norm: bool = True, dropout: float = 0.0,
+               kernel=3):
+    """Two convolutions (``kernel``: 3, or one size per axis such as (1, 3, 3)), each followed
+    by batch norm (optional) and ReLU; 2D or 3D as ``x`` is."""
     for i in (1, 2):
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=not batch_norm,
-                          kernel_initializer="he_normal", name=f"{name}_conv{i}")(x)
+        x = CONV[spatial_dims(x)](filters, kernel, padding="same", use_bias=not batch_norm,
+                                  kernel_initializer="he_normal", name=f"{name}_conv{i}")(x)
         if batch_norm:
             x = batch_norm_layer(f"{name}_bn{i}")(x)
         x = layers.Activation("relu", name=f"{name}_relu{i}")(x)
@@ -71,8 +112,9 @@ UPSAMPLING = ("transpose", "bilinear")
 
 
 def up_sample(x, filters: int, name: str, *, mode: str = "transpose", kernel: int = 2,
-              batch_norm: bool = True):
-    """Double the spatial size and set the channels to ``filters``.
+              batch_norm: bool = True, stride=2):
+    """Multiply the spatial size by ``stride`` (2, or one factor per axis such as (1, 2, 2))
+    and set the channels to ``filters``.
 
     ``transpose``: a ``kernel`` x ``kernel`` transposed conv with stride 2 (the learned
     up-convolution; its cost is on the coarse grid). ``bilinear``: bilinear resize, then a
@@ -80,13 +122,16 @@ def up_sample(x, filters: int, name: str, *, mode: str = "transpose", kernel: in
     artefacts, four times the cost of the conv).
     """
     if mode == "transpose":
-        return layers.Conv2DTranspose(filters, kernel, strides=2, padding="same",
-                                      name=f"{name}_upconv")(x)
+        return TRANSPOSED[spatial_dims(x)](filters, kernel, strides=stride, padding="same",
+                                           name=f"{name}_upconv")(x)
     if mode != "bilinear":
         raise ValueError(f"upsampling must be one of {UPSAMPLING}, got {mode!r}")
+    if spatial_dims(x) != 2:
+        raise ValueError("upsampling: bilinear is for 2D networks; 3D networks up-sample "
+                         "with transposed convolutions (transpose)")
     # float32: under XLA with a mixed policy the bilinear resize's gradient comes out float32
     # and compilation fails (keras-team/keras#20931, tensorflow/tensorflow#81273).
-    x = layers.UpSampling2D(2, interpolation="bilinear", dtype="float32",
+    x = layers.UpSampling2D(stride, interpolation="bilinear", dtype="float32",
                             name=f"{name}_upsample")(x)
     x = layers.Conv2D(filters, kernel, padding="same", use_bias=not batch_norm,
                       kernel_initializer="he_normal", name=f"{name}_upconv")(x)
@@ -97,53 +142,82 @@ def up_sample(x, filters: int, name: str, *, mode: str = "transpose", kernel: in
 
 def logits_head(x, num_classes: int, name: str = "logits"):
     """1x1 conv to one logit per class, computed and returned in float32 under any policy."""
-    return layers.Conv2D(num_classes, 1, dtype="float32", name=name)(x)
+    return CONV[spatial_dims(x)](num_classes, 1, dtype="float32", name=name)(x)
 
 
-def check_input(input_shape, depth: int) -> None:
-    if len(input_shape) != 3:
-        raise ValueError(f"input_shape must be (height, width, channels), got {input_shape}")
+def level_strides(input_shape, depth: int, strides=None) -> list[tuple[int, ...]]:
+    """Per level, the pooling factor of each spatial axis: ``strides`` as given, or 2 on
+    every axis for ``depth`` levels."""
+    dims = len(input_shape) - 1
+    if strides is None:
+        return [(2,) * dims] * depth
+    strides = [tuple(int(v) for v in s) for s in strides]
+    if len(strides) != depth or any(len(s) != dims or not set(s) <= {1, 2} for s in strides):
+        raise ValueError(f"strides must be {depth} (depth) tuples of {dims} factors, each 1 "
+                         f"or 2, got {strides}")
+    return strides
+
+
+def check_input(input_shape, depth: int, strides=None) -> None:
+    """A 2D (height, width, channels) or 3D (depth, height, width, channels) input whose
+    sizes the pooling divides."""
+    if len(input_shape) not in (3, 4):
+        raise ValueError(f"input_shape must be (height, width, channels) or (depth, height, "
+                         f"width, channels), got {input_shape}")
     if depth < 1:
         raise ValueError(f"depth must be at least 1, got {depth}")
-    height, width = input_shape[:2]
-    step = 2 ** depth
-    if (height is not None and height % step) or (width is not None and width % step):
-        raise ValueError(f"input size {height}x{width} must be divisible by 2**depth = {step}")
+    strides = level_strides(input_shape, depth, strides)
+    for axis, size in enumerate(input_shape[:-1]):
+        step = int(np.prod([s[axis] for s in strides]))
+        if size is not None and size % step:
+            raise ValueError(f"input size {'x'.join(map(str, input_shape[:-1]))} must be "
+                             f"divisible by the pooling, {step} along axis {axis}")
 
 
-def encoder_path(inputs, *, base_filters: int, depth: int, batch_norm: bool, dropout: float):
-    """Contracting path: returns (bottleneck, skips from the top level down)."""
+def encoder_path(inputs, *, base_filters: int, depth: int, batch_norm: bool, dropout: float,
+                 strides=None, kernels=None):
+    """Contracting path: returns (bottleneck, skips from the top level down). ``strides``
+    (per level) and ``kernels`` (per level and the bottleneck) default to 2 and 3."""
+    strides = level_strides(inputs.shape[1:], depth, strides)
+    kernels = kernels or [3] * (depth + 1)
     x, skips = inputs, []
     for level in range(depth):
-        x = conv_block(x, base_filters * 2**level, f"enc{level}", batch_norm=batch_norm)
+        x = conv_block(x, base_filters * 2**level, f"enc{level}", batch_norm=batch_norm,
+                       kernel=kernels[level])
         skips.append(x)
-        x = layers.MaxPooling2D(2, name=f"enc{level}_pool")(x)
+        x = POOL[spatial_dims(x)](strides[level], name=f"enc{level}_pool")(x)
     x = conv_block(x, base_filters * 2**depth, "bottleneck", batch_norm=batch_norm,
-                   dropout=dropout)
+                   dropout=dropout, kernel=kernels[depth])
     return x, skips
 
 
 def decoder(x, skips, *, base_filters: int, batch_norm: bool, upsampling: str,
-            up_kernel: int, gate=None):
+            up_kernel: int, gate=None, strides=None, kernels=None):
     """Expanding path: up-sample, concatenate the skip (through ``gate`` if given), conv block.
 
-    ``gate(skip, gating, inter_filters, name, batch_norm=...)`` is called with the features
-    from the level below as the gating signal (Attention U-Net); None keeps plain skips.
+    ``gate(skip, gating, inter_filters, name, batch_norm=..., stride=...)`` is called with the
+    features from the level below as the gating signal (Attention U-Net); None keeps plain
+    skips. ``strides`` and ``kernels`` are the encoder's (:func:`encoder_path`).
 
     Returns:
         The output of every decoder level, coarsest first (the last is full resolution).
     """
     outputs = []
-    for level in reversed(range(len(skips))):
+    depth = len(skips)
+    strides = strides or [2] * depth
+    kernels = kernels or [3] * (depth + 1)
+    for level in reversed(range(depth)):
         filters = base_filters * 2**level
         skip = skips[level]
         if gate is not None and skip is not None:
-            skip = gate(skip, x, max(filters // 2, 1), f"att{level}", batch_norm=batch_norm)
+            skip = gate(skip, x, max(filters // 2, 1), f"att{level}", batch_norm=batch_norm,
+                        stride=strides[level])
         x = up_sample(x, filters, f"dec{level}", mode=upsampling, kernel=up_kernel,
-                      batch_norm=batch_norm)
+                      batch_norm=batch_norm, stride=strides[level])
         if skip is not None:  # None: a backbone without features at this stride
             x = layers.Concatenate(name=f"dec{level}_concat")([x, skip])
-        x = conv_block(x, filters, f"dec{level}", batch_norm=batch_norm)
+        x = conv_block(x, filters, f"dec{level}", batch_norm=batch_norm,
+                       kernel=kernels[level])
         outputs.append(x)
     return outputs
 
@@ -162,11 +236,16 @@ def backbone_path(inputs, encoder: str, *, base_filters: int, depth: int, batch_
 
 
 def contracting_path(inputs, *, base_filters: int, depth: int, batch_norm: bool,
-                     dropout: float, encoder: str = "none", encoder_weights=None):
+                     dropout: float, encoder: str = "none", encoder_weights=None,
+                     strides=None, kernels=None):
     """The U-Net's own encoder, or with ``encoder`` a backbone's (:func:`backbone_path`)."""
     if encoder in (None, "none"):
         return encoder_path(inputs, base_filters=base_filters, depth=depth,
-                            batch_norm=batch_norm, dropout=dropout)
+                            batch_norm=batch_norm, dropout=dropout, strides=strides,
+                            kernels=kernels)
+    if spatial_dims(inputs) != 2 or strides is not None or kernels is not None:
+        raise ValueError(f"encoder {encoder}: keras.applications backbones are 2D with "
+                         f"pooling 2 per level; use encoder none for 3D or other strides")
     return backbone_path(inputs, encoder, base_filters=base_filters, depth=depth,
                          batch_norm=batch_norm, dropout=dropout, weights=encoder_weights)
 
@@ -178,6 +257,8 @@ def heads(decoded, num_classes: int, deep_supervision: bool):
     main = logits_head(decoded[-1], num_classes)
     if not deep_supervision:
         return main
+    if spatial_dims(main) != 2:
+        raise ValueError("deep_supervision: 2D networks only for now")
     outputs = [main]
     for i, features in enumerate(reversed(decoded[:-1]), start=1):
         aux = logits_head(features, num_classes, name=f"aux{i}_head")

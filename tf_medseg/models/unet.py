@@ -21,13 +21,15 @@ def build_unet(input_shape: Sequence[int], num_classes: int, *, base_filters: in
                depth: int = 4, batch_norm: bool = True, dropout: float = 0.0,
                upsampling: str = "transpose", up_kernel: int | None = None,
                deep_supervision: bool = False, encoder: str = "none",
-               encoder_weights: str | None = None, name: str = "unet") -> keras.Model:
-    """A 2D U-Net: two 3x3 conv + batch norm + ReLU per level, max-pool down, up-convolution
-    that halves the channels, concatenation with the skip, two 3x3 convs.
+               encoder_weights: str | None = None, strides=None, kernels=None,
+               name: str = "unet") -> keras.Model:
+    """A 2D or 3D U-Net: two 3x3 conv + batch norm + ReLU per level, max-pool down,
+    up-convolution that halves the channels, concatenation with the skip, two 3x3 convs.
 
     Args:
-        input_shape: (height, width, channels); channels = number of 2.5D context slices.
-            Height and width may be None (any size divisible by 2**depth).
+        input_shape: (height, width, channels), or (depth, height, width, channels) for a 3D
+            network (Conv3D); channels = modalities x 2.5D context slices. Sizes may be None
+            (any size the pooling divides).
         num_classes: Output channels, one independent logit per class (classes may overlap).
         base_filters: Filters of the first level, doubled at every level down.
         depth: Number of down-sampling steps; height and width must be divisible by 2**depth.
@@ -47,6 +49,12 @@ def build_unet(input_shape: Sequence[int], num_classes: int, *, base_filters: in
             are still ``base_filters`` doubled per level.
         encoder_weights: None (random), ``imagenet`` (Keras's cached file; never downloaded)
             or a weights file path (:mod:`tf_medseg.models.encoders`).
+        strides: Per level, the pooling factor of each axis (1 or 2), e.g. a planned
+            anisotropic 3D network's ``[(1, 2, 2), (1, 2, 2), (2, 2, 2)]``
+            (:mod:`tf_medseg.planning.topology`); None pools every axis by 2 at every level.
+            Its length is ``depth``; the up-sampling mirrors it.
+        kernels: Per level and the bottleneck (``depth + 1`` entries), the conv kernel (3, or
+            per axis such as (1, 3, 3) on an axis too coarse to convolve); None: 3.
         name: Model name.
 
     Returns:
@@ -54,11 +62,13 @@ def build_unet(input_shape: Sequence[int], num_classes: int, *, base_filters: in
         float32 logits (named ``logits``); with ``deep_supervision``, a list
         ``[logits, aux1_logits, ...]`` of such tensors, finest first.
     """
-    check_input(input_shape, depth)
+    check_input(input_shape, depth, strides)
     inputs = input_layer(input_shape)
     x, skips = contracting_path(inputs, base_filters=base_filters, depth=depth,
                                 batch_norm=batch_norm, dropout=dropout, encoder=encoder,
-                                encoder_weights=encoder_weights)
+                                encoder_weights=encoder_weights, strides=strides,
+                                kernels=kernels)
     decoded = decoder(x, skips, base_filters=base_filters, batch_norm=batch_norm,
-                      upsampling=upsampling, up_kernel=up_kernel or UP_KERNEL)
+                      upsampling=upsampling, up_kernel=up_kernel or UP_KERNEL,
+                      strides=strides, kernels=kernels)
     return keras.Model(inputs, heads(decoded, num_classes, deep_supervision), name=name)
