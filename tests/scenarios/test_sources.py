@@ -217,6 +217,15 @@ def test_real_chaos_sample_builds_and_reads(tmp_path):
     from tf_medseg.data.pipeline import make_dataset
     data = DataSet.open(config.data)
     assert data.slices("all") == (365, 272)
+    # the plan of chaos_t2.yaml from these records: 1.25 x 1.25 mm slices of 256 x 256
+    # pixels in every scan, whole, pooled 5 times (base_filters 16 doubled to 512); 5% of
+    # 10 x 256 x 256 x 36 voxels
+    from tf_medseg.planning.planner import make_plan
+    planned = make_plan(data, load_config("chaos_t2.yaml", [f"data.root={CHAOS}"]))
+    values = planned.values
+    assert values["data.slice_axis"] == "auto" and values["data.spacing"] is None
+    assert values["data.image_size"] == [256, 256] and values["model.depth"] == 5
+    assert values["data.batch_size"] == 18 and planned.network_3d.patch == (256, 256, 32)
     task = data.labels
     assert task.classes == ("liver", "right_kidney", "left_kidney", "spleen") and task.exclusive
     images, masks = next(iter(make_dataset(config, "val", dataset=data)))

@@ -76,18 +76,3 @@ def test_the_written_plan_trains_as_a_config(tmp_path, anisotropic):
         plan("tiny.yaml", settings, str(other), overwrite=True)
     assert other.read_text() == "mine\n"
     assert sorted(p.name for p in out.parent.iterdir()) == ["plans.yaml"]
-
-
-def test_the_real_chaos_sample(tmp_path):
-    from pathlib import Path
-    root = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "chaos_t2" / \
-        "Dataset001_CHAOST2"
-    if not root.is_dir():
-        pytest.skip(f"CHAOS sample not found at {root}")
-    result, _ = plan("chaos_t2.yaml", [f"data.root={root}", f"data.data_dir={tmp_path}"])
-    values = result.values
-    # 1.25 x 1.25 mm slices of 256 x 256 pixels in every scan: the whole slice, pooled 5
-    # times (model.base_filters 16 doubled to 512); 5% of 10 x 256 x 256 x 36 voxels
-    assert values["data.slice_axis"] == "auto" and values["data.spacing"] is None
-    assert values["data.image_size"] == [256, 256] and values["model.depth"] == 5
-    assert values["data.batch_size"] == 18 and result.network_3d.patch == (256, 256, 32)
