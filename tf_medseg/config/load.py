@@ -204,12 +204,12 @@ def relevant_dict(config: Config) -> dict:
     """``config.to_dict()`` without the data keys that do nothing for its source
     (:data:`SOURCE_ONLY`, at their defaults), nor, for ``data.sampling: resize``, the patch
     keys (``data.foreground_share``, ``predict:``) at their defaults."""
-    values = config.to_dict()
-    default = Config().to_dict()["data"]
+    values, defaults = config.to_dict(), Config().to_dict()
+    default = defaults["data"]
     values["data"] = {k: v for k, v in values["data"].items()
                       if not (k in SOURCE_ONLY and config.data.source not in SOURCE_ONLY[k]
                               and v == default[k])}
-    if config.data.sampling == "resize" and values["predict"] == Config().to_dict()["predict"]:
+    if config.data.sampling == "resize" and values["predict"] == defaults["predict"]:
         del values["predict"]  # windows are for models trained on patches
         if values["data"]["foreground_share"] == default["foreground_share"]:
             del values["data"]["foreground_share"]

@@ -30,7 +30,7 @@ import numpy as np
 from tf_medseg.config import Config
 from tf_medseg.data import geometry
 from tf_medseg.errors import ConfigError
-from tf_medseg.planning.topology import MIN_EDGE, topology, training_bytes
+from tf_medseg.planning.topology import MIN_EDGE, Topology, topology, training_bytes
 
 ANISOTROPY = 3.0  # nnU-Net's threshold for a coarse axis
 AREA_2D, VOLUME_3D = 2048 ** 2, 256 ** 3  # the initial patch, before clipping and shrinking
@@ -160,39 +160,38 @@ def plan_network(spacing: Sequence[float], median: Sequence[float], *, budget_gb
     dims = len(spacing)
     patch = _initial_patch(spacing, median, AREA_2D if dims == 2 else VOLUME_3D)
 
-    def shaped(patch):
+    def shaped(patch) -> Topology:
         topo = topology(spacing, patch, max_depth=max_depth)
         if not uniform:
-            return topo.patch, topo.strides, topo.kernels
-        depth = min(min(topo.pools), max_depth)
+            return topo
+        depth = min(topo.pools)  # tf_medseg's 2D U-Net pools every axis at every level
         step = 2 ** depth
-        return (tuple(-(-n // step) * step for n in patch), ((2,) * dims,) * depth,
-                ((3,) * dims,) * (depth + 1))
+        return Topology(((2,) * dims,) * depth, ((3,) * dims,) * (depth + 1),
+                        tuple(-(-int(n) // step) * step for n in patch))
 
-    def sample_bytes(patch, strides):
-        return training_bytes(patch, strides, base_filters=base_filters, channels=channels,
-                              classes=classes)
+    def sample_bytes(topo: Topology):
+        return training_bytes(topo.patch, topo.strides, base_filters=base_filters,
+                              channels=channels, classes=classes)
 
     budget = budget_gb * 1e9
-    patch, strides, kernels = shaped(patch)
-    while MIN_BATCH * sample_bytes(patch, strides) > budget:
-        divisor = [math.prod(s[i] for s in strides) for i in range(dims)]
-        shrinkable = [i for i in range(dims) if patch[i] - divisor[i] >= MIN_EDGE]
+    topo = shaped(patch)
+    while MIN_BATCH * sample_bytes(topo) > budget:
+        shrinkable = [i for i in range(dims) if topo.patch[i] - topo.divisor[i] >= MIN_EDGE]
         if not shrinkable:
             raise ConfigError(
                 f"plan.memory_gb: {budget_gb:g} GB does not hold a batch of {MIN_BATCH} of "
-                f"the smallest patch ({_times(patch)}, "
-                f"{MIN_BATCH * sample_bytes(patch, strides) / 1e9:.3g} GB); raise it or "
+                f"the smallest patch ({_times(topo.patch)}, "
+                f"{MIN_BATCH * sample_bytes(topo) / 1e9:.3g} GB); raise it or "
                 f"lower model.base_filters")
-        axis = max(shrinkable, key=lambda i: patch[i] / median[i])
-        patch = list(patch)
-        patch[axis] -= divisor[axis]
-        patch, strides, kernels = shaped(patch)
-    per_sample = sample_bytes(patch, strides)
+        axis = max(shrinkable, key=lambda i: topo.patch[i] / median[i])
+        patch = list(topo.patch)
+        patch[axis] -= topo.divisor[axis]
+        topo = shaped(patch)
+    per_sample = sample_bytes(topo)
     by_memory = int(budget // per_sample)
-    by_share = max(int(round(dataset_voxels * DATASET_SHARE / math.prod(patch))), 1)
+    by_share = max(int(round(dataset_voxels * DATASET_SHARE / math.prod(topo.patch))), 1)
     batch = max(min(by_memory, by_share), MIN_BATCH)
-    return Network(tuple(int(n) for n in patch), batch, strides, kernels, per_sample / 1e9)
+    return Network(topo.patch, batch, topo.strides, topo.kernels, per_sample / 1e9)
 
 
 def make_plan(dataset, config: Config) -> Plan:
@@ -246,11 +245,10 @@ def make_plan(dataset, config: Config) -> Plan:
 
     channels = labels.num_channels * len(config.data.context)
     classes = labels.outputs(labels.head(config.model.output))
-    depth_cap = min(MAX_DEPTH, int(math.log2(MAX_FILTERS / base)) if base <= MAX_FILTERS
-                    else 1)
+    depth_cap = max(1, min(MAX_DEPTH, math.floor(math.log2(MAX_FILTERS / base))))
     net2 = plan_network(in_plane, median_2d, budget_gb=budget, base_filters=base,
                         channels=channels, classes=classes, dataset_voxels=dataset_voxels,
-                        uniform=True, max_depth=max(depth_cap, 1))
+                        uniform=True, max_depth=depth_cap)
     choices.append(Choice(
         "data.sampling", "patch",
         f"random patches of data.image_size from the slices at the target spacing, "

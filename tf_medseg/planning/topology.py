@@ -63,9 +63,9 @@ def topology(spacing: Sequence[float], patch: Sequence[int], min_edge: int = MIN
             spacing[i] *= 2
             size[i] = math.ceil(size[i] / 2)
     kernels.append((3,) * dims)
-    pools = [sum(s[i] == 2 for s in strides) for i in range(dims)]
-    rounded = tuple(-(-int(n) // 2 ** p) * 2 ** p for n, p in zip(patch, pools))
-    return Topology(tuple(strides), tuple(kernels), rounded)
+    pooled = Topology(tuple(strides), tuple(kernels), tuple(int(n) for n in patch))
+    return dataclasses.replace(pooled, patch=tuple(
+        -(-n // d) * d for n, d in zip(pooled.patch, pooled.divisor)))
 
 
 def activation_elements(patch: Sequence[int], strides: Sequence[Sequence[int]], *,

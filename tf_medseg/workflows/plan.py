@@ -25,13 +25,15 @@ def _settings(config, overrides: Sequence[str]) -> dict:
 def _check_out(out: Path, overwrite: bool) -> None:
     if out.is_symlink() or (out.exists() and not out.is_file()):
         raise MedsegError(f"--out {out}: not a regular file; give a new file name")
-    if out.exists():
-        head = out.read_text(errors="replace").splitlines()[:1]
-        if not (overwrite and head and head[0].startswith(f"# {HEADER}")):
-            raise MedsegError(
-                f"--out {out}: exists; give a new file name" + (
-                    "" if not overwrite else " (--overwrite replaces an earlier plan only)")
-                + ("" if overwrite else ", or --overwrite to replace an earlier plan"))
+    if not out.exists():
+        return
+    if not overwrite:
+        raise MedsegError(f"--out {out}: exists; give a new file name, or --overwrite to "
+                          f"replace an earlier plan")
+    with open(out, errors="replace") as f:
+        if not f.readline().startswith(f"# {HEADER}"):
+            raise MedsegError(f"--out {out}: exists; give a new file name (--overwrite "
+                              f"replaces an earlier plan only)")
 
 
 def plan(config_path: str | None, overrides: Sequence[str] = (), out: str | None = None,
