@@ -190,12 +190,8 @@ def _check_cross(config: Config) -> None:
     if data.source == "phantom" and data.phantom_cases < data.num_folds:
         raise ConfigError(f"data.phantom_cases: must be >= data.num_folds ({data.num_folds}) "
                           f"so that every fold has a case, got {data.phantom_cases}")
-    h, w = data.image_size
-    step = 2 ** config.model.depth
-    if h % step or w % step:
-        raise ConfigError(f"data.image_size: {h}x{w} must be divisible by 2**model.depth = "
-                          f"{step}")
     model = config.model
+    _check_network(config)
     if model.encoder != "none" and model.depth > 5:
         raise ConfigError(f"model.depth: at most 5 with model.encoder {model.encoder} (the "
                           f"backbone's strides reach 32), got {model.depth}")
@@ -212,6 +208,44 @@ def _check_cross(config: Config) -> None:
             raise ConfigError(f"tune.direction: {tune.objective} is better when "
                               f"{'lower' if natural == 'min' else 'higher'}; use {natural} "
                               f"(or auto), got {tune.direction}")
+
+
+def _check_network(config: Config) -> None:
+    """model.dims against data.image_size and the 3D restrictions; model.strides and
+    model.kernels against model.depth; data.image_size divisible by the pooling."""
+    data, model = config.data, config.model
+    size, dims = data.image_size, model.dims
+    if len(size) != dims:
+        shape = "[height, width]" if dims == 2 else "[slices, height, width]"
+        raise ConfigError(f"data.image_size: model.dims {dims} needs {shape}, got {list(size)}")
+    if data.spacing is not None and len(data.spacing) == 3 and dims == 2:
+        raise ConfigError(f"data.spacing: three values (across the slices too) need model.dims "
+                          f"3; a 2D network takes [row, column], got {list(data.spacing)}")
+    if dims == 3:
+        for key, ok, fix in (
+                ("data.organ_fraction", data.organ_fraction is None,
+                 "null (3D patches are centred on foreground by data.foreground_share)"),
+                ("data.sampling", data.sampling == "patch", "patch (3D patches)"),
+                ("data.context", data.context == (0,), "[0] (a 3D network sees the "
+                                                       "neighbouring slices itself)"),
+                ("model.encoder", model.encoder == "none", "none (the backbones are 2D)"),
+                ("model.upsampling", model.upsampling == "transpose", "transpose"),
+                ("model.deep_supervision", not model.deep_supervision, "false")):
+            if not ok:
+                raise ConfigError(f"{key}: model.dims 3 needs {fix}")
+    strides = model.strides or ((2,) * dims,) * model.depth
+    for key, value, count in (("model.strides", model.strides, model.depth),
+                              ("model.kernels", model.kernels, model.depth + 1)):
+        if value is not None and (len(value) != count or any(len(v) != dims for v in value)):
+            raise ConfigError(f"{key}: needs {count} entries of {dims} values (model.depth "
+                              f"{model.depth}, model.dims {dims}), got "
+                              f"{[list(v) for v in value]}")
+    divisor = [math.prod(level[a] for level in strides) for a in range(dims)]
+    if any(n % d for n, d in zip(size, divisor)):
+        shown = str(divisor[0]) if len(set(divisor)) == 1 else "x".join(map(str, divisor))
+        what = ("2**model.depth" if model.strides is None else "the product of model.strides")
+        raise ConfigError(f"data.image_size: {'x'.join(map(str, size))} must be divisible by "
+                          f"{what} = {shown}")
 
 
 def describe_keys() -> list[tuple[str, str, str, str]]:
