@@ -30,6 +30,9 @@ def test_splits_and_counts_come_from_the_metadata(tmp_path):
     assert sorted(train + val) == data.cases and not set(train) & set(val)
     assert {s.case for s in data.split_scans("val")} == set(val)
     assert data.slices("all") == (4 * 2 * 12, sum(s.organ_slices[0] for s in data.scans))
+    # 3D patches an epoch draws: per scan as many as tile its slices x rows x columns
+    tiles = [-(-12 // 8) * -(-s.shape[1] // 32) * -(-s.shape[2] // 32) for s in data.scans]
+    assert data.patches("all", (8, 32, 32)) == sum(tiles) and len(set(tiles)) > 1
     scan = data.scans[0]
     assert scan.spacing[0] == 3.0 and data.axis(scan) == 0  # cut across the slices
     assert str(data.image_dtype) == "uint16"

@@ -27,7 +27,7 @@ def test_cut_and_uncut_are_inverse(run, spacing, axis):
         tf.data.Dataset.from_tensors(volume).map(fn)))
     assert int(got) == axis
     np.testing.assert_array_equal(slices.numpy(), np.moveaxis(volume, axis, 0))
-    back = geometry.uncut(slices, got, geometry.in_plane_size(volume.shape, axis))
+    back = geometry.uncut(slices, got, geometry.cut_size(volume.shape, axis))
     np.testing.assert_array_equal(back.numpy(), volume)
 
 
@@ -54,3 +54,33 @@ def test_planar_sizes_and_the_oversized_bound_agree_with_cut():
     assert geometry.oversized(volume.shape, (4, 1, 2), "auto", None) is None
     assert geometry.oversized(volume.shape, (4, 1, 2), "auto", (0.005, 1)) == (
         "(40 x 30 pixels of 1 x 2 mm) would become 8000 x 60 pixels a slice, over 4096")
+
+
+def test_resampling_across_the_slices_linear_or_nearest():
+    # 4 slices 2 mm apart with values 0, 10, 20, 30 -> 1 mm: 8 slices, linear between the
+    # slice centres (half-pixel: slice k of 8 sits at (k + 0.5) / 2 - 0.5 of the 4)
+    volume = np.broadcast_to(np.array([0, 10, 20, 30], np.float32)[None, None, :, None],
+                             (3, 3, 4, 1)).copy()
+    slices, axis = geometry.cut(volume, (1.0, 1.0, 2.0), target=(1.0, 1.0, 1.0))
+    assert int(axis) == 2 and slices.shape == (8, 3, 3, 1)
+    np.testing.assert_allclose(slices[:, 1, 1, 0].numpy(),
+                               [0, 2.5, 7.5, 12.5, 17.5, 22.5, 27.5, 30], atol=1e-4)
+    # slices over 3x coarser than their pixels (4 mm against 1 mm) are not interpolated
+    coarse, _ = geometry.cut(volume, (1.0, 1.0, 4.0), target=(2.0, 1.0, 1.0))
+    np.testing.assert_array_equal(coarse[:, 1, 1, 0].numpy(), [0, 0, 10, 10, 20, 20, 30, 30])
+    labels, _ = geometry.cut(volume.astype(np.uint8), (1.0, 1.0, 2.0), target=(1.0, 1.0, 1.0),
+                             nearest=True)
+    np.testing.assert_array_equal(labels[:, 1, 1, 0].numpy(), [0, 0, 10, 10, 20, 20, 30, 30])
+    assert geometry.cut_shape(volume.shape, (1.0, 1.0, 2.0), target=(1.0, 1.0, 1.0)) == \
+        (8, 3, 3)
+    # and back: (8, 3, 3) per-slice values to the stored (3, 3, 4)
+    back = geometry.uncut(slices, axis, geometry.cut_size(volume.shape, 2))
+    assert back.shape == (3, 3, 4, 1)
+    np.testing.assert_allclose(back[1, 1, :, 0].numpy(), [1.25, 10, 20, 28.75], atol=1e-4)
+
+
+def test_in_plane_resampling_of_images_is_bicubic():
+    volume = np.random.default_rng(0).random((2, 8, 8, 1)).astype(np.float32)
+    slices, _ = geometry.cut(volume, (3.0, 1.0, 1.0), target=(0.5, 0.5))
+    np.testing.assert_allclose(slices.numpy(), tf.image.resize(
+        volume, (16, 16), method="bicubic").numpy(), atol=1e-6)

@@ -51,3 +51,26 @@ def test_a_slice_smaller_than_the_patch_is_padded_evenly():
     assert np.array_equal(masks.numpy()[:, 0], [0, 1, 1, 1, 1, 1, 0, 0])
     crop, masks = random_patch(image, packed, tf.constant([0, 0]), (8, 16), 1.0, 1)
     assert crop.shape == (1, 8, 16) and int(masks.numpy().sum()) == 5 * 16
+
+
+def test_3d_patches_of_a_volume():
+    # 2 channels x 10 slices x 20 x 24; class 0 in one voxel block near the far corner
+    depth, rows, cols = np.meshgrid(np.arange(10), np.arange(20), np.arange(24), indexing="ij")
+    image = tf.constant(np.stack([depth, rows * 100 + cols]).astype(np.float16))
+    packed = np.zeros((10, 20, 24), np.uint8)
+    packed[7:9, 15:17, 20:22] = 1
+    for s in range(20):
+        crop, masks = random_patch(image, tf.constant(packed), tf.constant([s, 3]),
+                                   (4, 8, 8), 1.0, 1)
+        assert crop.shape == (2, 4, 8, 8) and masks.shape == (4, 8, 8)
+        z, yx = int(crop[0, 0, 0, 0]), int(crop[1, 0, 0, 0])
+        y, x = divmod(yx, 100)
+        assert np.array_equal(masks.numpy(), packed[z:z + 4, y:y + 8, x:x + 8])
+        assert masks.numpy().any()  # every patch is centred on the class
+    # a volume thinner than the patch is padded evenly along that axis
+    crop, masks = random_patch(image[:, :3], tf.constant(packed[:3]), tf.constant([0, 1]),
+                               (4, 8, 8), 0.0, 1)
+    assert crop.shape == (2, 4, 8, 8)
+    padded, _ = pad_to(image[:, :3], tf.constant(packed[:3]), (4, 8, 8))
+    assert padded.shape == (2, 4, 20, 24)
+    assert float(tf.reduce_sum(padded[0, 3])) == 0 and float(padded[0, 2, 0, 0]) == 2

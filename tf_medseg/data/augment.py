@@ -206,3 +206,43 @@ def augment(images: tf.Tensor, masks: tf.Tensor, seed: tf.Tensor,
     intensity = intensity_params(seeds[2], batch, params)
     return _apply_xla(images, masks, matrices, field, intensity, max_value, min_value,
                       channels_first, int(unpack_masks))
+
+
+def augment_volumes(images: tf.Tensor, masks: tf.Tensor, seed: tf.Tensor,
+                    params: AugmentConfig = AugmentConfig(), max_value: float | None = None, *,
+                    min_value: float | None = 0.0, channels_first: bool = True,
+                    unpack_masks: int = 0):
+    """Augment a batch of 3D patches as :func:`augment` does slices: one draw per patch, the
+    same in-plane map (rotation about the slice axis, scale, shift, flips, elastic field) and
+    intensity change on each of its slices, as nnU-Net augments anisotropic 3D data.
+
+    Args:
+        images: (B, C, D, H, W) normalised patches (channels first, any float dtype).
+        masks: (B, D, H, W) bit-packed masks.
+        seed, params, max_value, min_value, unpack_masks: as :func:`augment` (z-scored
+            images, ``min_value`` None, take gamma on each slice's own range).
+        channels_first: Must be True (the pipeline's layout).
+
+    Returns:
+        (B, D, H, W, C) float32 images and (B, D, H, W, K) float32 masks (``unpack_masks``
+        K > 0), else the packed masks.
+    """
+    if not channels_first:
+        raise ValueError("augment_volumes takes channels-first (B, C, D, H, W) patches")
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=3)
+    shape = tf.shape(masks)
+    batch, depth, height, width = shape[0], shape[1], shape[2], shape[3]
+    matrices = tf.repeat(affine_matrices(seeds[0], batch, height, width, params), depth, 0)
+    field = (tf.repeat(elastic_field(seeds[1], batch, height, width, params), depth, 0)
+             if params.elastic > 0 else None)
+    intensity = tf.repeat(intensity_params(seeds[2], batch, params), depth, 0)
+    # (B, C, D, H, W) -> (B * D, C, H, W): each slice a batch item, its patch's draw repeated.
+    slices = tf.reshape(tf.transpose(images, [0, 2, 1, 3, 4]),
+                        [batch * depth, -1, height, width])
+    out, out_masks = _apply_xla(slices, tf.reshape(masks, [batch * depth, height, width]),
+                                matrices, field, intensity, max_value, min_value, True,
+                                int(unpack_masks))
+    out = tf.reshape(out, [batch, depth, height, width, tf.shape(images)[1]])
+    out_masks = tf.reshape(out_masks, tf.concat([[batch, depth, height, width],
+                                                 tf.shape(out_masks)[3:]], 0))
+    return out, out_masks

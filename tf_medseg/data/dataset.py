@@ -12,6 +12,7 @@ Folds are grouped by patient: all scans (days) of a patient are in the same fold
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Sequence
 
 import numpy as np
@@ -130,6 +131,15 @@ class DataSet:
         scans = self.split_scans(split)
         return (sum(s.shape[self.axis(s)] for s in scans),
                 sum(s.organ_slices[self.axis(s)] for s in scans))
+
+    def patches(self, split: str, patch: Sequence[int]) -> int:
+        """3D patches of ``patch`` (slices, rows, columns) that an epoch of ``split`` draws:
+        per scan as many as would tile it at ``data.spacing`` (at least one), so that an epoch
+        covers about as many voxels as the data set holds."""
+        return sum(math.prod(max(1, math.ceil(n / p)) for n, p in zip(
+            geometry.cut_shape(s.shape, s.spacing, self.config.slice_axis,
+                               self.config.spacing), patch))
+                   for s in self.split_scans(split))
 
     def records(self, split: str):
         """The raw records (``tf.data``) of ``split``'s scans, in the records' fixed order."""

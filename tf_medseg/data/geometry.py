@@ -22,6 +22,7 @@ import tensorflow as tf
 # perms[axis]: the transposition that brings ``axis`` first (the others keep their order).
 PERMS = ((0, 1, 2), (1, 0, 2), (2, 0, 1))
 INVERSE = ((0, 1, 2), (1, 0, 2), (1, 2, 0))
+ANISOTROPY = 3  # slices this many times coarser than their pixels are not interpolated across
 MAX_RESAMPLED_SIDE = 4096  # pixels a side a slice may grow to when resampled to a spacing
 
 
@@ -47,8 +48,20 @@ def planar_sizes(shape: Sequence[int], spacing: Sequence[float], wanted="auto",
     mm = (float(spacing[rows]), float(spacing[cols]))
     if not target:
         return stored, mm, stored
-    size = tuple(max(int(round(n * s / float(t))), 1) for n, s, t in zip(stored, mm, target))
+    size = tuple(max(int(round(n * s / float(t))), 1)
+                 for n, s, t in zip(stored, mm, tuple(target)[-2:]))
     return stored, mm, size
+
+
+def cut_shape(shape: Sequence[int], spacing: Sequence[float], wanted="auto",
+              target: Sequence[float] | None = None) -> tuple[int, int, int]:
+    """(slices, rows, columns) that :func:`cut` makes of a volume of ``shape`` and
+    ``spacing`` (in numpy; across the slices too for a three-value ``target``)."""
+    axis = slice_axis(shape, spacing, wanted)
+    depth = int(shape[axis])
+    if target and len(target) == 3:
+        depth = max(int(round(depth * float(spacing[axis]) / float(target[0]))), 1)
+    return (depth, *planar_sizes(shape, spacing, wanted, target)[2])
 
 
 def oversized(shape: Sequence[int], spacing: Sequence[float], wanted="auto",
@@ -75,29 +88,45 @@ def _axis_tensor(shape: tf.Tensor, spacing: tf.Tensor, wanted) -> tf.Tensor:
 
 
 def resampled_size(size, spacing, target) -> tf.Tensor:
-    """(rows, columns) of slices of ``size`` at ``spacing`` mm resampled to ``target`` mm."""
+    """The sizes of axes of ``size`` voxels at ``spacing`` mm resampled to ``target`` mm."""
     size = tf.cast(size, tf.float32)
     out = tf.round(size * tf.cast(spacing, tf.float32) / tf.constant(target, tf.float32))
     return tf.maximum(tf.cast(out, tf.int32), 1)
 
 
-def resize(volume: tf.Tensor, size, nearest: bool) -> tf.Tensor:
-    """(D, H, W, C) resized in-plane: bilinear for images (an integer volume stays integer,
-    rounded), nearest neighbour for labels (values are never mixed)."""
+def resize(volume: tf.Tensor, size, nearest: bool, method: str = "bilinear") -> tf.Tensor:
+    """(D, H, W, C) resized in-plane: ``method`` (bilinear, or bicubic) for images (an integer
+    volume stays integer, rounded and clipped to its range), nearest neighbour for labels
+    (values are never mixed)."""
     if nearest:
         return tf.image.resize(volume, size, method="nearest")
-    out = tf.image.resize(volume, size, method="bilinear")
+    out = tf.image.resize(volume, size, method=method)
     if volume.dtype.is_integer:
         out = tf.cast(tf.clip_by_value(tf.round(out), volume.dtype.min, volume.dtype.max),
                       volume.dtype)
     return out
 
 
+def resize_depth(volume: tf.Tensor, depth, nearest: bool) -> tf.Tensor:
+    """(D, H, W, C) resampled to ``depth`` slices: linearly, or by nearest neighbour (labels,
+    and images whose slices are too far apart to interpolate). Each slice keeps its H x W: the
+    volume is resized as H images of (D, W), and a resize that keeps W is exact along it."""
+    if volume.shape[0] is not None and isinstance(depth, int) and volume.shape[0] == depth:
+        return volume
+    shape = tf.shape(volume)
+    rows = tf.transpose(volume, [1, 0, 2, 3])  # (H, D, W, C)
+    rows = resize(rows, tf.stack([depth, shape[2]]), nearest)
+    return tf.transpose(rows, [1, 0, 2, 3])
+
+
 def cut(volume, spacing, wanted="auto", target: Sequence[float] | None = None,
         nearest: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
     """(slices (D, H, W, C), the axis they were cut across) of a stored (A0, A1, A2, C)
-    volume with ``spacing`` mm, resampled in-plane to ``target`` [rows, columns] mm when
-    given (see :func:`resize`)."""
+    volume with ``spacing`` mm, resampled to ``target`` mm when given: [rows, columns]
+    in-plane (bicubic for images, as nnU-Net's order 3; nearest for labels), or [between
+    slices, rows, columns] also across the slices (:func:`resize_depth`: linear, nearest for
+    labels and for images whose slices are over :data:`ANISOTROPY` times coarser than their
+    pixels, as nnU-Net's separate z with order 0)."""
     volume = tf.convert_to_tensor(volume)
     spacing = tf.convert_to_tensor(spacing, tf.float32)
     axis = _axis_tensor(tf.shape(volume), spacing, wanted)
@@ -105,24 +134,36 @@ def cut(volume, spacing, wanted="auto", target: Sequence[float] | None = None,
     slices = tf.transpose(volume, tf.concat([perm, [3]], 0))
     if target:
         in_plane = tf.gather(spacing, perm[1:])
-        slices = resize(slices, resampled_size(tf.shape(slices)[1:3], in_plane, target),
-                        nearest)
+        slices = resize(slices, resampled_size(tf.shape(slices)[1:3], in_plane,
+                                               tuple(target)[-2:]), nearest, "bicubic")
+        if len(target) == 3:
+            across = tf.gather(spacing, perm[0])
+            depth = resampled_size(tf.shape(slices)[0], across, target[0])
+            coarse = across > ANISOTROPY * tf.reduce_max(in_plane)
+            slices = (resize_depth(slices, depth, True) if nearest else
+                      tf.cond(coarse, lambda: resize_depth(slices, depth, True),
+                              lambda: resize_depth(slices, depth, False)))
     return slices, axis
 
 
 def uncut(slices, axis, size) -> tf.Tensor:
     """The inverse of :func:`cut` for (D, h, w, K) per-slice values (probabilities): resized
-    bilinearly to the stored in-plane ``size`` (H, W), then back in the stored order."""
+    bilinearly to the stored in-plane ``size`` (H, W), or to (D, H, W) also across the
+    slices (linearly), then back in the stored order."""
     slices = tf.convert_to_tensor(slices)
     size = tf.convert_to_tensor(size, tf.int32)
-    slices = tf.cond(tf.reduce_all(tf.equal(tf.shape(slices)[1:3], size)),
+    planar = size[-2:]
+    slices = tf.cond(tf.reduce_all(tf.equal(tf.shape(slices)[1:3], planar)),
                      lambda: slices,
-                     lambda: tf.cast(tf.image.resize(slices, size, method="bilinear"),
+                     lambda: tf.cast(tf.image.resize(slices, planar, method="bilinear"),
                                      slices.dtype))
+    if size.shape[0] == 3:
+        slices = tf.cond(tf.equal(tf.shape(slices)[0], size[0]), lambda: slices,
+                         lambda: tf.cast(resize_depth(slices, size[0], False), slices.dtype))
     inverse = tf.gather(tf.constant(INVERSE, tf.int32), axis)
     return tf.transpose(slices, tf.concat([inverse, [3]], 0))
 
 
-def in_plane_size(shape: Sequence[int], axis: int) -> tuple[int, int]:
-    """(H, W) of the slices of a stored volume of ``shape`` cut across ``axis``."""
-    return tuple(int(shape[a]) for a in PERMS[axis][1:])
+def cut_size(shape: Sequence[int], axis: int) -> tuple[int, int, int]:
+    """(D, H, W) of the slices of a stored volume of ``shape`` cut across ``axis``."""
+    return tuple(int(shape[a]) for a in PERMS[axis])

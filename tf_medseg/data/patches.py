@@ -1,7 +1,7 @@
-"""Random patches of slices (``data.sampling: patch``), as nnU-Net samples them: a share
-(``data.foreground_share``) centred on a labelled pixel, a class drawn first among those the
-slice shows and then one of its pixels, the rest anywhere in the slice; a slice smaller than
-the patch is padded with zeros, split evenly before and after.
+"""Random patches of slices, or 3D patches of a volume's slices (``data.sampling: patch``), as
+nnU-Net samples them: a share (``data.foreground_share``) centred on a labelled voxel, a class
+drawn first among those the source shows and then one of its voxels, the rest anywhere; a
+source smaller than the patch is padded with zeros, split evenly before and after.
 
 Stateless random ops with a seed per slice: the same seeds give the same patches (the
 validation set's are fixed, the training set's drawn anew every epoch).
@@ -15,16 +15,17 @@ import tensorflow as tf
 
 
 def pad_to(image: tf.Tensor, packed: tf.Tensor, patch: Sequence[int]):
-    """(C, h, w) image and (h, w) packed masks padded with zeros to at least ``patch``."""
-    h, w = tf.shape(packed)[0], tf.shape(packed)[1]
-    pad_h, pad_w = tf.maximum(patch[0] - h, 0), tf.maximum(patch[1] - w, 0)
-    rows = [pad_h // 2, pad_h - pad_h // 2]
-    cols = [pad_w // 2, pad_w - pad_w // 2]
-    return (tf.pad(image, [[0, 0], rows, cols]), tf.pad(packed, [rows, cols]))
+    """(C, *spatial) image and (*spatial) packed masks padded with zeros to at least
+    ``patch`` along every spatial axis."""
+    pads = []
+    for axis, n in enumerate(patch):
+        short = tf.maximum(int(n) - tf.shape(packed)[axis], 0)
+        pads.append([short // 2, short - short // 2])
+    return tf.pad(image, [[0, 0], *pads]), tf.pad(packed, pads)
 
 
 def _foreground_centre(packed: tf.Tensor, num_classes: int, seed: tf.Tensor) -> tf.Tensor:
-    """(row, column) of a random pixel of a random class the slice shows."""
+    """The coordinates of a random voxel of a random class the patch's source shows."""
     bits = tf.cast(packed, tf.int32)
     shows = tf.stack([tf.reduce_any(tf.bitwise.bitwise_and(bits, 1 << k) > 0)
                       for k in range(num_classes)])
@@ -39,27 +40,28 @@ def _foreground_centre(packed: tf.Tensor, num_classes: int, seed: tf.Tensor) -> 
 
 def random_patch(image: tf.Tensor, packed: tf.Tensor, seed: tf.Tensor, patch: Sequence[int],
                  foreground_share: float, num_classes: int):
-    """A (C, ph, pw) patch of a (C, h, w) slice and its (ph, pw) packed masks."""
-    ph, pw = int(patch[0]), int(patch[1])
-    image, packed = pad_to(image, packed, (ph, pw))
-    h, w = tf.shape(packed)[0], tf.shape(packed)[1]
+    """A (C, *patch) patch of a (C, *spatial) image (a slice, or a volume's slices) and its
+    (*patch) packed masks."""
+    patch = [int(n) for n in patch]
+    image, packed = pad_to(image, packed, patch)
+    size = tf.shape(packed)
     seed = tf.cast(seed, tf.int64)
     wants = tf.random.stateless_uniform([], seed) < foreground_share
     labelled = tf.reduce_any(packed > 0)
 
     def around_foreground():
         centre = _foreground_centre(packed, num_classes, seed + 2)
-        return tf.stack([tf.clip_by_value(centre[0] - ph // 2, 0, h - ph),
-                         tf.clip_by_value(centre[1] - pw // 2, 0, w - pw)])
+        return tf.stack([tf.clip_by_value(centre[a] - n // 2, 0, size[a] - n)
+                         for a, n in enumerate(patch)])
 
     def anywhere():
-        return tf.stack([tf.random.stateless_uniform([], seed + 4, 0, h - ph + 1, tf.int32),
-                         tf.random.stateless_uniform([], seed + 5, 0, w - pw + 1, tf.int32)])
+        return tf.stack([tf.random.stateless_uniform([], seed + 4 + a, 0, size[a] - n + 1,
+                                                     tf.int32)
+                         for a, n in enumerate(patch)])
 
     corner = tf.cond(tf.logical_and(wants, labelled), around_foreground, anywhere)
-    y, x = corner[0], corner[1]
-    crop = image[:, y:y + ph, x:x + pw]
-    crop.set_shape([image.shape[0], ph, pw])
-    masks = packed[y:y + ph, x:x + pw]
-    masks.set_shape([ph, pw])
+    crop = tf.slice(image, tf.concat([[0], corner], 0), [-1, *patch])
+    crop.set_shape([image.shape[0], *patch])
+    masks = tf.slice(packed, corner, patch)
+    masks.set_shape(patch)
     return crop, masks

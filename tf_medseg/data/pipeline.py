@@ -30,7 +30,7 @@ import tensorflow as tf
 
 from tf_medseg.config import Config
 from tf_medseg.data import geometry, normalization
-from tf_medseg.data.augment import augment
+from tf_medseg.data.augment import augment, augment_volumes
 from tf_medseg.data.dataset import DataSet
 from tf_medseg.data.features import unpack_mask
 from tf_medseg.data.labels import LabelSchema
@@ -156,6 +156,36 @@ def make_dataset(config: Config, split: str, *, dataset: DataSet | None = None,
         ds = ds.cache()
     if shuffle:
         ds = ds.shuffle(num_scans, seed=seed, reshuffle_each_iteration=True)
+    if config.model.dims == 3:
+        ds = volume_patches(ds, config, labels, dataset.patches(split, data.image_size),
+                            split)
+    else:
+        ds = slice_patches(ds, config, labels, num_slices, num_organ, split, shuffle)
+    ds = ds.batch(batch_size or data.batch_size, drop_remainder=drop_remainder,
+                  num_parallel_calls=tf.data.AUTOTUNE)
+    if augment_batches:
+        # New, seeded random numbers every epoch: deterministic for train.seed.
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        low, high = normalization.value_range(labels)
+        augmenter = augment if config.model.dims == 2 else augment_volumes
+        ds = tf.data.Dataset.zip(ds, seeds).map(tf.autograph.experimental.do_not_convert(
+            lambda batch, s: augmenter(*batch, s, config.augment, max_value=high,
+                                       min_value=low, channels_first=True,
+                                       unpack_masks=labels.num_classes)),
+            num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = ds.map(tf.autograph.experimental.do_not_convert(
+            lambda images, packed: _decode(images, packed, labels.num_classes)),
+            num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def slice_patches(ds: tf.data.Dataset, config: Config, labels: LabelSchema, num_slices: int,
+                  num_organ: int, split: str, shuffle: bool) -> tf.data.Dataset:
+    """Compact scans -> (C, h, w) slices with their 2.5D context and (h, w) packed masks:
+    unbatched, organ slices resampled (``data.organ_fraction``), shuffled, and cut to random
+    patches for ``data.sampling: patch``."""
+    data, seed = config.data, config.train.seed
     ds = ds.map(tf.autograph.experimental.do_not_convert(
         lambda volume, packed: (_context_first(volume, data.context), packed)),
         num_parallel_calls=tf.data.AUTOTUNE)
@@ -175,22 +205,26 @@ def make_dataset(config: Config, split: str, *, dataset: DataSet | None = None,
             lambda slices, s: random_patch(*slices, s, data.image_size, data.foreground_share,
                                            labels.num_classes)),
             num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.batch(batch_size or data.batch_size, drop_remainder=drop_remainder,
-                  num_parallel_calls=tf.data.AUTOTUNE)
-    if augment_batches:
-        # New, seeded random numbers every epoch: deterministic for train.seed.
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        low, high = normalization.value_range(labels)
-        ds = tf.data.Dataset.zip(ds, seeds).map(tf.autograph.experimental.do_not_convert(
-            lambda batch, s: augment(*batch, s, config.augment, max_value=high,
-                                     min_value=low, channels_first=True,
-                                     unpack_masks=labels.num_classes)),
-            num_parallel_calls=tf.data.AUTOTUNE)
-    else:
-        ds = ds.map(tf.autograph.experimental.do_not_convert(
-            lambda images, packed: _decode(images, packed, labels.num_classes)),
-            num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return ds
+
+
+def volume_patches(ds: tf.data.Dataset, config: Config, labels: LabelSchema, count: int,
+                   split: str) -> tf.data.Dataset:
+    """Compact scans -> ``count`` 3D patches (C, d, h, w) with their (d, h, w) packed masks
+    (``model.dims: 3``): the scans in turn (shuffled for training, every pass anew), one patch
+    each, so every scan is sampled alike, as nnU-Net draws its cases."""
+    data = config.data
+    seeds = tf.data.Dataset.random(seed=config.train.seed + 1,
+                                   rerandomize_each_iteration=split == "train").batch(2)
+    @tf.autograph.experimental.do_not_convert
+    def patch(scan, s):
+        image, masks = random_patch(tf.transpose(scan[0], [3, 0, 1, 2]), scan[1], s,
+                                    data.image_size, data.foreground_share, labels.num_classes)
+        return tf.ensure_shape(image, [labels.num_channels, *data.image_size]), masks
+    ds = tf.data.Dataset.zip(ds.repeat(), seeds).map(patch, num_parallel_calls=tf.data.AUTOTUNE)
+    if split == "train" and config.train.steps_per_epoch:
+        return ds
+    return ds.take(count).apply(tf.data.experimental.assert_cardinality(count))
 
 
 def _context_first(volume: tf.Tensor, offsets: Sequence[int]) -> tf.Tensor:
@@ -212,6 +246,7 @@ def _context_first(volume: tf.Tensor, offsets: Sequence[int]) -> tf.Tensor:
 @tf.function(jit_compile=True, reduce_retracing=True)
 def _decode(images: tf.Tensor, packed: tf.Tensor, num_classes: int):
     """(B, C, h, w) float16, (B, h, w) packed -> channels-last float32 images, (B, h, w, K)
-    float32 masks, in one XLA pass."""
-    images = tf.transpose(tf.cast(images, tf.float32), [0, 2, 3, 1])
+    float32 masks, in one XLA pass (3D patches alike: (B, C, d, h, w), (B, d, h, w))."""
+    rank = len(images.shape)
+    images = tf.transpose(tf.cast(images, tf.float32), [0, *range(2, rank), 1])
     return images, tf.cast(unpack_mask(packed, num_classes), tf.float32)
