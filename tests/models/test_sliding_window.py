@@ -74,3 +74,26 @@ def test_the_saved_model_equals_windows_step_by_step(tmp_path):
         norm[:, y:y + 16, x:x + 16] += w
     assert served.shape == (2, 40, 50, 3)
     assert np.abs(served - total / norm).max() < 1e-4
+
+
+def test_3d_windows_by_hand():
+    # a 1 x 6 x 2 x 2 volume, windows of 4 x 2 x 2 at slices 0 and 2 (overlap 0.5), each
+    # answering its input minus its mean, weighted 1, 2, 3, 4 along the slices
+    volume = np.broadcast_to(np.arange(6, dtype=np.float32)[None, :, None, None, None],
+                             (1, 6, 2, 2, 1))
+    weights = np.broadcast_to(np.arange(1, 5, dtype=np.float32)[:, None, None], (4, 2, 2))
+    out = sliding_window(lambda x: x - tf.reduce_mean(x), tf.constant(volume), (4, 2, 2),
+                         overlap=0.5, weights=weights).numpy()
+    assert out.shape == (1, 6, 2, 2, 1)
+    # the same numbers as the 2D case above, along the slices
+    assert np.allclose(out[0, :, 1, 0, 0], [-1.5, -0.5, 0.0, 5 / 6, 0.5, 1.5])
+
+
+def test_3d_windows_pad_and_weigh_every_axis():
+    volume = tf.random.uniform((1, 5, 20, 9, 2))
+    out = sliding_window(lambda x: x * 3, volume, (8, 8, 8))  # smaller along slices
+    assert out.shape == (1, 5, 20, 9, 2)
+    assert np.allclose(out, volume.numpy() * 3, atol=1e-5)
+    w = gaussian_weights((4, 8, 6))
+    assert w.shape == (4, 8, 6) and w[2, 4, 3] == 1.0 and w.min() > 0
+    assert np.isclose(w[0, 4, 3], np.exp(-0.5 * (2 / 0.5) ** 2))

@@ -40,7 +40,7 @@ class Contract:
     labels: LabelSchema  # normalisation resolved, with the data set's statistics
     head: str  # sigmoid | softmax
     context: tuple[int, ...]
-    input_size: tuple[int, int]  # the network's (height, width)
+    input_size: tuple[int, ...]  # the network's (height, width), or a 3D patch's (d, h, w)
     image_dtype: str  # uint16 | float32
     slice_axis: str | int = "auto"
     spacing: tuple[float, float] | None = None  # in-plane resampling before the network
@@ -51,6 +51,11 @@ class Contract:
     @property
     def classes(self) -> tuple[str, ...]:
         return self.labels.classes
+
+    @property
+    def dims(self) -> int:
+        """2 for a network on slices, 3 for a 3D network (on 3D patches)."""
+        return len(self.input_size)
 
     @property
     def modalities(self) -> int:
@@ -80,7 +85,9 @@ class Contract:
                       "note": "raw slices of one volume cut across slice_axis (and "
                               "resampled to spacing, if set); channel m * "
                               "len(context_offsets) + k is modality m at offset k, clamped "
-                              "at the volume's ends"},
+                              "at the volume's ends" + (
+                                  "; a 3D model (model_dims 3): all the volume's slices in "
+                                  "one call, in order" if self.dims == 3 else "")},
             "output": {"name": "probabilities", "dtype": "float32",
                        "shape": ["batch", "height", "width", len(self.classes)],
                        "activation": ("softmax over background and the classes (the "
@@ -94,7 +101,8 @@ class Contract:
             "slice_axis": self.slice_axis,
             "spacing": list(self.spacing) if self.spacing else None,
             "label_values": list(self.labels.label_values),
-            "model_input_size": list(self.input_size), "threshold": self.threshold,
+            "model_input_size": list(self.input_size), "model_dims": self.dims,
+            "threshold": self.threshold,
             "sampling": self.sampling, "overlap": self.overlap,
         }
 
@@ -134,6 +142,10 @@ class Contract:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise MedsegError(f"{path}: damaged export metadata ({type(exc).__name__}: "
                               f"{str(exc)[:60]}); {FIX}") from None
+        if contract.dims not in (2, 3) or (contract.dims == 3 and contract.sampling != "patch"):
+            raise MedsegError(f"{path}: damaged export metadata (model_input_size "
+                              f"{list(contract.input_size)}, sampling {contract.sampling!r}); "
+                              f"{FIX}")
         if contract.sampling not in SAMPLINGS or not 0 <= contract.overlap <= 0.9:
             raise MedsegError(f"{path}: damaged export metadata (sampling "
                               f"{contract.sampling!r}, overlap {contract.overlap!r}); {FIX}")
@@ -198,7 +210,7 @@ def resolve_models(values) -> tuple[list[Path], Path | None]:
 # What the members of one ensemble must share (metadata.json's keys): they take the same input
 # and answer with the same classes.
 SHARED = ("classes", "context_offsets", "channels", "model_output", "slice_axis", "spacing",
-          "label_values", "threshold")
+          "label_values", "threshold", "model_dims")
 
 
 def check_members(contracts: list[Contract], dirs: list[Path]) -> None:

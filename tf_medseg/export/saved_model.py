@@ -3,7 +3,8 @@
 
 * ``serving_default`` (raw slices in, probabilities at the input size out: the network on
   slices resized to its size, or for a model trained on patches (``data.sampling: patch``) in
-  overlapping Gaussian-weighted windows, :mod:`tf_medseg.models.sliding_window`), what TensorFlow
+  overlapping Gaussian-weighted windows, :mod:`tf_medseg.models.sliding_window`; a 3D network
+  in 3D windows over all the slices sent, which must be one whole volume), what TensorFlow
   Serving calls; the batch is normalised as one volume (its centre channels): send the slices of
   one volume together;
 * ``normalization`` (a raw volume (D, H, W, M) in, its ``params`` (4, M) [centre, scale, low,
@@ -43,7 +44,10 @@ def _functions(model: keras.Model, contract: Contract) -> dict:
     def scaled(image, params):
         height, width = tf.shape(image)[1], tf.shape(image)[2]
         x = normalization.apply(image, tf.repeat(tf.cast(params, tf.float32), offsets, axis=1))
-        if contract.sampling == "patch":  # trained on patches: overlapping windows of them
+        if contract.dims == 3:  # a 3D network: windows over the whole volume's slices
+            logits = sliding_window(lambda p: model(p, training=False), x[None], size,
+                                    contract.overlap)[0]
+        elif contract.sampling == "patch":  # trained on patches: overlapping windows of them
             logits = sliding_window(lambda p: model(p, training=False), x, size,
                                     contract.overlap)
         else:

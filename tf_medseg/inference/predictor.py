@@ -10,7 +10,8 @@ saved_model.serving_functions`). For a volume (A0, A1, A2, M) in its stored orde
 1. cuts it into slices across the contract's ``slice_axis``, resampled to its ``spacing``
    (:func:`tf_medseg.data.geometry.cut`, as the training pipeline does);
 2. has each member find the volume's normalisation parameters (from the whole volume) and
-   answer the 2.5D stacks batch by batch (with ``tta``: also the stacks zoomed by 0.9 and
+   answer the 2.5D stacks batch by batch (a 3D network: all the slices at once, in 3D
+   windows) (with ``tta``: also the stacks zoomed by 0.9 and
    1.1, each answer resized back, averaged);
 3. averages the members' probabilities, resizes them to the stored in-plane size and puts
    them back in the stored order (:func:`tf_medseg.data.geometry.uncut`).
@@ -148,16 +149,17 @@ class Predictor:
         for m, member in enumerate(self.members):
             params = member.normalization(image)
             parts = []
-            for begin in range(0, int(stacks.shape[0]), self.batch_size):
-                batch = stacks[begin:begin + self.batch_size]
+            # A 3D network takes the whole volume (its windows span the slices).
+            step = int(stacks.shape[0]) if c.dims == 3 else self.batch_size
+            for begin in range(0, int(stacks.shape[0]), max(step, 1)):
+                batch = stacks[begin:begin + step]
                 parts.append(self._answer(member, batch, params))
                 if progress is not None and m == len(self.members) - 1:
                     progress(int(batch.shape[0]))
             probs = tf.concat(parts, 0)
             total = probs if total is None else total + probs
         mean = total / float(len(self.members))
-        size = geometry.in_plane_size(image.shape, int(axis))
-        return geometry.uncut(mean, axis, size).numpy()
+        return geometry.uncut(mean, axis, geometry.cut_size(image.shape, int(axis))).numpy()
 
     def _answer(self, member, stacks, params):
         """A member's probabilities of one batch, with ``tta`` averaged over the zooms."""

@@ -15,14 +15,16 @@ BUILDERS = {"unet": build_unet, "attention_unet": build_attention_unet}
 
 def build_model(model_config, input_shape: Sequence[int], num_outputs: int) -> keras.Model:
     """The network a ``model:`` config section describes: uncompiled, float32 logits out
-    (``num_outputs`` channels; a list of outputs with ``model.deep_supervision``)."""
+    (``num_outputs`` channels; a list of outputs with ``model.deep_supervision``); 2D or
+    3D as ``input_shape`` has two or three sizes before the channels (``model.dims``)."""
     m = model_config
     return BUILDERS[m.name](tuple(input_shape), num_outputs,
                             base_filters=m.base_filters, depth=m.depth,
                             batch_norm=m.batch_norm, dropout=m.dropout,
                             upsampling=m.upsampling, up_kernel=m.up_kernel,
                             deep_supervision=m.deep_supervision, encoder=m.encoder,
-                            encoder_weights=m.encoder_weights)
+                            encoder_weights=m.encoder_weights, strides=m.strides,
+                            kernels=m.kernels)
 
 
 def main_output(model: keras.Model) -> keras.Model:

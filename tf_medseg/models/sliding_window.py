@@ -1,4 +1,5 @@
-"""A network applied to images larger than its patch: overlapping windows of the patch size,
+"""A network applied to images (or volumes) larger than its patch: overlapping windows of the
+patch size,
 each window's output weighted by a Gaussian centred on it, summed and divided by the summed
 weights (nnU-Net's sliding-window inference). TensorFlow ops, in the graph of a SavedModel
 as eagerly; images of any size, padded where smaller than the patch.
@@ -57,34 +58,39 @@ def _starts(size: tf.Tensor, patch: int, overlap: float) -> tf.Tensor:
 def sliding_window(fn: Callable[[tf.Tensor], tf.Tensor], image: tf.Tensor,
                    patch: Sequence[int], overlap: float = 0.5,
                    weights: np.ndarray | None = None) -> tf.Tensor:
-    """``fn`` (B, ph, pw, C) -> (B, ph, pw, K) applied to ``image`` (B, H, W, C) of any size
-    in overlapping windows of ``patch`` = (ph, pw); float32 (B, H, W, K).
+    """``fn`` (B, *patch, C) -> (B, *patch, K) applied to ``image`` (B, *spatial, C) of any
+    size in overlapping windows of ``patch`` ((ph, pw) for a 2D network, (pd, ph, pw) for a
+    3D one); float32 (B, *spatial, K).
 
     An image smaller than the patch is padded with zeros (split evenly before and after, as
-    nnU-Net) and the result cropped back. ``weights`` (ph, pw) default to
+    nnU-Net) and the result cropped back. ``weights`` (``patch``) default to
     :func:`gaussian_weights`; ones give the plain mean of the windows.
     """
     if not 0 <= overlap < 1:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
-    ph, pw = (int(n) for n in patch)
-    weights = gaussian_weights((ph, pw)) if weights is None else weights
-    weight = tf.constant(np.asarray(weights, np.float32)[None, :, :, None])
+    patch = [int(n) for n in patch]
+    dims = len(patch)
+    weights = gaussian_weights(patch) if weights is None else weights
+    weight = tf.constant(np.asarray(weights, np.float32)[None, ..., None])
     image = tf.convert_to_tensor(image)
     channels = image.shape[-1]
-    height, width = tf.shape(image)[1], tf.shape(image)[2]
-    pad_h, pad_w = tf.maximum(ph - height, 0), tf.maximum(pw - width, 0)
-    top, left = pad_h // 2, pad_w // 2
-    x = tf.pad(image, [[0, 0], [top, pad_h - top], [left, pad_w - left], [0, 0]])
-    rows, cols = height + pad_h, width + pad_w
-    grid = tf.reshape(tf.stack(tf.meshgrid(_starts(rows, ph, overlap),
-                                           _starts(cols, pw, overlap), indexing="ij"), -1),
-                      [-1, 2])
+    sizes = [tf.shape(image)[1 + a] for a in range(dims)]
+    shorts = [tf.maximum(n - size, 0) for n, size in zip(patch, sizes)]
+    befores = [short // 2 for short in shorts]
+    x = tf.pad(image, [[0, 0], *[[b, s - b] for b, s in zip(befores, shorts)], [0, 0]])
+    padded = [size + short for size, short in zip(sizes, shorts)]
+    grid = tf.reshape(tf.stack(tf.meshgrid(*[_starts(n, p, overlap)
+                                             for n, p in zip(padded, patch)], indexing="ij"),
+                               -1), [-1, dims])
 
     def window(k):
-        y, x0 = grid[k, 0], grid[k, 1]
-        crop = tf.ensure_shape(x[:, y:y + ph, x0:x0 + pw, :], [None, ph, pw, channels])
+        corner = grid[k]
+        crop = tf.ensure_shape(tf.slice(x, tf.concat([[0], corner, [0]], 0), [-1, *patch, -1]),
+                               [None, *patch, channels])
         out = tf.cast(fn(crop), tf.float32) * weight
-        paddings = [[0, 0], [y, rows - y - ph], [x0, cols - x0 - pw], [0, 0]]
+        paddings = tf.concat([[[0, 0]],
+                              tf.stack([corner, tf.stack(padded) - corner - patch], 1),
+                              [[0, 0]]], 0)
         return tf.pad(out, paddings), tf.pad(weight, paddings)
 
     total, norm = window(0)
@@ -95,4 +101,4 @@ def sliding_window(fn: Callable[[tf.Tensor], tf.Tensor], image: tf.Tensor,
 
     _, total, norm = tf.while_loop(lambda k, *_: k < tf.shape(grid)[0], body,
                                    (tf.constant(1), total, norm))
-    return (total / norm)[:, top:top + height, left:left + width, :]
+    return tf.slice(total / norm, [0, *befores, 0], [-1, *sizes, -1])

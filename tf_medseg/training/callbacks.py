@@ -104,7 +104,8 @@ class PlateauWarmup(keras.callbacks.Callback):
 
 class TensorBoardExtras(keras.callbacks.Callback):
     """The resolved config as text (once), and after every epoch an image panel of fixed
-    validation slices: true contours on the left, predicted on the right."""
+    validation slices (of 3D patches: each one's most labelled slice): true contours on the
+    left, predicted on the right."""
 
     def __init__(self, log_dir: Path, config: Config, slices: tuple | None, labels, head: str):
         super().__init__()
@@ -127,9 +128,14 @@ class TensorBoardExtras(keras.callbacks.Callback):
         logits = main_output(self.model)(images, training=False)
         probs = outputs.probabilities(logits, self.head, self.labels.num_classes)
         pred = np.asarray(outputs.masks(probs, self.head, self.config.train.threshold))
+        images, masks = images.numpy(), masks.numpy() > 0.5
+        if images.ndim == 5:  # 3D patches: each one's slice with the most labelled pixels
+            pick = masks.sum(axis=(2, 3, 4)).argmax(axis=1)
+            rows = np.arange(len(images))
+            images, masks, pred = images[rows, pick], masks[rows, pick], pred[rows, pick]
         centre = self.config.data.context.index(0)  # of the first channel (modality)
         panels = [side_by_side(img[..., centre], true, p, self.labels.classes)
-                  for img, true, p in zip(images.numpy(), masks.numpy() > 0.5, pred)]
+                  for img, true, p in zip(images, masks, pred)]
         with self.writer.as_default():
             tf.summary.image("overlays (true | predicted)", np.stack(panels), step=epoch,
                              max_outputs=len(panels))
@@ -150,8 +156,9 @@ def overlay_slices(experiment):
     if not images:
         return None
     images, masks = np.concatenate(images), np.concatenate(masks)
-    classes = (masks.sum(axis=(1, 2)) > 0).sum(axis=1)
-    order = np.lexsort((-masks.sum(axis=(1, 2, 3)), -classes))[:count]
+    spatial = tuple(range(1, masks.ndim - 1))  # slices (2D), or 3D patches
+    classes = (masks.sum(axis=spatial) > 0).sum(axis=1)
+    order = np.lexsort((-masks.sum(axis=(*spatial, masks.ndim - 1)), -classes))[:count]
     order.sort()
     return tf.constant(images[order]), tf.constant(masks[order])
 

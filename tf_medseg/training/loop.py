@@ -106,8 +106,9 @@ class Trainer:
         probs = outputs.probabilities(logits, self.head, len(self.classes))
         pred = tf.cast(outputs.masks(probs, self.head, self.threshold), tf.float32)
         y = tf.cast(y, tf.float32)
-        return (tf.reduce_sum(pred * y, axis=(0, 1, 2)),
-                tf.reduce_sum(pred, axis=(0, 1, 2)) + tf.reduce_sum(y, axis=(0, 1, 2)))
+        axes = tuple(range(len(y.shape) - 1))  # all but the classes (2D and 3D)
+        return (tf.reduce_sum(pred * y, axis=axes),
+                tf.reduce_sum(pred, axis=axes) + tf.reduce_sum(y, axis=axes))
 
     def _train_replica(self, x, y):
         variables = self.model.trainable_variables

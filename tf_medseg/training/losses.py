@@ -58,7 +58,7 @@ def _soft_counts(y_true, logits, softmax: bool = False):
     """Per-class soft TP, FN, FP over the batch (class probabilities, float32)."""
     y_true, logits = _float32(y_true, logits)
     prob = probabilities(logits, softmax)
-    axes = (0, 1, 2)
+    axes = tuple(range(len(y_true.shape) - 1))  # all but the classes (2D and 3D)
     tp = ops.sum(prob * y_true, axis=axes)
     fn = ops.sum((1.0 - prob) * y_true, axis=axes)
     fp = ops.sum(prob * (1.0 - y_true), axis=axes)

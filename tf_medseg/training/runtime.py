@@ -8,6 +8,7 @@ process is the chief, and the checks that a batch fits (replicas, memory).
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -112,8 +113,8 @@ _ACTIVATION_BYTES = 48 * 4
 
 def batch_memory(config: Config) -> int:
     """Rough bytes a training batch needs on one device (activations of the forward pass)."""
-    h, w = config.data.image_size
-    return int(config.data.batch_size * h * w * config.model.base_filters * _ACTIVATION_BYTES)
+    voxels = math.prod(config.data.image_size)
+    return int(config.data.batch_size * voxels * config.model.base_filters * _ACTIVATION_BYTES)
 
 
 def check_memory(config: Config) -> None:
@@ -125,8 +126,8 @@ def check_memory(config: Config) -> None:
         return
     need = batch_memory(config)
     if need > total:
-        h, w = config.data.image_size
-        raise ConfigError(f"data.image_size: a batch of {config.data.batch_size} at {h}x{w} "
+        size = "x".join(map(str, config.data.image_size))
+        raise ConfigError(f"data.image_size: a batch of {config.data.batch_size} at {size} "
                           f"with model.base_filters {config.model.base_filters} needs about "
                           f"{need / 2**30:,.0f} GiB, this machine has {total / 2**30:.0f} GiB; "
                           f"lower data.image_size, data.batch_size or model.base_filters")
