@@ -76,3 +76,28 @@ def test_the_written_plan_trains_as_a_config(tmp_path, anisotropic):
         plan("tiny.yaml", settings, str(other), overwrite=True)
     assert other.read_text() == "mine\n"
     assert sorted(p.name for p in out.parent.iterdir()) == ["plans.yaml"]
+
+
+def test_the_3d_plan_is_written_in_the_pipelines_order(tmp_path, anisotropic):
+    out = tmp_path / "plans3d.yaml"
+    result, _ = plan("tiny.yaml", _settings(tmp_path, anisotropic, "nnunet") + ["plan.dims=3"],
+                     str(out))
+    values = result.values
+    # the 3D network above (48 x 40 x 12 in the stored order), slices first: the coarse axis
+    # is pooled only at the last level, its kernel 1 on the first two
+    assert values["model.dims"] == 3 and values["data.context"] == [0]
+    assert values["data.image_size"] == [12, 48, 40] and values["model.depth"] == 3
+    assert values["model.strides"] == [[1, 2, 2], [1, 2, 2], [2, 2, 2]]
+    assert values["model.kernels"] == [[1, 3, 3], [1, 3, 3], [3, 3, 3], [3, 3, 3]]
+    # the scans are 3 to 6 mm apart, the target 3.3 mm: resampled across the slices too
+    assert values["data.spacing"] == [3.3, 0.8, 0.8]
+    assert "3D configuration (what the written config trains)" in "\n".join(result.lines())
+    config = load_config(out)
+    assert config.model.dims == 3 and config.model.strides == ((1, 2, 2), (1, 2, 2), (2, 2, 2))
+    assert config.data.spacing == (3.3, 0.8, 0.8) and config.data.sampling == "patch"
+
+
+def test_a_3d_plan_of_2d_images_is_one_line(tmp_path):
+    root = write_folder(tmp_path / "folder")
+    with pytest.raises(MedsegError, match="plan.dims: 3 needs volumes"):
+        plan("tiny.yaml", _settings(tmp_path, root, "folder") + ["plan.dims=3"])

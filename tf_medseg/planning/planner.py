@@ -75,6 +75,7 @@ class Plan:
     network_2d: Network
     network_3d: Network | None
     facts: tuple[str, ...]
+    dims: int = 2  # the network the written keys train (plan.dims)
 
     @property
     def values(self) -> dict[str, Any]:
@@ -83,17 +84,19 @@ class Plan:
     def lines(self) -> list[str]:
         """The plan as a reader sees it: facts, then each key with its reason."""
         width = max(len(f"{c.key}: {_flow(c.value)}") for c in self.choices)
-        out = [*self.facts, "2D configuration (what the written config trains):"]
+        out = [*self.facts, f"{self.dims}D configuration (what the written config trains):"]
         out += [f"  {c.key + ': ' + _flow(c.value):<{width + 2}}  {c.reason}"
                 for c in self.choices]
-        if self.network_3d is not None:
-            n = self.network_3d
-            out.append(f"3D configuration (for a 3D U-Net; tf_medseg trains 2D and 2.5D "
-                       f"networks today): patch {_times(n.patch)}, batch {n.batch}, "
-                       f"{n.depth} poolings with strides "
-                       f"{' '.join(_times(s) for s in n.strides)}, kernels "
-                       f"{' '.join(_times(k) for k in n.kernels)}, about "
-                       f"{n.sample_gb * n.batch:.2f} GB a step")
+        other, name = ((self.network_3d, "3D") if self.dims == 2 else
+                       (self.network_2d, "2D"))
+        if other is not None:
+            order = "in the stored axis order" if name == "3D" else "rows x columns"
+            out.append(f"{name} configuration (plan.dims {3 if self.dims == 2 else 2} writes "
+                       f"it), {order}: patch {_times(other.patch)}, batch "
+                       f"{other.batch}, {other.depth} poolings with strides "
+                       f"{' '.join(_times(s) for s in other.strides)}, kernels "
+                       f"{' '.join(_times(k) for k in other.kernels)}, about "
+                       f"{other.sample_gb * other.batch:.2f} GB a step")
         return out
 
     def to_yaml(self, base: str, settings: dict[str, Any], header: Sequence[str] = ()) -> str:
@@ -273,8 +276,53 @@ def make_plan(dataset, config: Config) -> Plan:
         median_3d = np.median(np.array(resampled), axis=0)
         net3 = plan_network(target.tolist(), median_3d, budget_gb=budget, base_filters=base,
                             channels=labels.num_channels, classes=classes,
-                            dataset_voxels=dataset_voxels, uniform=False)
-    return Plan(tuple(choices), net2, net3, tuple(facts))
+                            dataset_voxels=dataset_voxels, uniform=False,
+                            max_depth=depth_cap)
+    if config.plan.dims == 3:
+        if net3 is None:
+            raise ConfigError("plan.dims: 3 needs volumes, and this data set's images are "
+                              "2D; plan 2 (the default)")
+        choices = _choices_3d(choices, net3, axis, target, scans, (budget, budget_why),
+                              depth_cap, base)
+    return Plan(tuple(choices), net2, net3, tuple(facts), dims=config.plan.dims)
+
+
+def _choices_3d(choices_2d: list, net: Network, axis: int, target, scans, budget: tuple,
+                depth_cap: int, base: int) -> list:
+    """The written keys of the 3D plan: the 2D plan's slicing and normalisation, the 3D
+    network's patch, batch, pooling and kernels in the order the pipeline cuts volumes
+    (slices first)."""
+    perm = geometry.PERMS[axis]
+    kept = {c.key: c for c in choices_2d}
+    spacing = [round(float(target[a]), 4) for a in perm]
+    stored = np.array([[s.spacing[a] for a in perm] for s in scans], float)
+    if np.allclose(stored, spacing, rtol=1e-3):
+        spacing_choice = Choice("data.spacing", None,
+                                f"every scan is {_times(spacing)} mm already")
+    else:
+        spacing_choice = Choice("data.spacing", spacing,
+                                "the target spacing [between slices, rows, columns]")
+    return [
+        kept["data.slice_axis"], spacing_choice,
+        Choice("data.sampling", "patch", "random 3D patches of data.image_size at the target "
+                                         "spacing, whole volumes predicted in 3D windows"),
+        Choice("data.image_size", [net.patch[a] for a in perm],
+               f"the 3D patch [slices, rows, columns]: the median volume within "
+               f"{VOLUME_3D ** (1 / 3):.0f}^3 voxels, a multiple of its pooling, shrunk "
+               f"until a batch of {MIN_BATCH} fits {budget[1]}"),
+        Choice("data.batch_size", net.batch, _batch_why(net, budget[0])),
+        Choice("data.context", [0], "a 3D network sees the neighbouring slices itself"),
+        Choice("model.dims", 3, "a 3D U-Net (plan.dims 3)"),
+        Choice("model.depth", net.depth,
+               f"poolings until each axis is at least {MIN_EDGE} voxels or too coarse to "
+               f"pool, at most {depth_cap} so that filters stay <= {MAX_FILTERS} "
+               f"(model.base_filters {base})"),
+        Choice("model.strides", [[level[a] for a in perm] for level in net.strides],
+               "per pooling, 2 along the axes whose spacing is within 2x the finest, 1 "
+               "along the others (nnU-Net's anisotropic pooling)"),
+        Choice("model.kernels", [[level[a] for a in perm] for level in net.kernels],
+               "3, or 1 along an axis over 2x coarser than the finest (nnU-Net's)"),
+        kept["data.normalization"]]
 
 
 def _batch_why(net: Network, budget: float) -> str:
