@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import numpy as np
+
+from benchmarks.timing import compare
 
 
 def build(side: str, size: int, policy: str):
@@ -65,27 +65,9 @@ def main(argv=None) -> int:
     y = (rng.random((a.batch, a.size, a.size, 3)) > 0.5).astype(np.float32)
     models = {side: build(side, a.size, a.policy) for side in ("ours", "peer")}
 
-    def step(model):  # one compiled step, without fit()'s per-call overhead
-        model.predict_on_batch(x) if a.infer else model.train_on_batch(x, y)
-    for model in models.values():  # warm-up: tracing is not timed
-        step(model)
-        step(model)
-    rates = {"ours": [], "peer": []}
-    for r in range(a.rounds):
-        for side, model in models.items():
-            start = time.perf_counter()
-            for _ in range(a.steps):
-                step(model)
-            rates[side].append(a.steps * a.batch / (time.perf_counter() - start))
-        print(json.dumps({"round": r, **{k: round(v[-1], 2) for k, v in rates.items()}}))
-    ratios = [o / q for o, q in zip(rates["ours"], rates["peer"])]
-    print(json.dumps({
-        "mode": "infer" if a.infer else "train", "policy": a.policy, "size": a.size,
-        "batch": a.batch, "ours_params": models["ours"].count_params(),
-        "peer_params": models["peer"].count_params(),
-        "ours_img_s": round(statistics.median(rates["ours"]), 2),
-        "peer_img_s": round(statistics.median(rates["peer"]), 2),
-        "ratio_median": round(statistics.median(ratios), 3)}))
+    summary = compare(models, x, y, infer=a.infer, rounds=a.rounds, steps=a.steps,
+                      unit="img_s")
+    print(json.dumps({"policy": a.policy, "size": a.size, **summary}))
     return 0
 
 

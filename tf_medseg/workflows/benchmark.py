@@ -14,6 +14,8 @@ then measures, each for about ``--seconds``:
   resized to the model's size, or (``data.sampling: patch``) predicted in sliding windows;
 * ``pipeline_over_training``: ``pipeline_slices_per_s / train_images_per_s``, how much faster
   the input pipeline runs than training takes (keep it at 2 or more);
+* with ``model.dims: 3`` the samples are 3D patches, not slices (``samples`` says which):
+  ``pipeline_slices_per_s`` and ``train_images_per_s`` count patches;
 * ``peak_rss_mb``: the peak resident memory of this process.
 
 The last line printed is one JSON object with those keys (``null`` for what ``--only`` left
@@ -97,13 +99,15 @@ def _measure(config, args) -> dict:
     experiment = Experiment(config)
     prepared = time.perf_counter() - start
     slices, _ = experiment.dataset.slices("all")
+    # What the pipeline yields and a step trains on: slices, or 3D patches (model.dims 3).
+    unit = "3D patches" if config.model.dims == 3 else "slices"
     policy, jit = runtime_for(config)
     result = {"pipeline_slices_per_s": None, "pipeline_first_epoch_slices_per_s": None,
               "train_images_per_s": None, "infer_images_per_s": None,
               "infer_seconds_per_volume": None, "pipeline_over_training": None,
               "sampling": config.data.sampling,
               "image_size": list(config.data.image_size), "context": list(config.data.context),
-              "batch_size": config.data.batch_size, "slices": slices,
+              "batch_size": config.data.batch_size, "slices": slices, "samples": unit,
               "source": config.data.source,
               "precision": policy, "jit_compile": jit, "prepare_seconds": round(prepared, 1)}
     print(f"Prepared {slices} slices in {prepared:.1f} s; image size "
@@ -114,7 +118,7 @@ def _measure(config, args) -> dict:
         cold, warm = _time_pipeline(ds, args.seconds)
         result["pipeline_first_epoch_slices_per_s"] = round(cold, 1)
         result["pipeline_slices_per_s"] = round(warm, 1)
-        print(f"Pipeline: {warm:.0f} slices/s with a warm cache, {cold:.0f} slices/s in the "
+        print(f"Pipeline: {warm:.1f} {unit}/s with a warm cache, {cold:.1f} {unit}/s in the "
               f"first epoch", flush=True)
     if "train" in parts or "infer" in parts or args.compare_runtimes:
         images, masks = next(iter(ds))
@@ -124,16 +128,17 @@ def _measure(config, args) -> dict:
             trainer = experiment.trainer(model, strategy)
             result["train_images_per_s"] = round(
                 _time_training(trainer, (images, masks), args.seconds), 1)
-            print(f"Training: {result['train_images_per_s']:.1f} images/s ({policy}, "
+            print(f"Training: {result['train_images_per_s']:.1f} {unit}/s ({policy}, "
                   f"jit_compile {jit})", flush=True)
         if "infer" in parts:
             result["infer_images_per_s"] = round(
                 _time_inference(model, images, jit, args.seconds), 1)
             seconds, shape = _time_volume(experiment, model)
             result["infer_seconds_per_volume"] = round(seconds, 3)
-            print(f"Inference: {result['infer_images_per_s']:.1f} images/s; a whole "
+            print(f"Inference: {result['infer_images_per_s']:.1f} {unit}/s; a whole "
                   f"{' x '.join(map(str, shape))} volume in {seconds:.2f} s ("
-                  + ("sliding windows" if config.data.sampling == "patch" else "resized slices")
+                  + ("3D sliding windows" if config.model.dims == 3 else "sliding windows"
+                     if config.data.sampling == "patch" else "resized slices")
                   + ")", flush=True)
     if result["pipeline_slices_per_s"] and result["train_images_per_s"]:
         result["pipeline_over_training"] = round(
