@@ -101,3 +101,30 @@ def test_a_3d_plan_of_2d_images_is_one_line(tmp_path):
     root = write_folder(tmp_path / "folder")
     with pytest.raises(MedsegError, match="plan.dims: 3 needs volumes"):
         plan("tiny.yaml", _settings(tmp_path, root, "folder") + ["plan.dims=3"])
+
+
+def test_data_plan_auto_trains_the_plan(tmp_path, anisotropic):
+    import json
+
+    from tf_medseg.data.dataset import DataSet
+    from tf_medseg.errors import ConfigError
+    from tf_medseg.planning.planner import planned_config
+    from tf_medseg.training import train
+    settings = _settings(tmp_path, anisotropic, "nnunet") + [
+        "data.plan=auto", "train.epochs=1", "train.steps_per_epoch=2",
+        f"train.run_dir={tmp_path / 'run'}", "train.overlay_slices=0",
+        "export.saved_model=false"]
+    config = load_config("tiny.yaml", settings)
+    planned = planned_config(config)
+    assert planned.data.image_size == (48, 40) and planned.model.depth == 3
+    assert planned.data.sampling == "patch" and planned.data.batch_size == 2
+    assert planned.data.plan == "auto"
+    assert planned_config(planned, DataSet.open(planned.data)) == planned  # a fixed point
+    train(config, verbose=0)
+    written = load_config(tmp_path / "run" / "config.yaml")
+    assert written == planned
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs_trained"] == 1
+    # a search of a key the plan sets is refused in one line
+    with pytest.raises(ConfigError, match="tune.space: data.batch_size is planned"):
+        planned_config(load_config("tiny.yaml", settings + [
+            "tune.space={data.batch_size: [2, 4]}"]))

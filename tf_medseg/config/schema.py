@@ -58,6 +58,11 @@ class DataConfig:
         (128, 128), "[height, width] the model sees: slices are resized to it (sampling: "
                     "resize) or patches of it are cut from them (sampling: patch); "
                     "model.dims 3: [slices, height, width] of a 3D patch", min=1)
+    plan: Literal["none", "auto"] = field(
+        "none", "none (the config as written) or auto (before training, cross-validation, "
+                "tuning, evaluation or a benchmark, the keys python -m tf_medseg plan would "
+                "write are planned from the data set's fingerprint and replace the config's; "
+                "plan: and model.base_filters steer them)")
     sampling: Literal["resize", "patch"] = field(
         "resize", "resize (every slice resized to data.image_size) or patch (slices kept at "
                   "their size, or data.spacing's, and random patches of data.image_size cut "

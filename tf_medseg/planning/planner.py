@@ -334,3 +334,36 @@ def _batch_why(net: Network, budget: float) -> str:
         return f"the smallest batch ({MIN_BATCH})"
     return (f"capped at {DATASET_SHARE:.0%} of the data set's voxels (memory would allow "
             f"{by_memory})")
+
+
+def planned_config(config: Config, dataset=None, verbose: bool = True) -> Config:
+    """``config`` itself, or with ``data.plan: auto`` the config with the planned keys of its
+    data set (:func:`make_plan`, the records built first if they are not there) in place of
+    its own. Planning a planned config changes nothing, so a resumed run, a fold or a trial
+    plans the same.
+
+    Raises:
+        ConfigError: a ``tune.space`` key that the plan sets (the plan would override the
+            trial's value).
+    """
+    if config.data.plan != "auto":
+        return config
+    from tf_medseg.config import from_dict
+    from tf_medseg.data.dataset import DataSet
+    result = make_plan(dataset or DataSet.open(config.data), config)
+    searched = sorted(set(config.tune.space) & set(result.values))
+    if searched:
+        raise ConfigError(f"tune.space: {searched[0]} is planned by data.plan auto; search "
+                          f"other keys, or write the plan (python -m tf_medseg plan --out) and "
+                          f"search from it with data.plan none")
+    values, before = config.to_dict(), config.to_dict()
+    changed = []
+    for key, value in result.values.items():
+        section, name = key.split(".", 1)
+        if before[section][name] != value:
+            changed.append(f"{key} {_flow(value)}")
+        values[section][name] = value
+    if verbose and changed:
+        print(f"data.plan auto: {', '.join(changed)} (python -m tf_medseg plan says why)",
+              flush=True)
+    return from_dict(values)

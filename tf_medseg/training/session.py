@@ -38,6 +38,7 @@ import tensorflow as tf
 from tf_medseg.config import Config, dump_config
 from tf_medseg.errors import ConfigError, TrainingError
 from tf_medseg.files import atomic_write
+from tf_medseg.planning.planner import planned_config
 from tf_medseg.run_dir import (
     RunDir,
     check_records_outside_runs,
@@ -94,6 +95,7 @@ def train(config: Config, verbose: int | None = None, overwrite: bool = False) -
     Returns:
         The metrics written to ``metrics.json`` (on a non-chief worker: the last epoch's logs).
     """
+    config = planned_config(config)  # data.plan auto: before any check of its values
     session = set_up(config, overwrite)
     try:
         # Data first: bad input stops here, before the run directory is changed. The records

@@ -82,8 +82,8 @@ def run(args) -> dict:
                      f"data.data_dir={tmp}"]
         if args.image_size:
             overrides.append(f"data.image_size=[{args.image_size[0]},{args.image_size[1]}]")
-        config = load_config(args.config, overrides)
-        return _measure(config, args)
+        from tf_medseg.planning.planner import planned_config
+        return _measure(planned_config(load_config(args.config, overrides)), args)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

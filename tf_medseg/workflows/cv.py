@@ -104,7 +104,9 @@ def _read_progress(root: Path) -> dict:
 
 def cross_validate(config: Config, folds: list[int], overwrite: bool = False) -> dict:
     """Train ``folds`` into RUN_DIR/fold_K/ and write RUN_DIR/cv/; returns cv/metrics.json."""
+    from tf_medseg.planning.planner import planned_config
     from tf_medseg.training import train
+    config = planned_config(config)  # data.plan auto: every fold trains the same plan
     root = check_run_dir(config.train.run_dir)
     single = [n for n in SINGLE_RUN if (root / n).exists()]
     if single:

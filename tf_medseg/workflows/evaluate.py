@@ -22,6 +22,7 @@ from tf_medseg.errors import MedsegError
 from tf_medseg.evaluation.scoring import REPORT_FILES, write_report
 from tf_medseg.files import PARTIAL, check_output_path, check_outside
 from tf_medseg.inference.predictor import Models, Predictor
+from tf_medseg.planning.planner import planned_config
 
 
 def check_config(models: Models, config: Config) -> None:
@@ -90,8 +91,9 @@ def evaluate_saved_model(model_dir, config: Config, *, split: str = "val",
     out = report_dir(values, models, out_dir)
     for export in models.exports:
         check_report_dir(out, export, config)
-    check_config(models, config)
     dataset = DataSet.open(config.data)
+    config = planned_config(config, dataset, verbose=False)
+    check_config(models, config)
     if dataset.labels.classes != models.contract.classes:
         raise MedsegError(f"--model {models.exports[0]}: answers "
                           f"{', '.join(models.contract.classes)}, but the data set of the "

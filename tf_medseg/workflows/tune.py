@@ -255,6 +255,7 @@ def tune(config: Config, verbose: int | None = None) -> list[dict]:
         ConfigError: no search space, or a search of another config in the folder.
         TrainingError: no trial completed.
     """
+    from tf_medseg.planning.planner import planned_config
     from tf_medseg.training.runtime import check_memory, get_strategy, runtime_for
 
     if not config.tune.space:
@@ -266,6 +267,7 @@ def tune(config: Config, verbose: int | None = None) -> list[dict]:
                           "distribute the search instead (KERASTUNER_TUNER_ID, "
                           "KERASTUNER_ORACLE_IP, KERASTUNER_ORACLE_PORT; see the README)")
     role = _role()
+    config = planned_config(config)  # data.plan auto: the trials start from the plan
     check_memory(config)
     strategy = get_strategy(config)
     tf.get_logger().setLevel("ERROR")  # each trial traces its own functions: no retracing notes
