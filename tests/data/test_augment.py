@@ -176,3 +176,40 @@ def test_3d_patches_take_one_draw_per_patch_on_every_slice():
     # and the draw moved the mask with the image
     moved = out_masks[:, 0].astype(bool)
     assert moved.any() and not np.array_equal(moved, mask.astype(bool))
+
+
+def test_noise_and_blur_by_hand():
+    # noise sd 0 and blur sigma 1 on a unit impulse: the separable 7-tap Gaussian, mirrored
+    image = np.zeros((1, 16, 16, 1), np.float32)
+    image[0, 8, 8, 0] = 1.0
+    blurred = augment.degrade(tf.constant(image), tf.constant([[0.0, 1.0]]),
+                              tf.constant([1, 2], tf.int64)).numpy()[0, :, :, 0]
+    bell = np.exp(-0.5 * np.arange(-3, 4) ** 2)
+    bell /= bell.sum()
+    np.testing.assert_allclose(blurred[5:12, 5:12], np.outer(bell, bell), atol=1e-6)
+    assert np.isclose(blurred.sum(), 1.0, atol=1e-6)
+    # sigma 0 is the identity; noise of sd 0.5 has about that sd
+    same = augment.degrade(tf.constant(image), tf.constant([[0.0, 0.0]]),
+                           tf.constant([1, 2], tf.int64)).numpy()
+    np.testing.assert_array_equal(same, image)
+    flat = np.zeros((1, 64, 64, 1), np.float32)
+    noisy = augment.degrade(tf.constant(flat), tf.constant([[0.5, 0.0]]),
+                            tf.constant([1, 2], tf.int64)).numpy()
+    assert 0.45 < noisy.std() < 0.55
+
+
+def test_noise_and_blur_off_draw_nothing():
+    """With noise and blur off the other draws are those of a config without them (the
+    default run's figures do not move); on, they change the image only."""
+    base = AugmentConfig(rotate_deg=20.0, elastic=0.5)
+    img, mask = _run("eager", base)
+    on = AugmentConfig(rotate_deg=20.0, elastic=0.5, noise=1.0, blur=1.0)
+    img_on, mask_on = _run("tf.data", on)
+    np.testing.assert_array_equal(mask, mask_on)
+    assert not np.allclose(img, img_on)
+    params, _ = augment.degrade_params(tf.constant([3, 4], tf.int64), 1000, AugmentConfig(
+        noise=0.1, blur=0.2, blur_sigma=(0.5, 1.0)))
+    params = params.numpy()
+    assert 0.07 < (params[:, 0] > 0).mean() < 0.13 and params[:, 0].max() <= 0.1
+    blurred = params[params[:, 1] > 0, 1]
+    assert 0.16 < len(blurred) / 1000 < 0.24 and blurred.min() >= 0.5 and blurred.max() <= 1

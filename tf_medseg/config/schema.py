@@ -163,6 +163,14 @@ class AugmentConfig:
                                min=0.0, max=1.0)
     gamma: tuple[float, float] = field((0.8, 1.25), "[low, high] gamma exponent",
                                         check=_range(0.05, 20.0))
+    noise: float = field(0.0, "probability of additive Gaussian noise (nnU-Net: 0.1)", min=0.0,
+                         max=1.0)
+    noise_sd: float = field(0.1, "noise: largest standard deviation (normalised units), "
+                                 "drawn uniformly from 0", min=0.0, max=10.0)
+    blur: float = field(0.0, "probability of an in-plane Gaussian blur (nnU-Net: 0.2)",
+                        min=0.0, max=1.0)
+    blur_sigma: tuple[float, float] = field((0.5, 1.0), "blur: [low, high] sigma in pixels",
+                                            check=_range(0.0, 3.0))
 
 
 @dataclasses.dataclass(frozen=True)

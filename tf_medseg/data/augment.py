@@ -3,8 +3,9 @@
 Per slice, one random geometric map takes every output pixel to a point of the input: flips,
 rotation, isotropic scale and shift (one affine matrix), plus an optional smooth elastic
 displacement. Images are sampled bilinearly, masks by nearest neighbour (labels are never
-interpolated), zeros outside. Then an intensity change on the image only: contrast, brightness
-and gamma. The ranges come from the ``augment:`` config section (:class:`AugmentConfig`).
+interpolated), zeros outside. Then, on the image only, optional Gaussian noise and an in-plane
+Gaussian blur (nnU-Net's, off by default) and an intensity change: contrast, brightness and
+gamma. The ranges come from the ``augment:`` config section (:class:`AugmentConfig`).
 
 Speed: the random parameters are drawn with stateless ops; the sampling and the intensity change
 run as one XLA-compiled function (a gather-based bilinear sampler). Measured side by side on
@@ -89,6 +90,43 @@ def intensity_params(seed: tf.Tensor, batch,
     return tf.stack([contrast, brightness, gamma], axis=1)
 
 
+def degrade_params(seed: tf.Tensor, batch, params: AugmentConfig = AugmentConfig()):
+    """((B, 2) per-slice [noise sd, blur sigma], 0 where not applied; the noise's seed)."""
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=2)
+    u = _uniform(seeds[0], [batch, 4])
+    sd = tf.where(u[:, 0] < params.noise, u[:, 1] * params.noise_sd, 0.0)
+    low, high = params.blur_sigma
+    sigma = tf.where(u[:, 2] < params.blur, low + (high - low) * u[:, 3], 0.0)
+    return tf.stack([sd, sigma], axis=1), seeds[1]
+
+
+BLUR_RADIUS = 3  # taps either side of the blur kernel's centre (3 sigma at sigma 1)
+
+
+def degrade(images: tf.Tensor, params: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """(B, H, W, C) images with additive Gaussian noise of per-slice sd ``params[:, 0]``,
+    then an in-plane Gaussian blur of per-slice sigma ``params[:, 1]`` (separable, 7 taps,
+    mirrored at the border; sigma 0 leaves the slice as it is)."""
+    sd = params[:, 0][:, None, None, None]
+    images = images + sd * tf.random.stateless_normal(tf.shape(images), seed, alg="philox")
+    sigma = params[:, 1:2]
+    taps = tf.range(-BLUR_RADIUS, BLUR_RADIUS + 1, dtype=tf.float32)[None]
+    bell = tf.exp(-0.5 * (taps / tf.maximum(sigma, 1e-3)) ** 2)
+    kernel = tf.where(sigma > 0, bell, tf.cast(tf.equal(taps, 0.0), tf.float32))
+    kernel = kernel / tf.reduce_sum(kernel, axis=1, keepdims=True)
+    for axis in (1, 2):
+        size = tf.shape(images)[axis]
+        pads = [[0, 0]] * 4
+        pads[axis] = [BLUR_RADIUS, BLUR_RADIUS]
+        padded = tf.pad(images, pads, mode="SYMMETRIC")
+        out = tf.zeros_like(images)
+        for j in range(2 * BLUR_RADIUS + 1):
+            window = padded[:, j:j + size] if axis == 1 else padded[:, :, j:j + size]
+            out += kernel[:, j][:, None, None, None] * window
+        images = out
+    return images
+
+
 def _source_coords(matrices: tf.Tensor, height, width):
     yy, xx = tf.meshgrid(tf.range(height, dtype=tf.float32),
                          tf.range(width, dtype=tf.float32), indexing="ij")
@@ -155,7 +193,7 @@ def adjust_intensity(images: tf.Tensor, params: tf.Tensor, max_value: float | No
 
 
 def _apply(images, masks, matrices, field, intensity, max_value, min_value, channels_first,
-           unpack_masks):
+           unpack_masks, degraded=None):
     if channels_first:
         images = tf.transpose(images, [0, 2, 3, 1])
     images = tf.cast(images, tf.float32)
@@ -163,7 +201,10 @@ def _apply(images, masks, matrices, field, intensity, max_value, min_value, chan
     ys, xs = _source_coords(matrices, shape[1], shape[2])
     if field is not None:
         ys, xs = ys + field[..., 0], xs + field[..., 1]
-    images = adjust_intensity(sample_bilinear(images, ys, xs), intensity, max_value, min_value)
+    images = sample_bilinear(images, ys, xs)
+    if degraded is not None:  # (per-slice [noise sd, blur sigma], noise seed)
+        images = degrade(images, *degraded)
+    images = adjust_intensity(images, intensity, max_value, min_value)
     masks = sample_nearest(masks, ys, xs)
     if unpack_masks:
         masks = tf.cast(unpack_mask(masks, unpack_masks), tf.float32)
@@ -205,7 +246,18 @@ def augment(images: tf.Tensor, masks: tf.Tensor, seed: tf.Tensor,
              else None)
     intensity = intensity_params(seeds[2], batch, params)
     return _apply_xla(images, masks, matrices, field, intensity, max_value, min_value,
-                      channels_first, int(unpack_masks))
+                      channels_first, int(unpack_masks), _degraded(seeds[2], batch, params))
+
+
+def _degraded(seed, batch, params: AugmentConfig, repeat=None):
+    """:func:`degrade_params` (each repeated ``repeat`` times: the slices of 3D patches), or
+    None when noise and blur are off (then nothing is drawn: the other draws are as without
+    them)."""
+    if not (params.noise > 0 or params.blur > 0):
+        return None
+    values, noise_seed = degrade_params(tf.random.experimental.stateless_fold_in(
+        tf.cast(seed, tf.int64), 1), batch, params)
+    return (values if repeat is None else tf.repeat(values, repeat, 0)), noise_seed
 
 
 def augment_volumes(images: tf.Tensor, masks: tf.Tensor, seed: tf.Tensor,
@@ -241,7 +293,7 @@ def augment_volumes(images: tf.Tensor, masks: tf.Tensor, seed: tf.Tensor,
                         [batch * depth, -1, height, width])
     out, out_masks = _apply_xla(slices, tf.reshape(masks, [batch * depth, height, width]),
                                 matrices, field, intensity, max_value, min_value, True,
-                                int(unpack_masks))
+                                int(unpack_masks), _degraded(seeds[2], batch, params, depth))
     out = tf.reshape(out, [batch, depth, height, width, tf.shape(images)[1]])
     out_masks = tf.reshape(out_masks, tf.concat([[batch, depth, height, width],
                                                  tf.shape(out_masks)[3:]], 0))
