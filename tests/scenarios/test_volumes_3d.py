@@ -19,10 +19,10 @@ from synthetic_volumes import write_nnunet
 ROOT = Path(__file__).resolve().parents[2]
 
 # 32 x 28 pixels of 1 mm, 12 slices 2.5 mm apart; resampled to 2 mm across the slices (15),
-# patches of 4 slices x 16 x 16 pixels pooled in-plane first, then along every axis.
+# patches of 8 slices x 16 x 16 pixels pooled in-plane first, then along every axis.
 SETTINGS = [
     "data.source=nnunet", "data.sampling=patch", "model.dims=3", "data.context=[0]",
-    "data.image_size=[4,16,16]", "data.spacing=[2.0,1.0,1.0]", "data.batch_size=2",
+    "data.image_size=[8,16,16]", "data.spacing=[2.0,1.0,1.0]", "data.batch_size=2",
     "data.num_folds=2", "model.base_filters=4", "model.depth=2",
     "model.strides=[[1,2,2],[2,2,2]]", "model.kernels=[[1,3,3],[3,3,3],[3,3,3]]",
     "train.steps_per_epoch=2", "train.epochs=3", "train.max_minutes=null", "train.overlay_slices=2",
@@ -94,7 +94,7 @@ def test_3d_unet_trains_resumes_exports_and_serves_in_3d_windows(tmp_path):
 
     export = run / "saved_model"
     meta = json.loads((export / "metadata.json").read_text())
-    assert meta["model_dims"] == 3 and meta["model_input_size"] == [4, 16, 16]
+    assert meta["model_dims"] == 3 and meta["model_input_size"] == [8, 16, 16]
     assert meta["spacing"] == [2.0, 1.0, 1.0]
     config = load_config("tiny.yaml", settings)
     evaluation, _ = evaluate_saved_model(export, config)
@@ -112,7 +112,7 @@ def test_3d_unet_trains_resumes_exports_and_serves_in_3d_windows(tmp_path):
     assert served.shape == (15, 32, 28, 2)
     x = normalization.apply(slices, tf.cast(params, tf.float32))[None]
     logits = sliding_window(lambda p: loaded.signatures["logits"](image=p)["logits"], x,
-                            (4, 16, 16), 0.5)[0]
+                            (8, 16, 16), 0.5)[0]
     assert np.abs(served.numpy() - tf.nn.softmax(logits)[..., 1:].numpy()).max() < 1e-4
 
     out = tmp_path / "pred"
@@ -132,11 +132,11 @@ def test_3d_training_step_under_xla_in_mixed_precision(tmp_path):
     from conftest import compiled, kaggle_trainer
     config = load_config("tiny.yaml", SETTINGS[1:12])
     model = compiled(config, "mixed_bfloat16", True, steps=10)
-    assert model.jit_compile and model.input_shape == (None, 4, 16, 16, 1)
+    assert model.jit_compile and model.input_shape == (None, 8, 16, 16, 1)
     trainer = kaggle_trainer(model, config)
     rng = np.random.default_rng(0)
-    batch = (tf.constant(rng.random((2, 4, 16, 16, 1)), tf.float32),
-             tf.constant(rng.random((2, 4, 16, 16, 3)) > 0.8, tf.float32))
+    batch = (tf.constant(rng.random((2, 8, 16, 16, 1)), tf.float32),
+             tf.constant(rng.random((2, 8, 16, 16, 3)) > 0.8, tf.float32))
     before = [w.copy() for w in model.get_weights()]
     loss_sum, n, inter, total = trainer.train_step(batch)
     assert np.isfinite(loss_sum.numpy()) and float(n) == 2 and inter.shape == (3,)

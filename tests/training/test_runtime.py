@@ -26,7 +26,8 @@ def test_multi_worker_on_loopback(tmp_path):
     """Two worker processes on 127.0.0.1 train in sync; only the chief writes outputs."""
     import os
     cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
-    args = tiny_train_args(tmp_path, "train.strategy=multi_worker", "train.epochs=2")
+    args = tiny_train_args(tmp_path, "train.strategy=multi_worker", "train.epochs=2",
+                           "train.steps_per_epoch=2", "train.overlay_slices=0")
     procs = []
     for index in range(2):
         env = {**os.environ, "TF_CONFIG": json.dumps(
