@@ -192,8 +192,8 @@ def adjust_intensity(images: tf.Tensor, params: tf.Tensor, max_value: float | No
     return images if max_value is None else tf.minimum(images, max_value)
 
 
-def _apply(images, masks, matrices, field, intensity, max_value, min_value, channels_first,
-           unpack_masks, degraded=None):
+def _apply(images, masks, matrices, field, intensity, degraded, max_value, min_value,
+           channels_first, unpack_masks):
     if channels_first:
         images = tf.transpose(images, [0, 2, 3, 1])
     images = tf.cast(images, tf.float32)
@@ -238,26 +238,30 @@ def augment(images: tf.Tensor, masks: tf.Tensor, seed: tf.Tensor,
     Returns:
         (images, masks), with the shapes and dtypes given unless converted as above.
     """
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=3)
     shape = tf.shape(masks)
-    batch, height, width = shape[0], shape[1], shape[2]
-    matrices = affine_matrices(seeds[0], batch, height, width, params)
-    field = (elastic_field(seeds[1], batch, height, width, params) if params.elastic > 0
-             else None)
-    intensity = intensity_params(seeds[2], batch, params)
-    return _apply_xla(images, masks, matrices, field, intensity, max_value, min_value,
-                      channels_first, int(unpack_masks), _degraded(seeds[2], batch, params))
+    return _apply_xla(images, masks, *_draws(seed, shape[0], shape[1], shape[2], params),
+                      max_value, min_value, channels_first, int(unpack_masks))
 
 
-def _degraded(seed, batch, params: AugmentConfig, repeat=None):
-    """:func:`degrade_params` (each repeated ``repeat`` times: the slices of 3D patches), or
-    None when noise and blur are off (then nothing is drawn: the other draws are as without
-    them)."""
-    if not (params.noise > 0 or params.blur > 0):
-        return None
-    values, noise_seed = degrade_params(tf.random.experimental.stateless_fold_in(
-        tf.cast(seed, tf.int64), 1), batch, params)
-    return (values if repeat is None else tf.repeat(values, repeat, 0)), noise_seed
+def _draws(seed, batch, height, width, params: AugmentConfig, repeat=None) -> tuple:
+    """The random parameters of :func:`_apply`, one draw per batch item (each repeated
+    ``repeat`` times along the batch: the slices of 3D patches): (affine matrices, elastic
+    field or None, intensity, (noise and blur, noise seed) or None). With elastic, noise and
+    blur off nothing is drawn for them, so the other draws are as without them."""
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=3)
+
+    def each(values):
+        return values if repeat is None else tf.repeat(values, repeat, 0)
+    matrices = each(affine_matrices(seeds[0], batch, height, width, params))
+    field = (each(elastic_field(seeds[1], batch, height, width, params))
+             if params.elastic > 0 else None)
+    intensity = each(intensity_params(seeds[2], batch, params))
+    degraded = None
+    if params.noise > 0 or params.blur > 0:
+        values, noise_seed = degrade_params(tf.random.experimental.stateless_fold_in(
+            seeds[2], 1), batch, params)
+        degraded = (each(values), noise_seed)
+    return matrices, field, intensity, degraded
 
 
 def augment_volumes(images: tf.Tensor, masks: tf.Tensor, seed: tf.Tensor,
@@ -281,19 +285,15 @@ def augment_volumes(images: tf.Tensor, masks: tf.Tensor, seed: tf.Tensor,
     """
     if not channels_first:
         raise ValueError("augment_volumes takes channels-first (B, C, D, H, W) patches")
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=3)
     shape = tf.shape(masks)
     batch, depth, height, width = shape[0], shape[1], shape[2], shape[3]
-    matrices = tf.repeat(affine_matrices(seeds[0], batch, height, width, params), depth, 0)
-    field = (tf.repeat(elastic_field(seeds[1], batch, height, width, params), depth, 0)
-             if params.elastic > 0 else None)
-    intensity = tf.repeat(intensity_params(seeds[2], batch, params), depth, 0)
+    matrices, field, intensity, degraded = _draws(seed, batch, height, width, params, depth)
     # (B, C, D, H, W) -> (B * D, C, H, W): each slice a batch item, its patch's draw repeated.
     slices = tf.reshape(tf.transpose(images, [0, 2, 1, 3, 4]),
                         [batch * depth, -1, height, width])
     out, out_masks = _apply_xla(slices, tf.reshape(masks, [batch * depth, height, width]),
-                                matrices, field, intensity, max_value, min_value, True,
-                                int(unpack_masks), _degraded(seeds[2], batch, params, depth))
+                                matrices, field, intensity, degraded, max_value, min_value,
+                                True, int(unpack_masks))
     out = tf.reshape(out, [batch, depth, height, width, tf.shape(images)[1]])
     out_masks = tf.reshape(out_masks, tf.concat([[batch, depth, height, width],
                                                  tf.shape(out_masks)[3:]], 0))

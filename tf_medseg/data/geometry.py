@@ -111,8 +111,6 @@ def resize_depth(volume: tf.Tensor, depth, nearest: bool) -> tf.Tensor:
     """(D, H, W, C) resampled to ``depth`` slices: linearly, or by nearest neighbour (labels,
     and images whose slices are too far apart to interpolate). Each slice keeps its H x W: the
     volume is resized as H images of (D, W), and a resize that keeps W is exact along it."""
-    if volume.shape[0] is not None and isinstance(depth, int) and volume.shape[0] == depth:
-        return volume
     shape = tf.shape(volume)
     rows = tf.transpose(volume, [1, 0, 2, 3])  # (H, D, W, C)
     rows = resize(rows, tf.stack([depth, shape[2]]), nearest)

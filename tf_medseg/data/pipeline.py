@@ -8,6 +8,10 @@ Stages are small functions composed in :func:`make_dataset`::
         -> random patch (data.sampling: patch, :mod:`tf_medseg.data.patches`) -> batch
         -> augment (training only) -> decode -> prefetch
 
+With ``model.dims: 3`` the shuffled scans are repeated and each yields one random 3D patch
+in turn (:func:`volume_patches`) in place of the slice stages, then batch, augment (one draw
+per patch, :func:`tf_medseg.data.augment.augment_volumes`), decode and prefetch.
+
 Every source goes through the same stages (one record format, :mod:`tf_medseg.data.features`):
 a record's volume is cut into slices (:func:`tf_medseg.data.geometry.cut`), normalised per
 channel as ``data.normalization`` says (:mod:`tf_medseg.data.normalization`; the parameters
@@ -198,13 +202,12 @@ def slice_patches(ds: tf.data.Dataset, config: Config, labels: LabelSchema, num_
     if split == "train" and config.train.steps_per_epoch:
         ds = ds.repeat()
     if data.sampling == "patch":
-        # A seed per slice: new patches every training epoch, the same validation patches.
-        seeds = tf.data.Dataset.random(seed=seed + 1,
-                                       rerandomize_each_iteration=split == "train").batch(2)
-        ds = tf.data.Dataset.zip(ds, seeds).map(tf.autograph.experimental.do_not_convert(
-            lambda slices, s: random_patch(*slices, s, data.image_size, data.foreground_share,
-                                           labels.num_classes)),
-            num_parallel_calls=tf.data.AUTOTUNE)
+        @tf.autograph.experimental.do_not_convert
+        def patch(slices, s):
+            return random_patch(*slices, s, data.image_size, data.foreground_share,
+                                labels.num_classes)
+        ds = tf.data.Dataset.zip(ds, _patch_seeds(config, split)).map(
+            patch, num_parallel_calls=tf.data.AUTOTUNE)
     return ds
 
 
@@ -214,17 +217,23 @@ def volume_patches(ds: tf.data.Dataset, config: Config, labels: LabelSchema, cou
     (``model.dims: 3``): the scans in turn (shuffled for training, every pass anew), one patch
     each, so every scan is sampled alike, as nnU-Net draws its cases."""
     data = config.data
-    seeds = tf.data.Dataset.random(seed=config.train.seed + 1,
-                                   rerandomize_each_iteration=split == "train").batch(2)
+
     @tf.autograph.experimental.do_not_convert
     def patch(scan, s):
         image, masks = random_patch(tf.transpose(scan[0], [3, 0, 1, 2]), scan[1], s,
                                     data.image_size, data.foreground_share, labels.num_classes)
         return tf.ensure_shape(image, [labels.num_channels, *data.image_size]), masks
-    ds = tf.data.Dataset.zip(ds.repeat(), seeds).map(patch, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = tf.data.Dataset.zip(ds.repeat(), _patch_seeds(config, split)).map(
+        patch, num_parallel_calls=tf.data.AUTOTUNE)
     if split == "train" and config.train.steps_per_epoch:
         return ds
     return ds.take(count).apply(tf.data.experimental.assert_cardinality(count))
+
+
+def _patch_seeds(config: Config, split: str) -> tf.data.Dataset:
+    """A seed per patch: new patches every training epoch, the same validation patches."""
+    return tf.data.Dataset.random(seed=config.train.seed + 1,
+                                  rerandomize_each_iteration=split == "train").batch(2)
 
 
 def _context_first(volume: tf.Tensor, offsets: Sequence[int]) -> tf.Tensor:

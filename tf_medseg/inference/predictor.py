@@ -10,8 +10,8 @@ saved_model.serving_functions`). For a volume (A0, A1, A2, M) in its stored orde
 1. cuts it into slices across the contract's ``slice_axis``, resampled to its ``spacing``
    (:func:`tf_medseg.data.geometry.cut`, as the training pipeline does);
 2. has each member find the volume's normalisation parameters (from the whole volume) and
-   answer the 2.5D stacks batch by batch (a 3D network: all the slices at once, in 3D
-   windows) (with ``tta``: also the stacks zoomed by 0.9 and
+   answer the 2.5D stacks batch by batch, a 3D network all the slices at once in 3D
+   windows (with ``tta``: also the stacks zoomed by 0.9 and
    1.1, each answer resized back, averaged);
 3. averages the members' probabilities, resizes them to the stored in-plane size and puts
    them back in the stored order (:func:`tf_medseg.data.geometry.uncut`).

@@ -356,11 +356,11 @@ def planned_config(config: Config, dataset=None, verbose: bool = True) -> Config
         raise ConfigError(f"tune.space: {searched[0]} is planned by data.plan auto; search "
                           f"other keys, or write the plan (python -m tf_medseg plan --out) and "
                           f"search from it with data.plan none")
-    values, before = config.to_dict(), config.to_dict()
+    values = config.to_dict()
     changed = []
     for key, value in result.values.items():
         section, name = key.split(".", 1)
-        if before[section][name] != value:
+        if values[section][name] != value:
             changed.append(f"{key} {_flow(value)}")
         values[section][name] = value
     if verbose and changed:
