@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tf_medseg.run_dir import RunDir
+
 from synthetic_volumes import write_nnunet
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,7 +59,9 @@ def _train(settings, wait_for_epochs: int | None = None, run: Path | None = None
     deadline = time.monotonic() + 300
     history = run / "history.csv"
     while time.monotonic() < deadline and proc.poll() is None:
-        if (list((run / "checkpoints" / "backup").glob("ckpt-*.index")) and history.is_file()
+        # The condition a rerun resumes by: TensorFlow's `checkpoint` file names a written
+        # backup (its index alone may precede it, and a kill between them leaves none).
+        if (RunDir(run).has_backup() and history.is_file()
                 and len(history.read_text().splitlines()) > wait_for_epochs):
             break
         time.sleep(0.1)

@@ -13,6 +13,7 @@ import yaml
 
 from tf_medseg.config import load_config
 from tf_medseg.data.sources.kaggle import CLASSES
+from tf_medseg.run_dir import RunDir
 from tf_medseg.training import resolve_runtime, train
 
 from conftest import ROOT, cli, tiny_overrides, tiny_train_args
@@ -131,7 +132,8 @@ def test_kill_9_then_the_same_command_resumes(tmp_path):
                             stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
-        if len(list((run / "checkpoints" / "backup").glob("ckpt-*.index"))) and len(
+        # RunDir.has_backup: the `checkpoint` file a rerun resumes by, not the index alone.
+        if RunDir(run).has_backup() and len(
                 (run / "history.csv").read_text().splitlines()) >= 3:  # header + 2 epochs
             break
         time.sleep(0.2)
