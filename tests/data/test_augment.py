@@ -213,3 +213,42 @@ def test_noise_and_blur_off_draw_nothing():
     assert 0.07 < (params[:, 0] > 0).mean() < 0.13 and params[:, 0].max() <= 0.1
     blurred = params[params[:, 1] > 0, 1]
     assert 0.16 < len(blurred) / 1000 < 0.24 and blurred.min() >= 0.5 and blurred.max() <= 1
+
+
+def test_low_resolution_by_hand():
+    # 4 pixels at zoom 0.5: coarse pixels read inputs 1 and 3 (nearest, centres aligned), then
+    # back up bilinearly: [1, 0.75 * 1 + 0.25 * 3, 0.25 * 1 + 0.75 * 3, 3]
+    ramp = np.tile(np.arange(4, dtype=np.float32), (1, 2, 1))[..., None]
+    out = augment.simulate_low_resolution(tf.constant(ramp), tf.constant([0.5])).numpy()
+    np.testing.assert_allclose(out[0, 0, :, 0], [1.0, 1.5, 2.5, 3.0])
+    # Any zoom equals TensorFlow's own resize down (nearest) and up (bilinear); zoom 1 is the
+    # identity.
+    rng = np.random.default_rng(0)
+    image = rng.random((3, 20, 17, 2)).astype(np.float32)
+    zoom = np.array([1.0, 0.5, 0.63], np.float32)
+    out = augment.simulate_low_resolution(tf.constant(image), tf.constant(zoom)).numpy()
+    np.testing.assert_array_equal(out[0], image[0])
+    for b, coarse in ((1, [10, 8]), (2, [13, 11])):  # round(20 z), round(17 z)
+        down = tf.image.resize(image[b:b + 1], coarse, method="nearest")
+        up = tf.image.resize(down, [20, 17], method="bilinear").numpy()[0]
+        np.testing.assert_allclose(out[b], up, atol=1e-6)
+
+
+def test_low_resolution_draws_and_runs_in_the_augmentation():
+    """On, it degrades the image only (the mask keeps its geometry); its zoom comes from its
+    own stream, so noise and blur draw the same values with it or without it."""
+    base = AugmentConfig(rotate_deg=20.0, noise=0.1, blur=0.2)
+    img, mask = _run("eager", base)
+    img_on, mask_on = _run("tf.data", AugmentConfig(rotate_deg=20.0, noise=0.1, blur=0.2,
+                                                    lowres=1.0, lowres_zoom=(0.5, 0.5)))
+    np.testing.assert_array_equal(mask, mask_on)
+    assert not np.allclose(img, img_on)
+    seed = tf.constant([3, 4], tf.int64)
+    without, _ = augment.degrade_params(seed, 1000, AugmentConfig(noise=0.1, blur=0.2))
+    with_it, _ = augment.degrade_params(seed, 1000, AugmentConfig(
+        noise=0.1, blur=0.2, lowres=0.25, lowres_zoom=(0.5, 1.0)))
+    np.testing.assert_array_equal(without.numpy()[:, :2], with_it.numpy()[:, :2])
+    assert (without.numpy()[:, 2] == 1).all()
+    zoom = with_it.numpy()[:, 2]
+    zoomed = zoom[zoom < 1]
+    assert 0.2 < len(zoomed) / 1000 < 0.3 and zoomed.min() >= 0.5

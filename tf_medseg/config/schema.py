@@ -171,6 +171,11 @@ class AugmentConfig:
                         min=0.0, max=1.0)
     blur_sigma: tuple[float, float] = field((0.5, 1.0), "blur: [low, high] sigma in pixels",
                                             check=_range(0.0, 3.0))
+    lowres: float = field(0.0, "probability of a simulated low resolution (nnU-Net: 0.125)",
+                          min=0.0, max=1.0)
+    lowres_zoom: tuple[float, float] = field(
+        (0.5, 1.0), "low resolution: [low, high] zoom down to, then back up",
+        check=_range(0.1, 1.0))
 
 
 @dataclasses.dataclass(frozen=True)
