@@ -159,7 +159,7 @@ def test_deterministic_and_seed_dependent():
 def test_3d_patches_take_one_draw_per_patch_on_every_slice():
     from tf_medseg.data.augment import augment_volumes
     image, mask = _batch()  # (2, 32, 32, C) slices and (2, 32, 32, K) masks
-    params = AugmentConfig(rotate_deg=20.0, shift=0.1, elastic=1.0)
+    params = AugmentConfig(rotate_deg=20.0, shift=0.1, elastic=1.0, blur=1.0, lowres=1.0)
     # two patches of 3 slices, each slice a copy of the patch's slice
     patches = np.repeat(np.transpose(image, (0, 3, 1, 2))[:, :, None], 3, axis=2)
     packed = np.repeat(pack_mask(mask)[:, None], 3, axis=1)
@@ -169,7 +169,7 @@ def test_3d_patches_take_one_draw_per_patch_on_every_slice():
     assert out.shape == (2, 3, 32, 32, image.shape[-1])
     assert out_masks.shape == (2, 3, 32, 32, mask.shape[-1])
     out, out_masks = out.numpy(), out_masks.numpy()
-    for k in (1, 2):  # the same map and intensity change on each slice of a patch
+    for k in (1, 2):  # the same map, blur, zoom and intensity on each slice of a patch
         np.testing.assert_allclose(out[:, k], out[:, 0], atol=1e-6)
         np.testing.assert_array_equal(out_masks[:, k], out_masks[:, 0])
     assert not np.allclose(out[0, 0], out[1, 0])  # but one draw per patch

@@ -147,7 +147,6 @@ def make_dataset(config: Config, split: str, *, dataset: DataSet | None = None,
         augment_batches = split == "train" and data.augment
     seed = config.train.seed
     num_scans = len(dataset.split_scans(split))
-    num_slices, num_organ = dataset.slices(split)
 
     # The stages hold no Python control flow on tensors: AutoGraph's conversion of them (about
     # 2 s per data set) is skipped.
@@ -164,7 +163,7 @@ def make_dataset(config: Config, split: str, *, dataset: DataSet | None = None,
         ds = volume_patches(ds, config, labels, dataset.patches(split, data.image_size),
                             split)
     else:
-        ds = slice_patches(ds, config, labels, num_slices, num_organ, split, shuffle)
+        ds = slice_patches(ds, config, labels, *dataset.slices(split), split, shuffle)
     ds = ds.batch(batch_size or data.batch_size, drop_remainder=drop_remainder,
                   num_parallel_calls=tf.data.AUTOTUNE)
     if augment_batches:
