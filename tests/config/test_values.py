@@ -29,10 +29,20 @@ from tf_medseg.errors import ConfigError
     ("data.image_size=[100,100]", r"data\.image_size: 100x100 must be divisible by"),
     ("train.learning_rate=[1]", r"train\.learning_rate: expected number"),
     ("epochs=3", r"expected SECTION\.KEY=VALUE"),
+    ("model.norm=layer", r"model\.norm: expected one of batch, instance, group, none"),
+    ("train.momentum=1.0", r"train\.momentum: must be <= 0\.999"),
 ])
 def test_bad_values_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, [override])
+
+
+def test_batch_norm_off_conflicts_with_another_norm():
+    with pytest.raises(ConfigError, match=r"model\.batch_norm: false turns normalisation off, "
+                                          r"but model\.norm is instance"):
+        load_config(None, ["model.batch_norm=false", "model.norm=instance"])
+    # alone it still means no normalisation (the factory builds model.norm none)
+    assert load_config(None, ["model.batch_norm=false"]).model.norm == "batch"
 
 
 def test_fold_all_needs_a_fixed_schedule():

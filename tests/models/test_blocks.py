@@ -83,3 +83,37 @@ def test_3d_refuses_what_is_2d_only():
         build_unet((6, 16, 16, 1), 2, base_filters=4, depth=2)
     with pytest.raises(ValueError, match="strides must be 2"):
         build_unet((8, 16, 16, 1), 2, base_filters=4, depth=2, strides=[(2, 2, 2)])
+
+
+def test_instance_and_group_norm_and_leaky_relu():
+    from tf_medseg.models.blocks import activate, normalize
+    rng = np.random.default_rng(6)
+    x = rng.normal(3, 2, (2, 8, 8, 4, 12)).astype("float32")  # 3D features, 12 channels
+    inst = keras.Model(*(lambda i: (i, normalize(i, "instance", "t_{}")))(keras.Input(x.shape[1:])))
+    y = inst(x).numpy()
+    assert inst.layers[-1].name == "t_in"
+    # per sample and channel over the spatial axes: mean 0, sd 1 (scale 1, shift 0 at first)
+    np.testing.assert_allclose(y.mean(axis=(1, 2, 3)), 0, atol=1e-4)
+    np.testing.assert_allclose(y.std(axis=(1, 2, 3)), 1, atol=1e-3)
+    group = keras.Model(*(lambda i: (i, normalize(i, "group", "t_{}")))(keras.Input(x.shape[1:])))
+    assert group.layers[-1].groups == 4  # gcd(12, 8)
+    y = group(x).numpy().reshape(2, -1, 4, 3)  # channels in 4 groups of 3
+    np.testing.assert_allclose(y.mean(axis=(1, 3)), 0, atol=1e-4)
+    leaky = keras.Model(*(lambda i: (i, activate(i, "leaky_relu", "t_{}")))(keras.Input((3,))))
+    np.testing.assert_allclose(leaky(np.array([[-2.0, 0.0, 3.0]], "float32")),
+                               [[-0.02, 0.0, 3.0]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("builder", [build_unet, build_attention_unet])
+def test_networks_take_instance_norm_and_leaky_relu(builder):
+    model = builder((8, 16, 16, 1), 2, base_filters=4, depth=2, norm="instance",
+                    activation="leaky_relu")
+    kinds = {type(layer).__name__ for layer in model.layers}
+    assert "GroupNormalization" in kinds and "LeakyReLU" in kinds
+    assert "FusedBatchNormalization" not in kinds
+    convs = [layer for layer in model.layers if type(layer).__name__ == "Conv3D"
+             and layer.name.endswith(("conv1", "conv2"))]
+    assert convs and not any(c.use_bias for c in convs)  # the norm's shift is the bias
+    plain = builder((16, 16, 1), 2, base_filters=4, depth=2, batch_norm=False)
+    assert all(c.use_bias for c in plain.layers if c.name.endswith("conv1"))
+    assert "FusedBatchNormalization" not in {type(layer).__name__ for layer in plain.layers}

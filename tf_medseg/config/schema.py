@@ -201,7 +201,14 @@ class ModelConfig:
                          "every kernel size must be 1, 3, 5 or 7"))
     base_filters: int = field(32, "filters of the first level; doubled at every level", min=1)
     depth: int = field(4, "number of down-sampling steps", min=1, max=8)
-    batch_norm: bool = field(True, "batch normalisation after every convolution")
+    batch_norm: bool = field(True, "false: no normalisation (model.norm none; kept for older "
+                                   "configs)")
+    norm: Literal["batch", "instance", "group", "none"] = field(
+        "batch", "the normalisation after every convolution: batch, instance (per image and "
+                 "channel, with a learned scale and shift: nnU-Net's), group (8 channel groups) "
+                 "or none")
+    activation: Literal["relu", "leaky_relu"] = field(
+        "relu", "after every normalisation: relu or leaky_relu (slope 0.01, nnU-Net's)")
     dropout: float = field(0.0, "dropout rate in the bottleneck", min=0.0, max=0.99)
     upsampling: Literal["transpose", "bilinear"] = field(
         "transpose", "transpose (transposed conv, stride 2) or bilinear (bilinear resize + "
@@ -239,13 +246,15 @@ class TrainConfig:
                                             max=1_000_000)
     learning_rate: float = field(1e-3, "peak learning rate (reached after the warm-up)",
                                   min=0.0)
-    optimizer: Literal["adamw", "adam"] = field(
-        "adamw", "adamw (decoupled weight decay, not applied to biases and batch-norm "
-                 "parameters) or adam")
-    weight_decay: float = field(1e-4, "adamw: decoupled weight decay", min=0.0)
-    schedule: Literal["cosine", "step", "plateau", "constant"] = field(
+    optimizer: Literal["adamw", "adam", "sgd"] = field(
+        "adamw", "adamw (decoupled weight decay, not applied to biases and normalisation "
+                 "parameters), adam, or sgd (Nesterov momentum train.momentum: nnU-Net's)")
+    weight_decay: float = field(1e-4, "adamw and sgd: weight decay (nnU-Net: 3e-5)", min=0.0)
+    momentum: float = field(0.99, "sgd: Nesterov momentum", min=0.0, max=0.999)
+    schedule: Literal["cosine", "poly", "step", "plateau", "constant"] = field(
         "cosine", "learning-rate schedule after the warm-up: cosine (decay to "
-                  "train.min_lr_fraction over the remaining steps), step (times "
+                  "train.min_lr_fraction over the remaining steps), poly (nnU-Net's: the peak "
+                  "times (1 - step / steps) ** 0.9, to 0 at the last step), step (times "
                   "train.step_factor every train.step_epochs), plateau (times "
                   "train.plateau_factor when train.monitor stalls for train.plateau_patience "
                   "epochs) or constant")

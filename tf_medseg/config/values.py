@@ -211,10 +211,14 @@ def _check_cross(config: Config) -> None:
 
 
 def _check_network(config: Config) -> None:
-    """model.dims against data.image_size and the 3D restrictions; model.strides and
-    model.kernels against model.depth; data.image_size divisible by the pooling."""
+    """model.batch_norm against model.norm; model.dims against data.image_size and the 3D
+    restrictions; model.strides and model.kernels against model.depth; data.image_size
+    divisible by the pooling."""
     data, model = config.data, config.model
     size, dims = data.image_size, model.dims
+    if not model.batch_norm and model.norm not in ("batch", "none"):
+        raise ConfigError(f"model.batch_norm: false turns normalisation off, but model.norm is "
+                          f"{model.norm}; leave model.batch_norm out and set model.norm")
     if len(size) != dims:
         shape = "[height, width]" if dims == 2 else "[slices, height, width]"
         raise ConfigError(f"data.image_size: model.dims {dims} needs {shape}, got {list(size)}")

@@ -10,19 +10,19 @@ from keras import layers
 from tf_medseg.models.blocks import (
     CONV,
     Trilinear,
-    batch_norm_layer,
     check_input,
     contracting_path,
     decoder,
     heads,
     input_layer,
+    normalize,
     spatial_dims,
 )
 
 UP_KERNEL = 2
 
 
-def attention_gate(skip, gating, inter_filters: int, name: str, *, batch_norm: bool = True,
+def attention_gate(skip, gating, inter_filters: int, name: str, *, norm: str = "batch",
                    stride=2):
     """Additive attention gate of Oktay et al. 2018 (their grid-attention variant).
 
@@ -30,7 +30,8 @@ def attention_gate(skip, gating, inter_filters: int, name: str, *, batch_norm: b
     (W_x), the gating signal from the level below goes through a 1x1 conv (W_g); their sum goes
     through ReLU and a 1x1 conv to one channel (psi), a sigmoid gives coefficients in [0, 1],
     which are resampled (bilinear) to the skip's size and multiplied into the skip; a 1x1 conv +
-    batch norm then mixes the gated features.
+    the network's normalisation (``norm``, batch in the paper) then mixes the gated features.
+    The gate's own ReLU stays a ReLU whatever the network's activation (Oktay's design).
 
     Which variant: the paper's grid attention (its Fig. 2 and the authors' reference code,
     additive "concatenation" mode), where the gate is computed on the gating signal's coarse
@@ -58,14 +59,13 @@ def attention_gate(skip, gating, inter_filters: int, name: str, *, batch_norm: b
     else:  # Keras has no trilinear UpSampling3D
         alpha = Trilinear(stride, dtype="float32", name=f"{name}_resample")(alpha)
     gated = layers.Multiply(name=f"{name}_multiply")([skip, alpha])
-    y = conv(skip.shape[-1], 1, use_bias=not batch_norm, name=f"{name}_out")(gated)
-    if batch_norm:
-        y = batch_norm_layer(f"{name}_out_bn")(y)
-    return y
+    y = conv(skip.shape[-1], 1, use_bias=norm == "none", name=f"{name}_out")(gated)
+    return normalize(y, norm, f"{name}_out_{{}}")
 
 
 def build_attention_unet(input_shape: Sequence[int], num_classes: int, *,
                          base_filters: int = 32, depth: int = 4, batch_norm: bool = True,
+                         norm: str | None = None, activation: str = "relu",
                          dropout: float = 0.0, upsampling: str = "transpose",
                          up_kernel: int | None = None, deep_supervision: bool = False,
                          encoder: str = "none", encoder_weights: str | None = None,
@@ -79,12 +79,13 @@ def build_attention_unet(input_shape: Sequence[int], num_classes: int, *,
     count stays within 2% of keras-unet-collection's ``att_unet_2d`` at equal filters.
     """
     check_input(input_shape, depth, strides)
+    norm = norm or ("batch" if batch_norm else "none")
     inputs = input_layer(input_shape)
-    x, skips = contracting_path(inputs, base_filters=base_filters, depth=depth,
-                                batch_norm=batch_norm, dropout=dropout, encoder=encoder,
+    x, skips = contracting_path(inputs, base_filters=base_filters, depth=depth, norm=norm,
+                                activation=activation, dropout=dropout, encoder=encoder,
                                 encoder_weights=encoder_weights, strides=strides,
                                 kernels=kernels)
-    decoded = decoder(x, skips, base_filters=base_filters, batch_norm=batch_norm,
+    decoded = decoder(x, skips, base_filters=base_filters, norm=norm, activation=activation,
                       upsampling=upsampling, up_kernel=up_kernel or UP_KERNEL,
                       gate=attention_gate, strides=strides, kernels=kernels)
     return keras.Model(inputs, heads(decoded, num_classes, deep_supervision), name=name)

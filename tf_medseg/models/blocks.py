@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -83,6 +85,42 @@ def batch_norm_layer(name: str) -> layers.Layer:
     return FusedBatchNormalization(name=name)
 
 
+NORMS = ("batch", "instance", "group", "none")
+ACTIVATIONS = ("relu", "leaky_relu")
+GROUPS = 8  # group norm: groups per layer (fewer where a layer has fewer filters)
+LEAKY_SLOPE = 0.01  # nnU-Net's
+
+
+def check_style(norm: str, activation: str) -> None:
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+
+
+def normalize(x, norm: str, name: str):
+    """``x`` through the normalisation ``norm``: ``batch`` (the fused batch norm), ``instance``
+    (per sample and channel over the spatial axes, with a learned scale and shift: nnU-Net's),
+    ``group`` (:data:`GROUPS` channel groups, Wu and He 2018) or ``none``. ``name`` is a
+    template such as ``"enc0_{}1"`` that takes ``bn``, ``in`` or ``gn``."""
+    if norm == "batch":
+        return batch_norm_layer(name.format("bn"))(x)
+    if norm == "instance":  # one group per channel; PyTorch's epsilon, as nnU-Net
+        return layers.GroupNormalization(-1, epsilon=1e-5, name=name.format("in"))(x)
+    if norm == "group":
+        groups = math.gcd(int(x.shape[-1]), GROUPS)
+        return layers.GroupNormalization(groups, epsilon=1e-5, name=name.format("gn"))(x)
+    return x
+
+
+def activate(x, activation: str, name: str):
+    """ReLU or nnU-Net's leaky ReLU (slope 0.01); ``name`` a template that takes ``relu`` or
+    ``lrelu``."""
+    if activation == "leaky_relu":
+        return layers.LeakyReLU(LEAKY_SLOPE, name=name.format("lrelu"))(x)
+    return layers.Activation("relu", name=name.format("relu"))(x)
+
+
 CONV = {2: layers.Conv2D, 3: layers.Conv3D}
 TRANSPOSED = {2: layers.Conv2DTranspose, 3: layers.Conv3DTranspose}
 POOL = {2: layers.MaxPooling2D, 3: layers.MaxPooling3D}
@@ -93,16 +131,17 @@ def spatial_dims(x) -> int:
     return len(x.shape) - 2
 
 
-def conv_block(x, filters: int, name: str, *, batch_norm: bool = True, dropout: float = 0.0,
-               kernel=3):
+def conv_block(x, filters: int, name: str, *, norm: str = "batch", activation: str = "relu",
+               dropout: float = 0.0, kernel=3):
     """Two convolutions (``kernel``: 3, or one size per axis such as (1, 3, 3)), each followed
-    by batch norm (optional) and ReLU; 2D or 3D as ``x`` is."""
+    by the normalisation ``norm`` (:func:`normalize`) and ``activation``; 2D or 3D as ``x``
+    is. The convolutions have a bias only without normalisation (its shift makes one
+    redundant)."""
     for i in (1, 2):
-        x = CONV[spatial_dims(x)](filters, kernel, padding="same", use_bias=not batch_norm,
+        x = CONV[spatial_dims(x)](filters, kernel, padding="same", use_bias=norm == "none",
                                   kernel_initializer="he_normal", name=f"{name}_conv{i}")(x)
-        if batch_norm:
-            x = batch_norm_layer(f"{name}_bn{i}")(x)
-        x = layers.Activation("relu", name=f"{name}_relu{i}")(x)
+        x = normalize(x, norm, f"{name}_{{}}{i}")
+        x = activate(x, activation, f"{name}_{{}}{i}")
     if dropout:
         x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
     return x
@@ -112,14 +151,14 @@ UPSAMPLING = ("transpose", "bilinear")
 
 
 def up_sample(x, filters: int, name: str, *, mode: str = "transpose", kernel: int = 2,
-              batch_norm: bool = True, stride=2):
+              norm: str = "batch", activation: str = "relu", stride=2):
     """Multiply the spatial size by ``stride`` (2, or one factor per axis such as (1, 2, 2))
     and set the channels to ``filters``.
 
     ``transpose``: a ``kernel`` x ``kernel`` transposed conv with stride 2 (the learned
     up-convolution; its cost is on the coarse grid). ``bilinear``: bilinear resize, then a
-    ``kernel`` x ``kernel`` conv + batch norm + ReLU on the fine grid (no checkerboard
-    artefacts, four times the cost of the conv).
+    ``kernel`` x ``kernel`` conv + ``norm`` + ``activation`` on the fine grid (no
+    checkerboard artefacts, four times the cost of the conv).
     """
     if mode == "transpose":
         return TRANSPOSED[spatial_dims(x)](filters, kernel, strides=stride, padding="same",
@@ -133,11 +172,9 @@ def up_sample(x, filters: int, name: str, *, mode: str = "transpose", kernel: in
     # and compilation fails (keras-team/keras#20931, tensorflow/tensorflow#81273).
     x = layers.UpSampling2D(stride, interpolation="bilinear", dtype="float32",
                             name=f"{name}_upsample")(x)
-    x = layers.Conv2D(filters, kernel, padding="same", use_bias=not batch_norm,
+    x = layers.Conv2D(filters, kernel, padding="same", use_bias=norm == "none",
                       kernel_initializer="he_normal", name=f"{name}_upconv")(x)
-    if batch_norm:
-        x = batch_norm_layer(f"{name}_upbn")(x)
-    return layers.Activation("relu", name=f"{name}_uprelu")(x)
+    return activate(normalize(x, norm, f"{name}_up{{}}"), activation, f"{name}_up{{}}")
 
 
 def logits_head(x, num_classes: int, name: str = "logits"):
@@ -174,28 +211,28 @@ def check_input(input_shape, depth: int, strides=None) -> None:
                              f"divisible by the pooling, {step} along axis {axis}")
 
 
-def encoder_path(inputs, *, base_filters: int, depth: int, batch_norm: bool, dropout: float,
-                 strides=None, kernels=None):
+def encoder_path(inputs, *, base_filters: int, depth: int, norm: str, activation: str,
+                 dropout: float, strides=None, kernels=None):
     """Contracting path: returns (bottleneck, skips from the top level down). ``strides``
     (per level) and ``kernels`` (per level and the bottleneck) default to 2 and 3."""
     strides = level_strides(inputs.shape[1:], depth, strides)
     kernels = kernels or [3] * (depth + 1)
     x, skips = inputs, []
     for level in range(depth):
-        x = conv_block(x, base_filters * 2**level, f"enc{level}", batch_norm=batch_norm,
-                       kernel=kernels[level])
+        x = conv_block(x, base_filters * 2**level, f"enc{level}", norm=norm,
+                       activation=activation, kernel=kernels[level])
         skips.append(x)
         x = POOL[spatial_dims(x)](strides[level], name=f"enc{level}_pool")(x)
-    x = conv_block(x, base_filters * 2**depth, "bottleneck", batch_norm=batch_norm,
+    x = conv_block(x, base_filters * 2**depth, "bottleneck", norm=norm, activation=activation,
                    dropout=dropout, kernel=kernels[depth])
     return x, skips
 
 
-def decoder(x, skips, *, base_filters: int, batch_norm: bool, upsampling: str,
+def decoder(x, skips, *, base_filters: int, norm: str, activation: str, upsampling: str,
             up_kernel: int, gate=None, strides=None, kernels=None):
     """Expanding path: up-sample, concatenate the skip (through ``gate`` if given), conv block.
 
-    ``gate(skip, gating, inter_filters, name, batch_norm=..., stride=...)`` is called with the
+    ``gate(skip, gating, inter_filters, name, norm=..., stride=...)`` is called with the
     features from the level below as the gating signal (Attention U-Net); None keeps plain
     skips. ``strides`` and ``kernels`` are the encoder's (:func:`encoder_path`).
 
@@ -210,20 +247,20 @@ def decoder(x, skips, *, base_filters: int, batch_norm: bool, upsampling: str,
         filters = base_filters * 2**level
         skip = skips[level]
         if gate is not None and skip is not None:
-            skip = gate(skip, x, max(filters // 2, 1), f"att{level}", batch_norm=batch_norm,
+            skip = gate(skip, x, max(filters // 2, 1), f"att{level}", norm=norm,
                         stride=strides[level])
         x = up_sample(x, filters, f"dec{level}", mode=upsampling, kernel=up_kernel,
-                      batch_norm=batch_norm, stride=strides[level])
+                      norm=norm, activation=activation, stride=strides[level])
         if skip is not None:  # None: a backbone without features at this stride
             x = layers.Concatenate(name=f"dec{level}_concat")([x, skip])
-        x = conv_block(x, filters, f"dec{level}", batch_norm=batch_norm,
+        x = conv_block(x, filters, f"dec{level}", norm=norm, activation=activation,
                        kernel=kernels[level])
         outputs.append(x)
     return outputs
 
 
-def backbone_path(inputs, encoder: str, *, base_filters: int, depth: int, batch_norm: bool,
-                  dropout: float, weights=None):
+def backbone_path(inputs, encoder: str, *, base_filters: int, depth: int, norm: str,
+                  activation: str, dropout: float, weights=None):
     """The contracting path of a ``keras.applications`` backbone
     (:mod:`tf_medseg.models.encoders`): (bottleneck, skips from full resolution down), the
     full-resolution skip being two 3x3 convolutions on the input."""
@@ -231,23 +268,24 @@ def backbone_path(inputs, encoder: str, *, base_filters: int, depth: int, batch_
     x, stage_skips, _ = backbone_encoder(inputs, encoder, depth=depth, weights=weights)
     if dropout:
         x = layers.Dropout(dropout, name="bottleneck_dropout")(x)
-    full = conv_block(inputs, base_filters, "full", batch_norm=batch_norm)
+    full = conv_block(inputs, base_filters, "full", norm=norm, activation=activation)
     return x, [full, *stage_skips]
 
 
-def contracting_path(inputs, *, base_filters: int, depth: int, batch_norm: bool,
+def contracting_path(inputs, *, base_filters: int, depth: int, norm: str, activation: str,
                      dropout: float, encoder: str = "none", encoder_weights=None,
                      strides=None, kernels=None):
     """The U-Net's own encoder, or with ``encoder`` a backbone's (:func:`backbone_path`)."""
+    check_style(norm, activation)
     if encoder in (None, "none"):
-        return encoder_path(inputs, base_filters=base_filters, depth=depth,
-                            batch_norm=batch_norm, dropout=dropout, strides=strides,
+        return encoder_path(inputs, base_filters=base_filters, depth=depth, norm=norm,
+                            activation=activation, dropout=dropout, strides=strides,
                             kernels=kernels)
     if spatial_dims(inputs) != 2 or strides is not None or kernels is not None:
         raise ValueError(f"encoder {encoder}: keras.applications backbones are 2D with "
                          f"pooling 2 per level; use encoder none for 3D or other strides")
-    return backbone_path(inputs, encoder, base_filters=base_filters, depth=depth,
-                         batch_norm=batch_norm, dropout=dropout, weights=encoder_weights)
+    return backbone_path(inputs, encoder, base_filters=base_filters, depth=depth, norm=norm,
+                         activation=activation, dropout=dropout, weights=encoder_weights)
 
 
 def heads(decoded, num_classes: int, deep_supervision: bool):

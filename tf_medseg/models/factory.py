@@ -20,7 +20,8 @@ def build_model(model_config, input_shape: Sequence[int], num_outputs: int) -> k
     m = model_config
     return BUILDERS[m.name](tuple(input_shape), num_outputs,
                             base_filters=m.base_filters, depth=m.depth,
-                            batch_norm=m.batch_norm, dropout=m.dropout,
+                            norm=m.norm if m.batch_norm else "none",
+                            activation=m.activation, dropout=m.dropout,
                             upsampling=m.upsampling, up_kernel=m.up_kernel,
                             deep_supervision=m.deep_supervision, encoder=m.encoder,
                             encoder_weights=m.encoder_weights, strides=m.strides,

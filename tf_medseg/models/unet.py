@@ -18,12 +18,13 @@ UP_KERNEL = 3
 
 
 def build_unet(input_shape: Sequence[int], num_classes: int, *, base_filters: int = 32,
-               depth: int = 4, batch_norm: bool = True, dropout: float = 0.0,
+               depth: int = 4, batch_norm: bool = True, norm: str | None = None,
+               activation: str = "relu", dropout: float = 0.0,
                upsampling: str = "transpose", up_kernel: int | None = None,
                deep_supervision: bool = False, encoder: str = "none",
                encoder_weights: str | None = None, strides=None, kernels=None,
                name: str = "unet") -> keras.Model:
-    """A 2D or 3D U-Net: two 3x3 conv + batch norm + ReLU per level, max-pool down,
+    """A 2D or 3D U-Net: two 3x3 conv + norm + activation per level, max-pool down,
     up-convolution that halves the channels, concatenation with the skip, two 3x3 convs.
 
     Args:
@@ -33,7 +34,11 @@ def build_unet(input_shape: Sequence[int], num_classes: int, *, base_filters: in
         num_classes: Output channels, one independent logit per class (classes may overlap).
         base_filters: Filters of the first level, doubled at every level down.
         depth: Number of down-sampling steps; height and width must be divisible by 2**depth.
-        batch_norm: Batch normalisation after each convolution (fused kernel).
+        batch_norm: Batch normalisation after each convolution (fused kernel); False is
+            ``norm="none"``. ``norm`` given takes precedence.
+        norm: The normalisation after each convolution: ``batch``, ``instance`` (nnU-Net's),
+            ``group`` or ``none`` (:func:`tf_medseg.models.blocks.normalize`).
+        activation: ``relu`` or ``leaky_relu`` (slope 0.01, nnU-Net's) after each norm.
         dropout: Dropout rate after the bottleneck block.
         upsampling: ``transpose`` (transposed conv, stride 2) or ``bilinear`` (bilinear resize
             + conv + batch norm + ReLU).
@@ -63,12 +68,13 @@ def build_unet(input_shape: Sequence[int], num_classes: int, *, base_filters: in
         ``[logits, aux1_logits, ...]`` of such tensors, finest first.
     """
     check_input(input_shape, depth, strides)
+    norm = norm or ("batch" if batch_norm else "none")
     inputs = input_layer(input_shape)
-    x, skips = contracting_path(inputs, base_filters=base_filters, depth=depth,
-                                batch_norm=batch_norm, dropout=dropout, encoder=encoder,
+    x, skips = contracting_path(inputs, base_filters=base_filters, depth=depth, norm=norm,
+                                activation=activation, dropout=dropout, encoder=encoder,
                                 encoder_weights=encoder_weights, strides=strides,
                                 kernels=kernels)
-    decoded = decoder(x, skips, base_filters=base_filters, batch_norm=batch_norm,
+    decoded = decoder(x, skips, base_filters=base_filters, norm=norm, activation=activation,
                       upsampling=upsampling, up_kernel=up_kernel or UP_KERNEL,
                       strides=strides, kernels=kernels)
     return keras.Model(inputs, heads(decoded, num_classes, deep_supervision), name=name)

@@ -41,6 +41,9 @@ class Warmup(keras.optimizers.schedules.LearningRateSchedule):
                    keras.optimizers.schedules.deserialize(after) if after else None)
 
 
+POLY_EXPONENT = 0.9  # nnU-Net's PolyLRScheduler
+
+
 def learning_rate_schedule(train_config, steps_per_epoch: int):
     """The learning rate ``train.schedule`` describes, warm-up included: a Keras schedule, or
     the peak as a number for ``plateau`` (a callback warms it up and lowers it)."""
@@ -53,6 +56,9 @@ def learning_rate_schedule(train_config, steps_per_epoch: int):
     if t.schedule == "cosine":
         after = schedules.CosineDecay(t.learning_rate, decay_steps=rest,
                                       alpha=t.min_lr_fraction)
+    elif t.schedule == "poly":
+        after = schedules.PolynomialDecay(t.learning_rate, decay_steps=rest,
+                                          end_learning_rate=0.0, power=POLY_EXPONENT)
     elif t.schedule == "step":
         after = schedules.ExponentialDecay(t.learning_rate, t.step_epochs * steps_per_epoch,
                                            t.step_factor, staircase=True)
@@ -62,16 +68,21 @@ def learning_rate_schedule(train_config, steps_per_epoch: int):
 
 
 def make_optimizer(train_config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """AdamW (weight decay off for biases and batch-norm parameters) or Adam, with the
-    schedule and optional global-norm gradient clipping."""
+    """AdamW or SGD with Nesterov momentum (weight decay off for biases and normalisation
+    parameters), or Adam, with the schedule and optional global-norm gradient clipping."""
     t = train_config
     lr = learning_rate_schedule(t, steps_per_epoch)
-    if t.optimizer == "adamw":
+    if t.optimizer == "adam":
+        return keras.optimizers.Adam(lr, global_clipnorm=t.clipnorm)
+    if t.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(lr, momentum=t.momentum, nesterov=True,
+                                         weight_decay=t.weight_decay or None,
+                                         global_clipnorm=t.clipnorm)
+    else:
         optimizer = keras.optimizers.AdamW(lr, weight_decay=t.weight_decay,
                                            global_clipnorm=t.clipnorm)
-        optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
-        return optimizer
-    return keras.optimizers.Adam(lr, global_clipnorm=t.clipnorm)
+    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    return optimizer
 
 
 @contextlib.contextmanager
