@@ -10,15 +10,22 @@ from tf_medseg.models import FusedBatchNormalization, build_attention_unet, buil
 
 @pytest.mark.parametrize("builder", [build_unet, build_attention_unet])
 def test_deep_supervision_heads(builder):
-    model = builder((32, 32, 1), 3, base_filters=4, depth=3, deep_supervision=True)
+    # depth 4: decoder levels at 1/8, 1/4, 1/2 and 1; heads on all but the lowest
+    model = builder((32, 32, 1), 3, base_filters=4, depth=4, deep_supervision=True)
     outs = model(np.zeros((1, 32, 32, 1), "float32"))
-    assert [o.shape for o in outs] == [(1, 32, 32, 3)] * 3
+    assert [o.shape for o in outs] == [(1, 32, 32, 3), (1, 16, 16, 3), (1, 8, 8, 3)]
     assert [o._keras_history.operation.name for o in model.outputs] == [
         "logits", "aux1_logits", "aux2_logits"]
     main = main_output(model)
     assert len(main.outputs) == 1 and main.count_params() < model.count_params()
     np.testing.assert_allclose(main(np.ones((1, 32, 32, 1), "float32")),
                                model(np.ones((1, 32, 32, 1), "float32"))[0])
+    # 3D with anisotropic pooling: the heads at each level's own grid
+    model = builder((4, 16, 16, 1), 2, base_filters=4, depth=3, deep_supervision=True,
+                    strides=[(1, 2, 2), (2, 2, 2), (2, 2, 2)])
+    assert [tuple(o.shape[1:]) for o in model.outputs] == [(4, 16, 16, 2), (4, 8, 8, 2)]
+    with pytest.raises(ValueError, match="depth of at least 3"):
+        builder((16, 16, 1), 2, base_filters=4, depth=2, deep_supervision=True)
 
 
 def test_fused_batch_norm_matches_keras():
@@ -75,8 +82,6 @@ def test_3d_refuses_what_is_2d_only():
     from tf_medseg.models import build_unet
     with pytest.raises(ValueError, match="bilinear is for 2D"):
         build_unet((8, 16, 16, 1), 2, base_filters=4, depth=2, upsampling="bilinear")
-    with pytest.raises(ValueError, match="deep_supervision"):
-        build_unet((8, 16, 16, 1), 2, base_filters=4, depth=2, deep_supervision=True)
     with pytest.raises(ValueError, match="backbones are 2D"):
         build_unet((8, 32, 32, 1), 2, depth=2, encoder="resnet50")
     with pytest.raises(ValueError, match="4 along axis 0"):

@@ -15,7 +15,7 @@ def test_build_model_takes_shapes_and_counts():
 
 
 def test_main_output_of_deep_supervision():
-    config = load_config("tiny.yaml", ["model.deep_supervision=true"])
+    config = load_config("tiny.yaml", ["model.deep_supervision=true", "model.depth=3"])
     model = build_model(config.model, (32, 32, 1), 3)
     assert len(model.outputs) == 2
     main = main_output(model)

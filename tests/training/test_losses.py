@@ -1,6 +1,5 @@
 """Every loss on hand-computed cases, in float32 under mixed precision."""
 
-import math
 
 import numpy as np
 import pytest
@@ -90,9 +89,25 @@ def test_weighted_combination_from_the_config():
         float(losses.bce(Y, LOGITS) + losses.soft_dice(Y, LOGITS)))
 
 
-def test_deep_supervision_weights_heads():
-    main, aux = LOGITS, np.zeros_like(LOGITS)
-    stacked = np.concatenate([main, aux], axis=-1)
-    loss = losses.deep_supervision(losses.bce, 2)(Y, stacked)
-    assert float(loss) == pytest.approx(
-        float(2 / 3 * losses.bce(Y, main) + 1 / 3 * math.log(2)), rel=1e-5)
+def test_deep_supervision_weights_and_target_resolutions():
+    rng = np.random.default_rng(3)
+    y = (rng.random((2, 8, 8, 3)) > 0.6).astype("float32")
+    main, aux1, aux2 = (rng.normal(0, 1, (2, n, n, 3)).astype("float32") for n in (8, 4, 2))
+    loss = losses.deep_supervision(losses.bce, [(1, 1), (2, 2), (4, 4)])
+    # weights 1, 1/2, 1/4 normalised; each head against every f-th pixel from f // 2
+    expected = (4 * losses.bce(y, main) + 2 * losses.bce(y[:, 1::2, 1::2], aux1)
+                + losses.bce(y[:, 2::4, 2::4], aux2)) / 7
+    assert float(loss(y, [main, aux1, aux2])) == pytest.approx(float(expected), rel=1e-6)
+    # 3D, pooled in-plane only: the slices stay
+    y3 = (rng.random((1, 4, 8, 8, 2)) > 0.5).astype("float32")
+    main3, aux3 = rng.normal(0, 1, (1, 4, 8, 8, 2)), rng.normal(0, 1, (1, 4, 4, 4, 2))
+    loss3 = losses.deep_supervision(losses.bce, [(1, 1, 1), (1, 2, 2)])
+    expected3 = (2 * losses.bce(y3, main3) + losses.bce(y3[:, :, 1::2, 1::2], aux3)) / 3
+    assert float(loss3(y3, [main3, aux3])) == pytest.approx(float(expected3), rel=1e-6)
+
+
+def test_head_factors_from_the_model():
+    from tf_medseg.models import build_unet
+    model = build_unet((4, 16, 16, 1), 2, base_filters=4, depth=4, deep_supervision=True,
+                       strides=[(1, 2, 2), (1, 2, 2), (2, 2, 2), (2, 2, 2)])
+    assert losses.head_factors(model) == [(1, 1, 1), (1, 2, 2), (1, 4, 4)]

@@ -97,15 +97,17 @@ def test_poly_schedule_and_nesterov_sgd(tmp_path):
 
 
 def test_nnunet_blocks_train_under_bfloat16_and_xla(tmp_path):
-    """Instance norm, leaky ReLU, Nesterov SGD and poly compiled in mixed_bfloat16 with XLA:
-    the loss falls and the learning rate follows the poly schedule step by step."""
+    """Instance norm, leaky ReLU, deep supervision, Nesterov SGD and poly compiled in
+    mixed_bfloat16 with XLA: the loss falls and the learning rate follows the poly schedule
+    step by step."""
     from conftest import kaggle_trainer
     config = load_config("tiny.yaml", tiny_overrides(tmp_path) + [
-        "model.norm=instance", "model.activation=leaky_relu", "train.optimizer=sgd",
-        "train.schedule=poly", "train.learning_rate=0.01", "train.warmup_epochs=0",
-        "train.loss=bce"])
+        "model.norm=instance", "model.activation=leaky_relu", "model.depth=3",
+        "model.deep_supervision=true", "train.optimizer=sgd", "train.schedule=poly",
+        "train.learning_rate=0.01", "train.warmup_epochs=0", "train.loss=bce"])
     model = compiled(config, "mixed_bfloat16", True, steps=10)  # 2 epochs: 20 steps
     assert {type(la).__name__ for la in model.layers} >= {"GroupNormalization", "LeakyReLU"}
+    assert [tuple(o.shape[1:3]) for o in model.outputs] == [(32, 32), (16, 16)]
     trainer = kaggle_trainer(model, config)
     rng = np.random.default_rng(0)
     x = rng.random((4, 32, 32, 3)).astype("float32")

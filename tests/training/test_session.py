@@ -76,7 +76,7 @@ def test_best_checkpoint_kept_by_validation_score(tiny_run):
 @pytest.mark.slow
 def test_attention_unet_deep_supervision_and_tversky(tmp_path):
     config = load_config("tiny.yaml", tiny_overrides(tmp_path) + [
-        "model.name=attention_unet", "model.deep_supervision=true",
+        "model.name=attention_unet", "model.deep_supervision=true", "model.depth=3",
         "train.loss={bce: 0.5, focal_tversky: 0.5}", "train.epochs=1"])
     result = train(config, verbose=0)
     assert 0 <= result["score"] <= 1

@@ -221,9 +221,10 @@ class ModelConfig:
                 "classes only), sigmoid (one independent channel per class) or auto (softmax "
                 "when the data's classes are exclusive, sigmoid when they overlap)")
     deep_supervision: bool = field(
-        False, "also train auxiliary heads on every coarser decoder level (loss weights 1/2, "
-               "1/4, ... of the main head's, normalised); evaluation and export use the main "
-               "head")
+        False, "also train auxiliary heads on every coarser decoder level but the lowest, each "
+               "scored against the mask at its resolution (loss weights 1/2, 1/4, ... of the "
+               "main head's, normalised: nnU-Net's; model.depth >= 3); evaluation and export "
+               "use the main head")
     encoder: Literal[ENCODERS] = field(
         "none", "none (the U-Net's own encoder) or a keras.applications backbone under the "
                 "decoder: resnet50, efficientnetv2b0 to efficientnetv2b3, convnext_tiny (its "

@@ -216,6 +216,9 @@ def _check_network(config: Config) -> None:
     divisible by the pooling."""
     data, model = config.data, config.model
     size, dims = data.image_size, model.dims
+    if model.deep_supervision and model.depth < 3:
+        raise ConfigError(f"model.deep_supervision: needs model.depth >= 3 (heads on the "
+                          f"decoder levels between the lowest and the top), got {model.depth}")
     if not model.batch_norm and model.norm not in ("batch", "none"):
         raise ConfigError(f"model.batch_norm: false turns normalisation off, but model.norm is "
                           f"{model.norm}; leave model.batch_norm out and set model.norm")
@@ -233,8 +236,7 @@ def _check_network(config: Config) -> None:
                 ("data.context", data.context == (0,), "[0] (a 3D network sees the "
                                                        "neighbouring slices itself)"),
                 ("model.encoder", model.encoder == "none", "none (the backbones are 2D)"),
-                ("model.upsampling", model.upsampling == "transpose", "transpose"),
-                ("model.deep_supervision", not model.deep_supervision, "false")):
+                ("model.upsampling", model.upsampling == "transpose", "transpose")):
             if not ok:
                 raise ConfigError(f"{key}: model.dims 3 needs {fix}")
     strides = model.strides or ((2,) * dims,) * model.depth

@@ -290,20 +290,20 @@ def contracting_path(inputs, *, base_filters: int, depth: int, norm: str, activa
 
 def heads(decoded, num_classes: int, deep_supervision: bool):
     """The float32 logits of the full-resolution level; with ``deep_supervision`` also one
-    auxiliary head per coarser decoder level (``aux<level>_logits``), bilinearly resized to
-    full resolution, finest first: ``[logits, aux1_logits, aux2_logits, ...]``."""
+    auxiliary head (``aux<i>_logits``) at the native resolution of every coarser decoder level
+    but the lowest, finest first: ``[logits, aux1_logits, ...]`` (nnU-Net's: its lowest
+    output has weight 0). Training scores each against the mask at its resolution
+    (:func:`tf_medseg.training.losses.deep_supervision`)."""
     main = logits_head(decoded[-1], num_classes)
     if not deep_supervision:
         return main
-    if spatial_dims(main) != 2:
-        raise ValueError("deep_supervision: 2D networks only for now")
-    outputs = [main]
-    for i, features in enumerate(reversed(decoded[:-1]), start=1):
-        aux = logits_head(features, num_classes, name=f"aux{i}_head")
-        aux = layers.UpSampling2D(2**i, interpolation="bilinear", dtype="float32",
-                                  name=f"aux{i}_logits")(aux)
-        outputs.append(aux)
-    return outputs
+    if len(decoded) < 3:
+        raise ValueError(f"deep_supervision: needs a depth of at least 3 (auxiliary heads on "
+                         f"the decoder levels between the lowest and the top), got "
+                         f"{len(decoded)}")
+    aux = [logits_head(features, num_classes, name=f"aux{i}_logits")
+           for i, features in enumerate(reversed(decoded[1:-1]), start=1)]
+    return [main, *aux]
 
 
 def input_layer(input_shape) -> keras.KerasTensor:

@@ -23,8 +23,8 @@ def _numpy_like(result, *inputs):
 
 
 def probabilities(logits, head: str, num_classes: int):
-    """(..., K) class probabilities of logits (only their first K, or K + 1, channels are read:
-    a deep-supervision model's auxiliary heads follow them)."""
+    """(..., K) class probabilities of logits (only their first K, or K + 1, channels are
+    read)."""
     channels = num_classes + int(head == "softmax")
     # Sliced only where there is more to leave out: the loss's graph (and its gradients, to
     # the last bit) stays that of the plain head.

@@ -103,6 +103,8 @@ class Trainer:
 
     def _counts(self, y, logits):
         from tf_medseg.models import outputs
+        if isinstance(logits, (list, tuple)):  # deep supervision: the main head counts
+            logits = logits[0]
         probs = outputs.probabilities(logits, self.head, len(self.classes))
         pred = tf.cast(outputs.masks(probs, self.head, self.threshold), tf.float32)
         y = tf.cast(y, tf.float32)

@@ -153,17 +153,37 @@ def combined(weights: Mapping[str, float], *, fn_weight: float = 0.7, fp_weight:
     return loss
 
 
-def deep_supervision(loss: Callable, outputs: int) -> Callable:
-    """``loss`` summed over ``outputs`` heads whose logits are concatenated on the channel
-    axis (main head first), weighted 1, 1/2, 1/4, ... and normalised to sum to 1."""
-    raw = [0.5 ** i for i in range(outputs)]
+def deep_supervision(loss: Callable, factors) -> Callable:
+    """``loss`` over the heads of a deep-supervision model, ``factors[i]`` the per-axis
+    factor by which head ``i`` is coarser than the mask (the main head's all 1): each head is
+    scored against the mask taken at its resolution by nearest neighbour (pixel centres
+    aligned, as nnU-Net's ``nearest-exact``: every f-th pixel from f // 2), weights 1, 1/2, 1/4,
+    ... normalised to sum to 1 (nnU-Net's)."""
+    factors = [tuple(int(f) for f in head) for head in factors]
+    raw = [0.5 ** i for i in range(len(factors))]
     weights = [w / sum(raw) for w in raw]
 
     def supervised(y_true, logits):
-        heads = ops.split(logits, outputs, axis=-1)
-        return sum(w * loss(y_true, head) for w, head in zip(weights, heads))
+        total = 0.0
+        for w, head, f in zip(weights, logits, factors):
+            index = (slice(None), *(slice(k // 2, None, k) for k in f), slice(None))
+            total += w * loss(y_true[index], head)
+        return total
     supervised.__name__ = f"{loss.__name__}_deep"
     return supervised
+
+
+def head_factors(model) -> list[tuple[int, ...]]:
+    """Per output of ``model``, how much coarser than the first it is along each axis."""
+    main = model.outputs[0].shape[1:-1]
+    factors = []
+    for out in model.outputs:
+        shape = out.shape[1:-1]
+        if None in main or None in shape or any(m % n for m, n in zip(main, shape)):
+            raise ValueError(f"deep supervision needs outputs of known sizes that divide the "
+                             f"main head's, got {tuple(shape)} and {tuple(main)}")
+        factors.append(tuple(m // n for m, n in zip(main, shape)))
+    return factors
 
 
 def get_loss(train_config, output: str = "sigmoid") -> Callable:

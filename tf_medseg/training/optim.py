@@ -108,16 +108,14 @@ def compile_model(model: keras.Model, train_config, head: str, jit: bool,
     (sigmoid or softmax); call it inside :func:`building` (a LossScaleOptimizer wraps the
     optimiser under mixed_float16) and the strategy's scope.
 
-    With ``model.deep_supervision`` the heads are concatenated on the channel axis into one
-    output and the loss weights them; :func:`tf_medseg.models.main_output` recovers the
-    full-resolution head.
+    With ``model.deep_supervision`` the model returns its heads as a list, main head first,
+    and the loss scores each at its resolution; :func:`tf_medseg.models.main_output` is the
+    full-resolution head alone.
     """
-    from tf_medseg.training.losses import deep_supervision, get_loss
+    from tf_medseg.training.losses import deep_supervision, get_loss, head_factors
     loss = get_loss(train_config, head)
     if len(model.outputs) > 1:
-        loss = deep_supervision(loss, len(model.outputs))
-        model = keras.Model(model.inputs, keras.layers.Concatenate(
-            dtype="float32", name="deep_supervision")(model.outputs), name=model.name)
+        loss = deep_supervision(loss, head_factors(model))
     model.compile(optimizer=make_optimizer(train_config, steps_per_epoch), loss=loss,
                   jit_compile=jit)
     return model

@@ -228,6 +228,9 @@ def _runtime_label(policy: str, jit: bool) -> str:
 
 def _time_inference(model, images, jit: bool, seconds: float) -> float:
     import tensorflow as tf
+
+    from tf_medseg.models import main_output
+    model = main_output(model)  # what inference runs (no deep-supervision heads)
     forward = tf.function(lambda x: model(x, training=False), jit_compile=jit)
     forward(images).numpy()  # compile
     start, count = time.perf_counter(), 0
