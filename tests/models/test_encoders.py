@@ -137,29 +137,96 @@ def test_encoder_weights_of_another_backbone_is_one_line(saved_backbone):
     assert str(path) in str(info.value) and "\n" not in str(info.value)
 
 
-def test_imagenet_without_network_names_the_file(tmp_path, monkeypatch):
+def _server(monkeypatch, source=None):
+    """keras.utils.get_file's network: with ``source`` a server that holds that file (the
+    URLs asked for listed), else none (every fetch fails as urllib does offline)."""
+    import shutil
+    import urllib.error
+
+    import keras.src.utils.file_utils as file_utils
+    asked = []
+
+    def urlretrieve(url, target, progress=None):
+        asked.append(url)
+        if source is None:
+            raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+        shutil.copyfile(source, target)
+    monkeypatch.setattr(file_utils, "urlretrieve", urlretrieve)
+    return asked
+
+
+def _published(monkeypatch, encoder, path):
+    """Make ``path`` the file whose hash keras.applications publishes for ``encoder``."""
+    import dataclasses
+
+    from tf_medseg.models.encoders import file_digest
+    b = BACKBONES[encoder]
+    digest = file_digest(path, "0" * (64 if len(b.file_hash) == 64 else 32))
+    monkeypatch.setitem(BACKBONES, encoder, dataclasses.replace(b, file_hash=digest))
+
+
+def test_imagenet_without_network_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "kh"))
+    asked = _server(monkeypatch)
     expected = tmp_path / "kh" / "models" / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
     assert imagenet_file("resnet50") == expected
     with pytest.raises(MedsegError) as info:
         build_unet((64, 64, 3), 3, base_filters=4, depth=2, encoder="resnet50",
                    encoder_weights="imagenet")
     message = str(info.value)
-    assert str(expected) in message and "nothing is downloaded" in message
-    assert "storage.googleapis.com" in message and "\n" not in message
-    assert not (tmp_path / "kh").exists()  # nothing fetched, nothing created
+    url = ("https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
+           "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5")
+    assert asked == [url]  # keras.utils.get_file asked for the published file
+    assert str(expected) in message and url in message and "name resolution" in message
+    assert "without a network, copy that file there" in message and "\n" not in message
+    assert not (tmp_path / "kh").exists()  # no partial file, no empty cache folders
 
 
-def test_imagenet_file_in_the_keras_cache_is_used(tmp_path, monkeypatch, saved_backbone):
+def test_imagenet_is_downloaded_once_checked_and_then_read_offline(
+        tmp_path, monkeypatch, saved_backbone):
     base, _ = saved_backbone
+    served = tmp_path / "served.h5"
+    base.save(str(served))  # the published file: a legacy .h5 as Keras distributes them
+    _published(monkeypatch, "efficientnetv2b0", served)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "kh"))
-    cached = imagenet_file("efficientnetv2b0")
-    cached.parent.mkdir(parents=True)
-    base.save(str(cached))  # a legacy .h5 under Keras's name
+    asked = _server(monkeypatch, served)
     model = build_unet((64, 64, 1), 3, base_filters=4, depth=5, encoder="efficientnetv2b0",
                        encoder_weights="imagenet")
+    assert len(asked) == 1 and imagenet_file("efficientnetv2b0").is_file()
     np.testing.assert_array_equal(encoder_layer(model).weights[1].numpy(),
                                   base.weights[1].numpy())
+    _server(monkeypatch)  # offline now: the cache answers
+    build_unet((64, 64, 1), 3, base_filters=4, depth=5, encoder="efficientnetv2b0",
+               encoder_weights="imagenet")
+
+
+def test_imagenet_download_or_cache_that_fails_the_hash_is_refused(
+        tmp_path, monkeypatch, saved_backbone):
+    base, path = saved_backbone
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "kh"))
+    garbage = tmp_path / "garbage.h5"
+    garbage.write_bytes(b"not the published file")
+    _server(monkeypatch, garbage)  # a server answering with the wrong bytes
+    with pytest.raises(MedsegError, match=r"downloading .* failed \(Incomplete or corrupted"):
+        build_unet((64, 64, 3), 3, base_filters=4, depth=5, encoder="efficientnetv2b0",
+                   encoder_weights="imagenet")
+    assert not (tmp_path / "kh").exists()  # the bad download is not left to be trusted
+    cached = imagenet_file("efficientnetv2b0")
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"a damaged copy")  # the user's file: refused, never replaced
+    with pytest.raises(MedsegError, match=r"does not match the hash Keras publishes") as info:
+        build_unet((64, 64, 3), 3, base_filters=4, depth=5, encoder="efficientnetv2b0",
+                   encoder_weights="imagenet")
+    assert "move it away" in str(info.value) and cached.read_bytes() == b"a damaged copy"
+
+
+def test_published_hashes_are_keras_applications_own():
+    from keras.src.applications import convnext, efficientnet_v2, resnet
+    assert BACKBONES["resnet50"].file_hash == resnet.WEIGHTS_HASHES["resnet50"][1]
+    for i in range(4):
+        assert BACKBONES[f"efficientnetv2b{i}"].file_hash == (
+            efficientnet_v2.WEIGHTS_HASHES[f"b{i}"][1])
+    assert BACKBONES["convnext_tiny"].file_hash == convnext.WEIGHTS_HASHES["convnext_tiny"][1]
 
 
 def test_imagenet_normalisation_inside_the_model():

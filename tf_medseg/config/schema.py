@@ -231,9 +231,10 @@ class ModelConfig:
                 "stage outputs are the skips, plus a full-resolution skip; model.depth, at "
                 "most 5, is where it is cut; ImageNet input normalisation inside the model)")
     encoder_weights: Optional[str] = field(
-        None, "with model.encoder: null (random initialisation), imagenet (the file Keras "
-              "keeps in ~/.keras/models/; never downloaded: a missing file is an error that "
-              "names it) or the path of a weights file of the backbone (include_top=False); "
+        None, "with model.encoder: null (random initialisation), imagenet (as "
+              "keras.applications gets them: downloaded once into $KERAS_HOME/models/, "
+              "checked against Keras's published hash, read from there offline) or the path "
+              "of a weights file of the backbone (include_top=False); "
               "for other than 3 input channels the first kernel is adapted (RGB mean, "
               "repeated, times 3 / channels)")
 

@@ -14,10 +14,11 @@ output keeps the input's size.
   standard deviation (EfficientNetV2 B0-B3, ConvNeXt; the backbones' own preprocessing layers
   are left out), or 0-255 minus the BGR means (ResNet50, Caffe style). For C != 3 input
   channels each channel gets the mean of the three.
-* Weights (``model.encoder_weights``): null (random), ``imagenet`` (the file Keras keeps in
-  ``~/.keras/models/``; nothing is downloaded: a missing file is an error naming it and where
-  to get it) or a path to a weights file of the backbone built with ``include_top=False``
-  (``.h5`` as Keras distributes them, or ``.weights.h5``).
+* Weights (``model.encoder_weights``): null (random), ``imagenet`` (as ``keras.applications``
+  gets them: ``keras.utils.get_file`` into Keras's cache, ``$KERAS_HOME/models/``, checked
+  against the hash Keras publishes; downloaded once when missing, read from the cache offline)
+  or a path to a weights file of the backbone built with ``include_top=False`` (``.h5`` as
+  Keras distributes them, or ``.weights.h5``).
 * Any number of input channels (2.5D stacks, several modalities): with pretrained weights and
   C != 3 the first convolution's kernel is adapted as timm does: the RGB kernel averaged over
   its input channels, repeated C times and scaled by 3 / C, so that an input with the same
@@ -27,6 +28,7 @@ output keeps the input's size.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import warnings
 from pathlib import Path
@@ -53,6 +55,7 @@ class Backbone:
     weights_file: str
     url: str
     preprocessing_arg: bool  # takes include_preprocessing (turned off: we normalise)
+    file_hash: str  # of the include_top=False file, as keras.applications publishes it
 
     def build(self, input_shape) -> keras.Model:
         ctor = getattr(keras.applications, self.constructor)
@@ -64,15 +67,20 @@ class Backbone:
 
 
 _GCS = "https://storage.googleapis.com/tensorflow/keras-applications/"
+# keras.applications' WEIGHTS_HASHES of the notop files (md5, or sha256 for ConvNeXt).
+_EFFICIENTNETV2_HASHES = ("893217f2bb855e2983157299931e43ff", "0e80663031ca32d657f9caa404b6ec37",
+                          "1dfe2e7a5d45b6632553a8961ea609eb", "f6abf7b5849ac99a89b50dd3fd532856")
 BACKBONES = {
     "resnet50": Backbone("ResNet50", "caffe",
                          "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                         _GCS + "resnet/", False),
+                         _GCS + "resnet/", False, "4d473c1dd8becc155b73f8504c6f6626"),
     **{f"efficientnetv2b{i}": Backbone(f"EfficientNetV2B{i}", "torch",
                                        f"efficientnetv2-b{i}_notop.h5",
-                                       _GCS + "efficientnet_v2/", True) for i in range(4)},
-    "convnext_tiny": Backbone("ConvNeXtTiny", "torch", "convnext_tiny_notop.h5",
-                              _GCS + "convnext/", True),
+                                       _GCS + "efficientnet_v2/", True, digest)
+       for i, digest in enumerate(_EFFICIENTNETV2_HASHES)},
+    "convnext_tiny": Backbone(
+        "ConvNeXtTiny", "torch", "convnext_tiny_notop.h5", _GCS + "convnext/", True,
+        "d547c096cabd03329d7be5562c5e14798aa39ed24b474157cef5e85ab9e49ef1"),
 }
 ENCODERS = ("none", *BACKBONES)
 
@@ -91,19 +99,65 @@ def imagenet_file(encoder: str) -> Path:
     return keras_home() / "models" / BACKBONES[encoder].weights_file
 
 
+def file_digest(path: Path, file_hash: str) -> str:
+    """``path``'s hash in the algorithm of ``file_hash`` (sha256 for 64 hex digits, else md5:
+    Keras's rule)."""
+    hasher = hashlib.sha256() if len(file_hash) == 64 else hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def imagenet_weights(encoder: str) -> Path:
+    """The ImageNet weights of ``encoder`` from Keras's cache, downloaded there first when
+    missing (``keras.utils.get_file``, as keras.applications does), checked against the
+    published hash. A cached file that fails the check is left alone and refused (it may be
+    the user's); a failed or mismatched download leaves nothing behind.
+
+    Raises:
+        MedsegError: one line: the cached file is damaged, or it is missing and cannot be
+            downloaded (no network), with where to put it by hand.
+    """
+    b = BACKBONES[encoder]
+    path, url = imagenet_file(encoder), b.url + b.weights_file
+    if path.is_file():
+        if file_digest(path, b.file_hash) != b.file_hash:
+            raise MedsegError(f"model.encoder_weights imagenet: {path} does not match the hash "
+                              f"Keras publishes for {b.weights_file} (damaged or another file); "
+                              f"move it away to download it again, or set "
+                              f"model.encoder_weights to the path of the right file")
+        return path
+    made = [d for d in (path.parent.parent, path.parent) if not d.exists()]
+    try:
+        # get_file falls back to /tmp/.keras for a cache folder that does not exist yet
+        path.parent.mkdir(parents=True, exist_ok=True)
+        got = keras.utils.get_file(b.weights_file, url, file_hash=b.file_hash,
+                                   cache_subdir="models", cache_dir=str(keras_home()))
+    except Exception as exc:  # no network, HTTP errors, a mismatched download: many kinds
+        if path.is_file():  # get_file keeps a download that fails its hash check
+            path.unlink()
+        for folder in reversed(made):  # and the cache folders it made for it, if empty
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        # get_file's "URL fetch failure on URL: CODE -- REASON": the reason is what matters
+        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        reason = text.split(" -- ", 1)[-1][:160]
+        raise MedsegError(f"model.encoder_weights imagenet: {path} is not cached and "
+                          f"downloading {url} failed ({reason}); without a network, copy that "
+                          f"file there, or set model.encoder_weights to its path") from None
+    return Path(got)
+
+
 def weights_path(encoder: str, weights: str | os.PathLike | None) -> Path | None:
-    """The weights file ``model.encoder_weights`` names, checked to exist (one-line error)."""
+    """The weights file ``model.encoder_weights`` names: ``imagenet`` from Keras's cache
+    (:func:`imagenet_weights`), else a path checked to exist (one-line errors)."""
     if weights is None:
         return None
     if str(weights) == "imagenet":
-        path = imagenet_file(encoder)
-        if not path.is_file():
-            b = BACKBONES[encoder]
-            raise MedsegError(
-                f"model.encoder_weights imagenet: {path} not found and nothing is downloaded "
-                f"here; fetch {b.url}{b.weights_file} on a machine with network access and "
-                f"put it at {path} (or set model.encoder_weights to its path)")
-        return path
+        return imagenet_weights(encoder)
     path = Path(weights).expanduser()
     if not path.is_file():
         raise MedsegError(f"model.encoder_weights: {path} is not a file (a weights file of "

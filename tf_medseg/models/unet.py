@@ -52,8 +52,8 @@ def build_unet(input_shape: Sequence[int], num_classes: int, *, base_filters: in
             skips, plus a full-resolution skip (two 3x3 convs on the input); ``depth`` (at
             most 5) is the stride 2**depth where the backbone is cut. The decoder's filters
             are still ``base_filters`` doubled per level.
-        encoder_weights: None (random), ``imagenet`` (Keras's cached file; never downloaded)
-            or a weights file path (:mod:`tf_medseg.models.encoders`).
+        encoder_weights: None (random), ``imagenet`` (keras.utils.get_file: Keras's cache,
+            downloaded once) or a weights file path (:mod:`tf_medseg.models.encoders`).
         strides: Per level, the pooling factor of each axis (1 or 2), e.g. a planned
             anisotropic 3D network's ``[(1, 2, 2), (1, 2, 2), (2, 2, 2)]``
             (:mod:`tf_medseg.planning.topology`); None pools every axis by 2 at every level.
