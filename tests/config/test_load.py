@@ -111,7 +111,8 @@ def test_the_resolved_config_of_an_nnunet_run_holds_only_its_sources_keys(tmp_pa
     patches = load_config("unet.yaml", ["data.sampling=patch"])
     dump_config(patches, tmp_path / "patches.yaml")
     raw = yaml.safe_load((tmp_path / "patches.yaml").read_text())
-    assert raw["predict"] == {"overlap": 0.5} and "foreground_share" in raw["data"]
+    assert raw["predict"] == {"overlap": 0.5, "tta": "none", "mirror_axes": None}
+    assert "foreground_share" in raw["data"]
     assert load_config(tmp_path / "patches.yaml") == patches
 
 

@@ -29,6 +29,11 @@ def test_round_trip(tmp_path):
     assert back == contract and back.channels == 3 and back.centre == 1
     meta = contract.to_metadata()
     assert meta["input"]["dtype"] == "uint16" and meta["signatures"][0] == "serving_default"
+    mirrored = dataclasses.replace(contract, tta="flips+zoom", mirror_axes=(0, 1))
+    assert read_contract(_export_folder(tmp_path / "f", mirrored), "--model f") == mirrored
+    del meta["tta"], meta["mirror_axes"]  # an export written before predict.tta
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    assert read_contract(folder, "--model m").tta == "none"
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -36,6 +41,8 @@ def test_round_trip(tmp_path):
     (lambda m: m.update(model_output="relu"), "damaged export metadata (model_output 'relu'"),
     (lambda m: m.update(threshold=1.5), "damaged export metadata (threshold 1.5)"),
     (lambda m: m.pop("labels"), "damaged export metadata (KeyError"),
+    (lambda m: m.update(tta="flips"), "damaged export metadata (tta 'flips', mirror_axes []"),
+    (lambda m: m.update(tta="flips", mirror_axes=[2]), "damaged export metadata (tta 'flips'"),
 ])
 def test_damaged_or_old_metadata_is_one_line(tmp_path, edit, message):
     folder = _export_folder(tmp_path / "m", kaggle_contract(load_config("tiny.yaml")))

@@ -106,3 +106,43 @@ def test_metadata_and_saved_model_cli(export):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "inputs['image']" in proc.stdout and "DT_UINT16" in proc.stdout
     assert "outputs['probabilities']" in proc.stdout and "(-1, -1, -1, 3)" in proc.stdout
+
+
+def test_mirroring_tta_is_the_hand_computed_average(export, tiny_phantom):
+    """predict.tta flips: every combination of mirrors, each mirrored back, logits averaged,
+    inside the export's graph (resize path: the model on the resized slices)."""
+    import dataclasses
+
+    import keras
+
+    from tf_medseg.export.saved_model import mirrored
+    from tf_medseg.models.outputs import probabilities
+    config, model, _ = export
+    rng = np.random.default_rng(1)
+    x = rng.random((2, 64, 64, 3)).astype("float32")
+    net = lambda v: model(v, training=False).numpy()  # noqa: E731
+    by_hand = (net(x) + net(x[:, ::-1])[:, ::-1] + net(x[:, :, ::-1])[:, :, ::-1]
+               + net(x[:, ::-1, ::-1])[:, ::-1, ::-1]) / 4
+    np.testing.assert_allclose(mirrored(model, (0, 1))(tf.constant(x)).numpy(), by_hand,
+                               atol=1e-5)
+    np.testing.assert_allclose(mirrored(model, (1,))(tf.constant(x)).numpy(),
+                               (net(x) + net(x[:, :, ::-1])[:, :, ::-1]) / 2, atol=1e-5)
+    assert not np.allclose(by_hand, net(x), atol=1e-3)  # the network is not symmetric
+    # 3D: axes after the batch axis
+    net3 = keras.Sequential([keras.Input((4, 6, 6, 1)), keras.layers.Conv3D(2, 3)])
+    v = rng.random((1, 4, 6, 6, 1)).astype("float32")
+    want = (net3(v).numpy() + net3(v[:, ::-1]).numpy()[:, ::-1]) / 2
+    np.testing.assert_allclose(mirrored(net3, (0,))(tf.constant(v)).numpy(), want, atol=1e-5)
+    # In the serving graph: the same average on the slices resized to the network's size
+    contract = dataclasses.replace(kaggle_contract(config), tta="flips", mirror_axes=(0, 1))
+    fns = serving_functions(model, contract)
+    volume = _phantom_scan(tiny_phantom, (266, 266))
+    stacks = np.stack([volume] * 3, axis=-1)[:2]
+    params = fns["normalization"](volume[..., None])["params"]
+    got = fns["serving_scaled"](stacks, params)["probabilities"].numpy()
+    scaled = apply(tf.constant(stacks), tf.repeat(params, 3, axis=1))
+    resized = tf.image.resize(scaled, (64, 64)).numpy()
+    logits = (net(resized) + net(resized[:, ::-1])[:, ::-1] + net(resized[:, :, ::-1])[:, :, ::-1]
+              + net(resized[:, ::-1, ::-1])[:, ::-1, ::-1]) / 4
+    want = probabilities(tf.image.resize(logits, (266, 266)), "sigmoid", 3).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)

@@ -26,6 +26,27 @@ class PredictConfig:
     overlap: float = field(
         0.5, "share of a window that its neighbour overlaps (0 to 0.9), windows weighted by "
              "a Gaussian (nnU-Net's 0.5)", min=0.0, max=0.9)
+    tta: Literal["none", "flips", "zoom", "flips+zoom"] = field(
+        "none", "test-time augmentation: flips (the logits averaged over every combination of "
+                "mirrors along predict.mirror_axes, window by window, inside the export's "
+                "graph: nnU-Net's), zoom (the probabilities averaged with those of the slices "
+                "zoomed by 0.9 and 1.1), both, or none")
+    mirror_axes: Optional[tuple[int, ...]] = field(
+        None, "with tta flips: the network's axes to mirror, 2D 0 (rows) and 1 (columns), 3D "
+              "0 (slices), 1 and 2; null: the axes training flips (augment.flip_ud rows, "
+              "augment.flip_lr columns). Caution: a left-right mirror turns a left organ into "
+              "a right one (kidneys): mirror only axes that training flipped",
+        check=lambda v: (all(a in (0, 1, 2) for a in v) and len(set(v)) == len(v),
+                         "must be distinct axes 0, 1 or 2"))
+
+    def mirrors(self, dims: int, augment) -> tuple[int, ...]:
+        """The axes ``tta`` flips mirror for a ``dims``-D network trained with ``augment``."""
+        if "flips" not in self.tta:
+            return ()
+        if self.mirror_axes is not None:
+            return tuple(sorted(self.mirror_axes))
+        rows, columns = dims - 2, dims - 1
+        return tuple(a for a, p in ((rows, augment.flip_ud), (columns, augment.flip_lr)) if p)
 
 
 @dataclasses.dataclass(frozen=True)

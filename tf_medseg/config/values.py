@@ -192,6 +192,16 @@ def _check_cross(config: Config) -> None:
                           f"so that every fold has a case, got {data.phantom_cases}")
     model = config.model
     _check_network(config)
+    predict = config.predict
+    if "flips" in predict.tta:
+        axes = predict.mirrors(model.dims, config.augment)
+        if not axes:
+            raise ConfigError("predict.tta: flips needs an axis to mirror; set "
+                              "predict.mirror_axes, or train with augment.flip_lr / flip_ud "
+                              "(a left-right mirror swaps left and right labels)")
+        if max(axes) >= model.dims:
+            raise ConfigError(f"predict.mirror_axes: a {model.dims}D network has axes 0 to "
+                              f"{model.dims - 1}, got {list(axes)}")
     if model.encoder != "none" and model.depth > 5:
         raise ConfigError(f"model.depth: at most 5 with model.encoder {model.encoder} (the "
                           f"backbone's strides reach 32), got {model.depth}")

@@ -27,6 +27,7 @@ EXPORT_VERSION = 2
 SIGNATURES = ("serving_default", "serving_scaled", "normalization", "logits")
 IMAGE_DTYPES = ("uint16", "float32")
 SAMPLINGS = ("resize", "patch")
+TTA_MODES = ("none", "flips", "zoom", "flips+zoom")
 POSTPROCESSING = "postprocessing.json"
 # What every reader needs from metadata.json (a file without them is damaged).
 REQUIRED = ("classes", "context_offsets", "model_input_size")
@@ -47,6 +48,8 @@ class Contract:
     threshold: float = 0.5
     sampling: str = "resize"  # resize: slices resized to input_size; patch: sliding windows
     overlap: float = 0.5  # patch: the windows' overlap
+    tta: str = "none"  # none | flips | zoom | flips+zoom (predict.tta)
+    mirror_axes: tuple[int, ...] = ()  # the network's axes mirrored with flips
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -104,6 +107,7 @@ class Contract:
             "model_input_size": list(self.input_size), "model_dims": self.dims,
             "threshold": self.threshold,
             "sampling": self.sampling, "overlap": self.overlap,
+            "tta": self.tta, "mirror_axes": list(self.mirror_axes),
         }
 
     @classmethod
@@ -138,7 +142,9 @@ class Contract:
                            spacing=tuple(meta["spacing"]) if meta.get("spacing") else None,
                            threshold=float(t),
                            sampling=meta.get("sampling", "resize"),
-                           overlap=float(meta.get("overlap", 0.5)))
+                           overlap=float(meta.get("overlap", 0.5)),
+                           tta=meta.get("tta", "none"),
+                           mirror_axes=tuple(int(a) for a in meta.get("mirror_axes", [])))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise MedsegError(f"{path}: damaged export metadata ({type(exc).__name__}: "
                               f"{str(exc)[:60]}); {FIX}") from None
@@ -149,6 +155,11 @@ class Contract:
         if contract.sampling not in SAMPLINGS or not 0 <= contract.overlap <= 0.9:
             raise MedsegError(f"{path}: damaged export metadata (sampling "
                               f"{contract.sampling!r}, overlap {contract.overlap!r}); {FIX}")
+        if (contract.tta not in TTA_MODES or ("flips" in contract.tta) != bool(
+                contract.mirror_axes) or any(not 0 <= a < contract.dims
+                                             for a in contract.mirror_axes)):
+            raise MedsegError(f"{path}: damaged export metadata (tta {contract.tta!r}, "
+                              f"mirror_axes {list(contract.mirror_axes)}); {FIX}")
         if contract.head not in HEADS or contract.image_dtype not in IMAGE_DTYPES:
             raise MedsegError(f"{path}: damaged export metadata (model_output "
                               f"{contract.head!r}, input dtype {contract.image_dtype!r}); "

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Callable
 
 import keras
 import tensorflow as tf
@@ -34,6 +35,26 @@ from tf_medseg.models.outputs import probabilities
 from tf_medseg.models.sliding_window import sliding_window
 
 
+def mirrored(model: keras.Model, axes) -> Callable:
+    """The network as a function of a batch of patches, float32 logits out; with ``axes``
+    (the network's spatial axes), the logits averaged over every combination of mirrors along
+    them, each mirrored back (nnU-Net's test-time mirroring: 2**len(axes) passes)."""
+    import itertools
+    axes = tuple(axes)
+
+    def net(p):
+        return tf.cast(model(p, training=False), tf.float32)
+
+    def forward(p):
+        total = net(p)
+        flips = [c for r in range(1, len(axes) + 1) for c in itertools.combinations(axes, r)]
+        for combo in flips:
+            batch_axes = [a + 1 for a in combo]  # after the batch axis
+            total += tf.reverse(net(tf.reverse(p, batch_axes)), batch_axes)
+        return total / float(1 + len(flips))
+    return forward if axes else net
+
+
 def _functions(model: keras.Model, contract: Contract) -> dict:
     """{name: (python function, input signature)} of the serving signatures."""
     size, offsets = list(contract.input_size), len(contract.context)
@@ -41,18 +62,18 @@ def _functions(model: keras.Model, contract: Contract) -> dict:
     centres = [m * offsets + contract.centre for m in range(contract.modalities)]
     num_classes = len(contract.classes)
 
+    forward = mirrored(model, contract.mirror_axes if "flips" in contract.tta else ())
+
     def scaled(image, params):
         height, width = tf.shape(image)[1], tf.shape(image)[2]
         x = normalization.apply(image, tf.repeat(tf.cast(params, tf.float32), offsets, axis=1))
         if contract.dims == 3:  # a 3D network: windows over the whole volume's slices
-            logits = sliding_window(lambda p: model(p, training=False), x[None], size,
-                                    contract.overlap)[0]
+            logits = sliding_window(forward, x[None], size, contract.overlap)[0]
         elif contract.sampling == "patch":  # trained on patches: overlapping windows of them
-            logits = sliding_window(lambda p: model(p, training=False), x, size,
-                                    contract.overlap)
+            logits = sliding_window(forward, x, size, contract.overlap)
         else:
             x = tf.image.resize(x, size, method="bilinear")
-            logits = tf.cast(model(x, training=False), tf.float32)
+            logits = forward(x)
             logits = tf.image.resize(logits, tf.stack([height, width]), method="bilinear")
         return {"probabilities": probabilities(logits, contract.head, num_classes)}
 

@@ -11,8 +11,9 @@ saved_model.serving_functions`). For a volume (A0, A1, A2, M) in its stored orde
    (:func:`tf_medseg.data.geometry.cut`, as the training pipeline does);
 2. has each member find the volume's normalisation parameters (from the whole volume) and
    answer the 2.5D stacks batch by batch, a 3D network all the slices at once in 3D
-   windows (with ``tta``: also the stacks zoomed by 0.9 and
-   1.1, each answer resized back, averaged);
+   windows (with ``tta``, or the contract's ``predict.tta`` zoom: also the stacks zoomed by
+   0.9 and 1.1, each answer resized back, averaged; ``predict.tta`` flips mirror each window
+   inside the members' graphs, :func:`tf_medseg.export.saved_model.mirrored`);
 3. averages the members' probabilities, resizes them to the stored in-plane size and puts
    them back in the stored order (:func:`tf_medseg.data.geometry.uncut`).
 
@@ -107,7 +108,10 @@ class Predictor:
     def __init__(self, members, contract: Contract, *, rules: dict | None = None,
                  tta: bool = False, batch_size: int = 16):
         self.members, self.contract = list(members), contract
-        self.rules, self.tta, self.batch_size = rules, tta, batch_size
+        # Zooms here (``tta``, or predict.tta zoom stored in the contract); mirrors, where the
+        # contract has them, inside the members' graphs.
+        self.tta = tta or "zoom" in contract.tta
+        self.rules, self.batch_size = rules, batch_size
 
     @classmethod
     def load(cls, models: "Models | str | os.PathLike | list", *, tta: bool = False,

@@ -152,7 +152,9 @@ class Experiment:
                         image_dtype=self.dataset.image_dtype.name, slice_axis=d.slice_axis,
                         spacing=tuple(d.spacing) if d.spacing else None,
                         threshold=self.config.train.threshold, sampling=d.sampling,
-                        overlap=self.config.predict.overlap)
+                        overlap=self.config.predict.overlap, tta=self.config.predict.tta,
+                        mirror_axes=self.config.predict.mirrors(self.config.model.dims,
+                                                                self.config.augment))
 
     def predictor(self, model: keras.Model):
         """The predictor of a model in memory (its full-resolution head), as its export would
