@@ -23,7 +23,6 @@ wall time per fold, and the difference to the base.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
+from benchmarks.folds import command, fold_config, fold_row
 from tf_medseg.errors import MedsegError
 from tf_medseg.files import atomic_write
 
@@ -115,16 +115,11 @@ def run(args) -> dict:
             if str(fold) in per_fold:
                 print(f"== {name}, fold {fold}: in {table_path} already ==", flush=True)
                 continue
-            config = dataclasses.replace(
-                base, data=dataclasses.replace(base.data, fold=fold),
-                train=dataclasses.replace(base.train, keep="last",
-                                          run_dir=str(out / name / f"fold_{fold}")))
+            config = fold_config(base, fold, out / name / f"fold_{fold}")
             print(f"== {name}, fold {fold} ==", flush=True)
             start = time.perf_counter()
             result = train(config, verbose=2)
-            per_fold[str(fold)] = {k: v for k, v in result.items()
-                                   if k.startswith(("dice", "hd95")) and "pooled" not in k}
-            per_fold[str(fold)]["seconds"] = round(time.perf_counter() - start, 1)
+            per_fold[str(fold)] = fold_row(result, time.perf_counter() - start)
             out.mkdir(parents=True, exist_ok=True)
             atomic_write(table_path, json.dumps(table, indent=2) + "\n")
             atomic_write(out / "ablation.md", markdown(table))
@@ -158,10 +153,7 @@ def markdown(table: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from tf_medseg.cli.common import quiet_tensorflow, run_command
-    args = _parser().parse_args(argv)
-    quiet_tensorflow()
-    return run_command(lambda: run(args))
+    return command(_parser(), run, argv)
 
 
 if __name__ == "__main__":

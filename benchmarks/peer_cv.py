@@ -22,7 +22,6 @@ loss applies it, as for ours).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
+from benchmarks.folds import command, fold_config, fold_row
 from tf_medseg.errors import MedsegError
 from tf_medseg.files import atomic_write
 
@@ -107,19 +107,14 @@ def run(args) -> dict:
     for side in sides:
         per_fold = summary.setdefault(side, {}).setdefault("folds", {})
         for fold in folds:
-            config = dataclasses.replace(
-                base, data=dataclasses.replace(base.data, fold=fold),
-                train=dataclasses.replace(base.train, keep="last",
-                                          run_dir=str(out / side / f"fold_{fold}")))
+            config = fold_config(base, fold, out / side / f"fold_{fold}")
             print(f"== {side}, fold {fold} ==", flush=True)
             start = time.perf_counter()
             if side == "ours":
                 result = train(config, verbose=2)
             else:
                 result = train_peer(config, Path(config.train.run_dir))
-            per_fold[str(fold)] = {k: v for k, v in result.items()
-                                   if k.startswith(("dice", "hd95")) and "pooled" not in k}
-            per_fold[str(fold)]["seconds"] = round(time.perf_counter() - start, 1)
+            per_fold[str(fold)] = fold_row(result, time.perf_counter() - start)
             summary[side]["mean"] = _mean(per_fold)
             out.mkdir(parents=True, exist_ok=True)
             atomic_write(summary_path, json.dumps(summary, indent=2) + "\n")
@@ -139,10 +134,7 @@ def _mean(per_fold: dict) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from tf_medseg.cli.common import quiet_tensorflow, run_command
-    args = _parser().parse_args(argv)
-    quiet_tensorflow()
-    return run_command(lambda: run(args))
+    return command(_parser(), run, argv)
 
 
 if __name__ == "__main__":
