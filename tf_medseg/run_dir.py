@@ -44,7 +44,7 @@ RESUMABLE_KEYS = ("train.learning_rate", "train.clipnorm", "train.epochs", "trai
                   "train.early_stopping",
                   "train.run_dir", "train.overlay_slices", "train.keep", "train.strategy",
                   "train.monitor", "train.deterministic", "data.data_dir", "data.cache",
-                  "export.saved_model", "tune")
+                  "export.saved_model", "predict.tta", "predict.mirror_axes", "eval", "tune")
 
 
 def flat(config_dict: dict) -> dict:

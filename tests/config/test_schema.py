@@ -32,5 +32,5 @@ def test_every_key_has_a_type_a_default_and_a_doc():
     assert len(keys) > 60 and len({k for k, *_ in keys}) == len(keys)
     for key, *rest in keys:
         assert key.split(".")[0] in ("data", "augment", "model", "train", "tune", "export",
-                                     "predict", "plan"), key
+                                     "predict", "eval", "plan"), key
         assert all(str(part).strip() for part in rest), key

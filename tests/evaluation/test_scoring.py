@@ -49,10 +49,26 @@ def test_the_volume_family_per_case(tmp_path):
     assert [r["case"] for r in rows] == ["a", "b"] and result["classes"] == ["liver", "spleen"]
     assert result["dice_liver"] == pytest.approx(0.5) and math.isnan(result["dice_spleen"])
     assert result["score"] == result["dice"] and rows[0]["hd95_liver"] > 0
+    # the contour metrics beside them: a perfect case, and a case with nothing predicted
+    # (its 3 x 3 square's 8 contour pixels all to draw, 1 mm each)
+    assert rows[1]["sdice_liver"] == 1.0 and rows[1]["apl_liver"] == 0.0
+    assert rows[0]["sdice_liver"] == 0.0 and rows[0]["apl_liver"] == 8.0
+    assert rows[0]["apl_rel_liver"] == 1.0 and math.isnan(rows[0]["apl_rel_spleen"])
+    assert result["sdice_liver"] == 0.5 and result["apl_liver"] == 4.0
+    assert result["surface_tolerance_mm"] == 2.0
     write_report(json_safe(result), rows, tmp_path, ORGANS)
-    assert (tmp_path / "cases.csv").read_text().startswith("case,slices,dice,hd95")
+    header = (tmp_path / "cases.csv").read_text().splitlines()[0].split(",")
+    assert header[:7] == ["case", "slices", "dice", "hd95", "sdice", "apl", "apl_rel"]
+    assert "apl_rel_spleen" in header and "sdice_liver" in header
     with pytest.raises(MedsegError, match="the val split holds no cases"):
         Scoring(ORGANS).result()
+    with pytest.raises(MedsegError, match=r"eval\.surface_tolerance_mm: 3 values for 2 "
+                                          r"classes \(liver, spleen\)"):
+        Scoring(ORGANS, tolerance=(1.0, 2.0, 3.0))
+    # one tolerance per class
+    per_class = Scoring(ORGANS, tolerance=(0.5, 4.0))
+    per_class.add("b", pred, true, spacing=(3.0, 1.0, 1.0))
+    assert per_class.result()[0]["surface_tolerance_mm"] == [0.5, 4.0]
 
 
 def test_helpers():

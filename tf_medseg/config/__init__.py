@@ -31,6 +31,7 @@ from tf_medseg.config.schema import (
     AugmentConfig,
     Config,
     DataConfig,
+    EvalConfig,
     ExportConfig,
     ModelConfig,
     PlanConfig,
@@ -45,7 +46,8 @@ from tf_medseg.config.values import build_config, describe_keys
 __all__ = [
     "LOSS_NAMES", "LOSS_SHORTHANDS", "LOSS_TERMS", "MAX_BASES", "MAX_CONFIG_BYTES",
     "MAX_OFFSET", "MAX_SEED", "MAX_YAML_NODES", "NORMALIZATIONS", "AugmentConfig", "Config",
-    "DataConfig", "ExportConfig", "ModelConfig", "PlanConfig", "PredictConfig", "TrainConfig",
+    "DataConfig", "EvalConfig", "ExportConfig", "ModelConfig", "PlanConfig", "PredictConfig",
+    "TrainConfig",
     "TuneConfig",
     "build_config",
     "describe_keys", "dump_config", "from_dict", "improves", "inherit", "load_config",

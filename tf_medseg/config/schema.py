@@ -29,7 +29,7 @@ from tf_medseg.config.losses import (  # noqa: F401 (the schema's names, as befo
     improves,
     loss_weights,
 )
-from tf_medseg.config.sections import ExportConfig, PlanConfig, PredictConfig
+from tf_medseg.config.sections import EvalConfig, ExportConfig, PlanConfig, PredictConfig
 
 # model.encoder: tf_medseg.models.encoders.BACKBONES has one entry for each but "none".
 ENCODERS = ("none", "resnet50", "efficientnetv2b0", "efficientnetv2b1", "efficientnetv2b2",
@@ -374,6 +374,7 @@ class Config:
     tune: TuneConfig = dataclasses.field(default_factory=TuneConfig)
     export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
     predict: PredictConfig = dataclasses.field(default_factory=PredictConfig)
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     plan: PlanConfig = dataclasses.field(default_factory=PlanConfig)
 
     def to_dict(self) -> dict:

@@ -1,12 +1,12 @@
 """The config sections of what follows training: ``export:`` (the SavedModel), ``predict:``
-(sliding windows over whole slices or volumes) and ``plan:`` (what ``python -m tf_medseg plan``
-plans for). The data, augmentation, model, training and tuning sections are in
-:mod:`tf_medseg.config.schema`."""
+(sliding windows over whole slices or volumes), ``eval:`` (the contour metrics) and ``plan:``
+(what ``python -m tf_medseg plan`` plans for). The data, augmentation, model, training and
+tuning sections are in :mod:`tf_medseg.config.schema`."""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 from tf_medseg.config.fields import field
 
@@ -47,6 +47,16 @@ class PredictConfig:
             return tuple(sorted(self.mirror_axes))
         rows, columns = dims - 2, dims - 1
         return tuple(a for a, p in ((rows, augment.flip_ud), (columns, augment.flip_lr)) if p)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """The ``eval:`` section: how contours are judged beside Dice and HD95 (volume data)."""
+
+    surface_tolerance_mm: Union[float, tuple[float, ...]] = field(
+        2.0, "surface Dice and added path length: the distance in mm within which a contour "
+             "counts as right; one value, or one per class in the data's class order",
+        min=0.0, max=100.0)
 
 
 @dataclasses.dataclass(frozen=True)

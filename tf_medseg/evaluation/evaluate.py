@@ -20,6 +20,7 @@ from tf_medseg.inference.predictor import Predictor
 
 def evaluate(predictor: Predictor, dataset: DataSet, split: str = "val", *,
              both_empty: str = "skip", distances: bool = True, threshold: float | None = None,
+             tolerance=2.0,
              progress: bool = False, scoring: Scoring | None = None,
              on_scan: Callable[[str, np.ndarray, np.ndarray, np.ndarray],
                                np.ndarray | None] | None = None) -> tuple[dict, list[dict]]:
@@ -27,7 +28,8 @@ def evaluate(predictor: Predictor, dataset: DataSet, split: str = "val", *,
 
     The metric family is the data set's (:mod:`tf_medseg.evaluation.scoring`); the masks are
     the predictor's (its post-processing, else its threshold; ``threshold`` overrides).
-    ``distances``: HD95 for the volume metric (off for the per-epoch validation score).
+    ``distances``: HD95 and the contour metrics for the volume metric, at ``tolerance`` mm
+    (``eval.surface_tolerance_mm``; off for the per-epoch validation score).
     ``on_scan(name, probabilities, truth, spacing)`` sees every scan and may return the
     probabilities to score instead (the out-of-fold pass scores them as it stores them).
     ``scoring``: add the scans to this :class:`Scoring` (several folds' scans scored as one).
@@ -36,7 +38,8 @@ def evaluate(predictor: Predictor, dataset: DataSet, split: str = "val", *,
     the split pooled per class, averaged over classes.
     """
     labels = dataset.labels
-    scoring = scoring if scoring is not None else Scoring(labels, both_empty, distances)
+    scoring = (scoring if scoring is not None else
+               Scoring(labels, both_empty, distances, tolerance))
     info = {s.name: s for s in dataset.scans}
     scans = len(dataset.split_scans(split))
     bar = None
@@ -52,8 +55,9 @@ def evaluate(predictor: Predictor, dataset: DataSet, split: str = "val", *,
         if on_scan is not None:
             stored = on_scan(name, probs, true, spacing)
             probs = probs if stored is None else stored
+        axis = dataset.axis(info[name])
         scoring.add(name, predictor.masks(probs, threshold), true, spacing,
-                    slices=info[name].shape[dataset.axis(info[name])])
+                    slices=info[name].shape[axis], axis=axis)
         if bar is not None:
             bar.update(1)
     if bar is not None:

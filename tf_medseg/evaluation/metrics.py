@@ -247,37 +247,23 @@ def hd95(pred: np.ndarray, true: np.ndarray, spacing) -> np.ndarray:
     surface-to-surface distances (MONAI's ``compute_hausdorff_distance(percentile=95)``).
     NaN where the class is empty in both; the volume's diagonal in mm where it is empty in only
     one (MONAI leaves that undefined)."""
-    pred, true = pred.astype(bool), true.astype(bool)
-    spacing = tuple(float(s) for s in spacing)
-    diagonal = float(np.sqrt(sum((n * s) ** 2 for n, s in zip(pred.shape[:3], spacing))))
-    out = np.empty(pred.shape[-1])
-    for c in range(pred.shape[-1]):
-        p, t = pred[..., c], true[..., c]
-        if not p.any() and not t.any():
-            out[c] = np.nan
-        elif not p.any() or not t.any():
-            out[c] = diagonal
-        else:
-            box = _bounding_box(p | t)  # exact: every surface voxel lies inside it
-            ps, ts = _surface(p[box]), _surface(t[box])
-            to_t = ndimage.distance_transform_edt(~ts, sampling=spacing)[ps]
-            to_p = ndimage.distance_transform_edt(~ps, sampling=spacing)[ts]
-            out[c] = max(np.percentile(to_t, 95), np.percentile(to_p, 95))
-    return out
+    from tf_medseg.evaluation.surfaces import surface_metrics  # it builds on this module
+    return surface_metrics(pred, true, spacing)[0]
 
 
 def summarize_volumes(dices: Iterable[np.ndarray], distances: Iterable[np.ndarray] | None,
-                      classes: Iterable[str]) -> dict:
+                      classes: Iterable[str], extra: dict | None = None) -> dict:
     """Means over cases (NaN entries left out): ``dice`` and ``hd95`` over all (case, class)
-    pairs, ``dice_<class>`` and ``hd95_<class>`` per class, and ``score`` (= ``dice``: what
+    pairs, ``dice_<class>`` and ``hd95_<class>`` per class, the same for every ``extra``
+    metric ({name: per-case arrays}, e.g. surface Dice), and ``score`` (= ``dice``: what
     ``train.monitor: val_score`` follows for these data sets)."""
     classes = list(classes)
-    d = np.stack([np.asarray(x, float) for x in dices]).reshape(-1, len(classes))
-    result = {"dice": _nanmean(d)}
-    result.update({f"dice_{c}": _nanmean(d[:, k]) for k, c in enumerate(classes)})
-    if distances is not None:
-        h = np.stack([np.asarray(x, float) for x in distances]).reshape(-1, len(classes))
-        result["hd95"] = _nanmean(h)
-        result.update({f"hd95_{c}": _nanmean(h[:, k]) for k, c in enumerate(classes)})
+    metrics = {"dice": dices, **({"hd95": distances} if distances is not None else {}),
+               **(extra or {})}
+    result = {}
+    for name, values in metrics.items():
+        v = np.stack([np.asarray(x, float) for x in values]).reshape(-1, len(classes))
+        result[name] = _nanmean(v)
+        result.update({f"{name}_{c}": _nanmean(v[:, k]) for k, c in enumerate(classes)})
     result["score"] = result["dice"]
     return result

@@ -3,7 +3,10 @@ metric family the data set declares (its label schema's ``metric``):
 
 * ``competition`` (uwmgi, phantom): the competition score per case-day and over all of them;
 * ``volume`` (nnunet, decathlon, folder): per case and class 3-D Dice and HD95 in mm,
-  means per class and overall (nnU-Net's summary.json figures).
+  means per class and overall (nnU-Net's summary.json figures), and with them the contour
+  metrics of radiotherapy (:mod:`tf_medseg.evaluation.surfaces`): surface Dice at
+  ``eval.surface_tolerance_mm`` (``sdice``) and the added path length in mm (``apl``) and
+  relative to the reference contour's length (``apl_rel``).
 
 :func:`write_report` writes ``metrics.json`` and ``case_days.csv`` (competition) or
 ``cases.csv`` (volume).
@@ -25,6 +28,7 @@ from tf_medseg.evaluation import metrics
 from tf_medseg.files import atomic_open, atomic_write
 
 REPORT_FILES = ("metrics.json", "case_days.csv", "cases.csv")
+CONTOUR_METRICS = ("sdice", "apl", "apl_rel")
 
 
 def case_day_key(case_day: str) -> tuple[int, int]:
@@ -35,18 +39,27 @@ def case_day_key(case_day: str) -> tuple[int, int]:
 class Scoring:
     """Scores scan by scan (:meth:`add`), then the aggregate (:meth:`result`)."""
 
-    def __init__(self, labels: LabelSchema, both_empty: str = "skip", distances: bool = True):
+    def __init__(self, labels: LabelSchema, both_empty: str = "skip", distances: bool = True,
+                 tolerance=2.0):
         self.labels, self.both_empty, self.distances = labels, both_empty, distances
         self.competition = labels.metric == "competition"
         self.rows, self.slice_dices, self.class_hds = [], [], []
+        self.contours: dict[str, list] = {name: [] for name in CONTOUR_METRICS}
+        values = np.atleast_1d(np.asarray(tolerance, float))
+        if len(values) not in (1, labels.num_classes):
+            raise MedsegError(f"eval.surface_tolerance_mm: {len(values)} values for "
+                              f"{labels.num_classes} classes ({', '.join(labels.classes)}); "
+                              f"give one value, or one per class")
+        self.tolerance = values if len(values) > 1 else float(values[0])
         self.inter = np.zeros(labels.num_classes)
         self.total = np.zeros(labels.num_classes)
 
     def add(self, name: str, pred: np.ndarray, true: np.ndarray, spacing=None,
-            slices: int | None = None) -> dict:
+            slices: int | None = None, axis: int | None = None) -> dict:
         """Score one scan's boolean (A0, A1, A2, K) prediction against its truth (stored
         order: the competition's slices first; ``spacing`` mm along the three axes;
-        ``slices``: how many 2D slices the scan was cut into, default A0)."""
+        ``slices``: how many 2D slices the scan was cut into, default A0; ``axis``: the axis
+        it was cut across, where contours are drawn, default the coarsest)."""
         slices = int(pred.shape[0]) if slices is None else int(slices)
         classes = self.labels.classes
         self.inter += metrics.slice_counts(pred & true).sum(axis=0)
@@ -58,15 +71,28 @@ class Scoring:
             row = {"case_day": name, "slices": slices,
                    **metrics.summarize([sd], [hd], classes)}
         else:
-            sd = metrics.volume_dice(pred, true)
-            hd = metrics.hd95(pred, true, spacing) if self.distances else None
+            sd, hd, contours = metrics.volume_dice(pred, true), None, {}
+            if self.distances:
+                hd, contours = self._distances(pred, true, spacing, axis)
+                for key, value in contours.items():
+                    self.contours[key].append(value)
             row = {"case": name, "slices": slices,
-                   **metrics.summarize_volumes([sd], None if hd is None else [hd], classes)}
+                   **metrics.summarize_volumes([sd], None if hd is None else [hd], classes,
+                                               {k: [v] for k, v in contours.items()})}
             del row["score"]
         self.slice_dices.append(sd)
         self.class_hds.append(hd)
         self.rows.append(row)
         return row
+
+    def _distances(self, pred, true, spacing, axis) -> tuple[np.ndarray, dict]:
+        """HD95 and the contour metrics of one scan."""
+        from tf_medseg.data.geometry import slice_axis
+        from tf_medseg.evaluation.surfaces import added_path_length, surface_metrics
+        hd, sdice = surface_metrics(pred, true, spacing, self.tolerance)
+        axis = slice_axis(pred.shape, spacing) if axis is None else int(axis)
+        apl, rel = added_path_length(pred, true, spacing, axis, self.tolerance)
+        return hd, {"sdice": sdice, "apl": apl, "apl_rel": rel}
 
     def result(self, split: str = "val") -> tuple[dict, list[dict]]:
         """(aggregate, rows sorted by case-day or case)."""
@@ -80,7 +106,8 @@ class Scoring:
             rows.sort(key=lambda r: r["case"])
             result = metrics.summarize_volumes(self.slice_dices,
                                                self.class_hds if self.distances else None,
-                                               classes)
+                                               classes, self.contours if self.distances
+                                               else None)
         # Dice of all voxels pooled per class (what the Keras metric reports, at native size).
         pooled = np.where(self.total > 0, 2 * self.inter / np.maximum(self.total, 1), np.nan)
         result["dice_pooled"] = (float(np.nanmean(pooled)) if np.isfinite(pooled).any()
@@ -92,6 +119,9 @@ class Scoring:
             result["classes"] = list(classes)
             result["empty_in_one"] = ("Dice 0, HD95 the volume's diagonal in mm; empty in "
                                       "both: left out of the means")
+            if self.distances:
+                result["surface_tolerance_mm"] = json_safe(np.asarray(
+                    self.tolerance, float).tolist())
         return result, rows
 
 
@@ -120,9 +150,11 @@ def write_report(result: dict, rows: list[dict], out_dir: str | os.PathLike,
     atomic_write(out_dir / "metrics.json", json.dumps(report, indent=2) + "\n")
     distance = "hausdorff" if labels.metric == "competition" else "hd95"
     key = "case_day" if labels.metric == "competition" else "case"
+    per_class = ("dice", distance) + (() if labels.metric == "competition" else
+                                      CONTOUR_METRICS)
     fields = [key, "slices", "dice", distance] + (
-        ["score"] if labels.metric == "competition" else []) + [
-        f"{m}_{c}" for m in ("dice", distance) for c in labels.classes]
+        ["score"] if labels.metric == "competition" else list(CONTOUR_METRICS)) + [
+        f"{m}_{c}" for m in per_class for c in labels.classes]
     with atomic_open(out_dir / f"{name}.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()

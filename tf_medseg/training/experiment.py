@@ -168,6 +168,7 @@ class Experiment:
         """(aggregate, rows) of ``model`` on ``split``'s whole scans, with the data set's
         metric (:func:`tf_medseg.evaluation.evaluate.evaluate` options)."""
         from tf_medseg.evaluation.evaluate import evaluate
+        options.setdefault("tolerance", self.config.eval.surface_tolerance_mm)
         return evaluate(self.predictor(model), self.dataset, split, **options)
 
     def export(self, model: keras.Model, out_dir: Path, extra_metadata: dict | None = None

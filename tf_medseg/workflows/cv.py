@@ -200,7 +200,8 @@ def write_cv(config: Config, root: Path, folds: list[int], progress: dict | None
     with atomic_dir(root / CV_DIR) as tmp:
         oof = tmp / "oof"
         oof.mkdir()
-        scoring, fold_rows = Scoring(labels), []
+        tolerance = config.eval.surface_tolerance_mm
+        scoring, fold_rows = Scoring(labels, tolerance=tolerance), []
         for k in folds:
             fold = experiment.configured(fold_config(config, k))
             predictor = Predictor.load(fold_dir(root, k) / "saved_model",
@@ -227,7 +228,7 @@ def write_cv(config: Config, root: Path, folds: list[int], progress: dict | None
               "rule)...", flush=True)
         choice = postprocessing.choose(read_all, classes, output=head, competition=competition,
                                        threshold=threshold)
-        after_scoring = Scoring(labels)
+        after_scoring = Scoring(labels, tolerance=tolerance)
         for path in sorted(oof.glob("*.npz")):
             probs, true, spacing = _read_oof(path)
             after_scoring.add(path.stem, postprocess.masks(probs, choice["rules"], classes,

@@ -110,7 +110,8 @@ def evaluate_saved_model(model_dir, config: Config, *, split: str = "val",
                               f"the run's config.yaml (or evaluate-folder for a test folder)")
     predictor = Predictor.load(models, batch_size=config.data.batch_size,
                                postprocessing=postprocess)
-    result, rows = evaluate(predictor, dataset, split, both_empty=both_empty, progress=True)
+    result, rows = evaluate(predictor, dataset, split, both_empty=both_empty, progress=True,
+                            tolerance=config.eval.surface_tolerance_mm)
     result["models"] = [str(e) for e in models.exports]
     result["postprocessing"] = str(models.rules_path) if predictor.rules is not None else None
     return result, write_report(result, rows, out, dataset.labels)
