@@ -18,6 +18,8 @@ import numpy as np
 from keras import ops
 from scipy import ndimage
 
+from tf_medseg.evaluation.surfaces import bounding_box, surface_metrics
+
 BOTH_EMPTY = ("skip", "one", "zero")
 
 
@@ -134,7 +136,7 @@ def hausdorff(pred: np.ndarray, true: np.ndarray, both_empty: str = "skip",
             # Distance from every voxel to the nearest voxel of the other set, computed on the
             # bounding box of both sets: exact (every voxel of either set and every nearest
             # voxel lie inside it) and a fraction of the volume.
-            box = _bounding_box(p | t)
+            box = bounding_box(p | t)
             to_t = (to_true[c][box] if to_true is not None
                     else ndimage.distance_transform_edt(~t[box]))
             to_p = ndimage.distance_transform_edt(~p[box])
@@ -147,14 +149,6 @@ def distance_to(mask: np.ndarray) -> np.ndarray | None:
     nearest true voxel (None where there is none): :func:`hausdorff`'s ``to_true``."""
     mask = mask.astype(bool)
     return ndimage.distance_transform_edt(~mask) if mask.any() else None
-
-
-def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
-    box = []
-    for axis in range(mask.ndim):
-        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
-    return tuple(box)
 
 
 def _class_names(classes, count: int) -> list[str]:
@@ -236,18 +230,12 @@ def volume_dice(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     return np.where(total > 0, 2.0 * inter / np.maximum(total, 1), np.nan)
 
 
-def _surface(mask: np.ndarray) -> np.ndarray:
-    """The voxels of a mask with a face-neighbour outside it (outside the array counts)."""
-    return mask & ~ndimage.binary_erosion(mask, border_value=0)
-
-
 def hd95(pred: np.ndarray, true: np.ndarray, spacing) -> np.ndarray:
     """95th percentile Hausdorff distance in mm per class of (D, H, W, K) volumes, with the
     voxel ``spacing`` (mm along D, H, W): the larger of the two directed 95th percentiles of
     surface-to-surface distances (MONAI's ``compute_hausdorff_distance(percentile=95)``).
     NaN where the class is empty in both; the volume's diagonal in mm where it is empty in only
     one (MONAI leaves that undefined)."""
-    from tf_medseg.evaluation.surfaces import surface_metrics  # it builds on this module
     return surface_metrics(pred, true, spacing)[0]
 
 

@@ -20,9 +20,21 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from tf_medseg.evaluation.metrics import _bounding_box, _surface
-
 FAR = 1e9  # mm between slices: in-plane distances only
+
+
+def bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
+    """The smallest box (one slice per axis) holding every true voxel of ``mask``."""
+    box = []
+    for axis in range(mask.ndim):
+        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
+    return tuple(box)
+
+
+def surface(mask: np.ndarray) -> np.ndarray:
+    """The voxels of a mask with a face-neighbour outside it (outside the array counts)."""
+    return mask & ~ndimage.binary_erosion(mask, border_value=0)
 
 
 def _tolerances(tolerance, classes: int) -> np.ndarray:
@@ -48,8 +60,8 @@ def surface_metrics(pred: np.ndarray, true: np.ndarray, spacing,
         elif not p.any() or not t.any():
             hd95[c], sdice[c] = diagonal, 0.0
         else:
-            box = _bounding_box(p | t)  # exact: every surface voxel lies inside it
-            ps, ts = _surface(p[box]), _surface(t[box])
+            box = bounding_box(p | t)  # exact: every surface voxel lies inside it
+            ps, ts = surface(p[box]), surface(t[box])
             to_t = ndimage.distance_transform_edt(~ts, sampling=spacing)[ps]
             to_p = ndimage.distance_transform_edt(~ps, sampling=spacing)[ts]
             hd95[c] = max(np.percentile(to_t, 95), np.percentile(to_p, 95))
@@ -87,7 +99,7 @@ def added_path_length(pred: np.ndarray, true: np.ndarray, spacing, axis: int = 0
         p, t = pred[..., c], true[..., c]
         if not t.any():
             continue  # nothing to draw (removing a false contour is not drawing)
-        box = _bounding_box(p | t)
+        box = bounding_box(p | t)
         pc, tc = _contours(p[box]), _contours(t[box])
         reference = np.count_nonzero(tc)
         if pc.any():

@@ -1,0 +1,103 @@
+"""DICOM MR series written with pydicom for the tests: single-frame series (shuffled file
+names, reversed InstanceNumbers, oblique orientations, rescaled pixels) and enhanced
+multi-frame images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+MR_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+ENHANCED_MR_STORAGE = "1.2.840.10008.5.1.4.1.1.4.1"
+
+
+def _dataset(path: Path, sop_class: str, study: str, series: str, frame_of_reference: str):
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.PatientName, ds.PatientID = "MR", "Test^Phantom", "TEST001"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+    ds.FrameOfReferenceUID = frame_of_reference
+    ds.SeriesDescription = "T2 test series"
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    return ds
+
+
+def rotation(degrees: float) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column directions of slices tilted by ``degrees`` about the patient's x."""
+    a = np.radians(degrees)
+    return np.array([1.0, 0.0, 0.0]), np.array([0.0, np.cos(a), np.sin(a)])
+
+
+def write_series(folder: Path, volume: np.ndarray, spacing=(2.5, 0.8, 0.9), *, tilt=20.0,
+                 origin=(-40.0, 10.0, 5.0), slope=1.0, intercept=0.0, seed=0,
+                 series=None) -> dict:
+    """Write (slices, rows, columns) uint16 ``volume`` as one MR series in ``folder``: random
+    file names, InstanceNumbers counting down, slices ``spacing[0]`` mm apart along the normal
+    of rows and columns tilted by ``tilt`` degrees; stored values ``(v - intercept) / slope``.
+    Returns the UIDs and geometry (``sop_uids`` in slice order, ``affine``)."""
+    from pydicom.uid import generate_uid
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    row_dir, col_dir = rotation(tilt)
+    normal = np.cross(row_dir, col_dir)
+    study, series = generate_uid(), series or generate_uid()
+    frame_of_reference = generate_uid()
+    names = rng.permutation(len(volume))
+    sop_uids = []
+    for k, plane in enumerate(volume):
+        path = folder / f"IM{names[k]:04d}"
+        ds = _dataset(path, MR_STORAGE, study, series, frame_of_reference)
+        ds.InstanceNumber = len(volume) - k
+        ds.ImagePositionPatient = [float(v) for v in np.asarray(origin) + k * spacing[0]
+                                   * normal]
+        ds.ImageOrientationPatient = [float(v) for v in (*row_dir, *col_dir)]
+        ds.PixelSpacing = [float(spacing[1]), float(spacing[2])]
+        ds.SliceThickness = float(spacing[0])
+        ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+        ds.Rows, ds.Columns = plane.shape
+        stored = np.round((plane.astype(float) - intercept) / slope).astype(np.uint16)
+        ds.PixelData = stored.tobytes()
+        ds.save_as(path, enforce_file_format=True)
+        sop_uids.append(ds.SOPInstanceUID)
+    affine = np.eye(4)
+    affine[:3, 0], affine[:3, 1], affine[:3, 2] = (normal * spacing[0], col_dir * spacing[1],
+                                                   row_dir * spacing[2])
+    affine[:3, 3] = origin
+    return {"study": study, "series": series, "frame_of_reference": frame_of_reference,
+            "sop_uids": sop_uids, "affine": affine}
+
+
+def write_enhanced(path: Path, volume: np.ndarray, spacing=(3.0, 1.0, 1.0), *, order=None):
+    """One enhanced multi-frame MR file of ``volume`` (slices, rows, columns), its frames
+    stored in ``order`` (a permutation of the slices), each placed by its functional groups."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import generate_uid
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds = _dataset(path, ENHANCED_MR_STORAGE, generate_uid(), generate_uid(), generate_uid())
+    order = list(range(len(volume))) if order is None else list(order)
+    ds.NumberOfFrames, (ds.Rows, ds.Columns) = len(volume), volume.shape[1:]
+    measures, orient = Dataset(), Dataset()
+    measures.PixelSpacing, measures.SliceThickness = [spacing[1], spacing[2]], spacing[0]
+    orient.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    shared = Dataset()
+    shared.PixelMeasuresSequence = Sequence([measures])
+    shared.PlaneOrientationSequence = Sequence([orient])
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    groups = []
+    for k in order:
+        position, group = Dataset(), Dataset()
+        position.ImagePositionPatient = [0.0, 0.0, float(k * spacing[0])]
+        group.PlanePositionSequence = Sequence([position])
+        groups.append(group)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(groups)
+    ds.PixelData = np.ascontiguousarray(volume[order].astype(np.uint16)).tobytes()
+    ds.save_as(path, enforce_file_format=True)

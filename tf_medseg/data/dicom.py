@@ -1,0 +1,246 @@
+"""DICOM image series as volumes: found in a folder of any depth and any file names, grouped by
+SeriesInstanceUID, ordered by ImagePositionPatient along the slice normal (the cross product of
+ImageOrientationPatient's row and column directions; never by file name or InstanceNumber),
+with pixel spacing and slice spacing from the headers and RescaleSlope / RescaleIntercept
+applied. MR and CT, single-frame series and enhanced multi-frame images (per-frame positions
+from the functional groups).
+
+What is not an image stack is skipped with a note, never silently: files that are not DICOM,
+structure sets, segmentations, reports, doses and plans, images without a position or an
+orientation, series whose slices do not share one orientation (localisers), two slices at one
+position, or slices not evenly spaced.
+
+A volume is (slices, rows, columns) float32 in that order, with ``spacing`` (slice, row,
+column) mm and ``affine``: the 4 x 4 map from a voxel index (slice, row, column) to patient
+coordinates in mm (DICOM's LPS).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from tf_medseg.errors import DataError
+
+IMAGE_MODALITIES = ("MR", "CT")
+NOT_IMAGES = {"RTSTRUCT": "an RT structure set", "SEG": "a segmentation", "SR": "a report",
+              "RTDOSE": "an RT dose", "RTPLAN": "an RT plan", "PR": "a presentation state",
+              "KO": "a key object selection", "REG": "a registration"}
+ORIENTATION_TOLERANCE = 1e-4  # direction cosines that differ by less are one orientation
+SPACING_TOLERANCE = 0.01  # relative spread of the slice gaps still taken as even
+
+
+@dataclasses.dataclass(frozen=True)
+class Frame:
+    """One 2D image of a series: a file, and the frame in it (multi-frame images)."""
+
+    path: Path
+    index: int | None  # None: the file's single frame
+    sop_uid: str
+    position: tuple[float, float, float]
+    orientation: tuple[float, ...]  # row direction (3), column direction (3)
+    pixel_spacing: tuple[float, float]  # between rows, between columns (mm)
+    slope: float = 1.0
+    intercept: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class DicomSeries:
+    """An image series, its frames ordered along the slice normal."""
+
+    uid: str
+    modality: str
+    frames: tuple[Frame, ...]
+    study_uid: str = ""
+    frame_of_reference: str = ""
+    description: str = ""
+
+    @property
+    def normal(self) -> np.ndarray:
+        o = np.asarray(self.frames[0].orientation, float)
+        return np.cross(o[:3], o[3:])
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """(slice, row, column) spacing in mm."""
+        rows, cols = self.frames[0].pixel_spacing
+        return (slice_spacing(self.frames), float(rows), float(cols))
+
+    @property
+    def affine(self) -> np.ndarray:
+        """(slice, row, column) index -> patient mm (LPS)."""
+        o = np.asarray(self.frames[0].orientation, float)
+        k, j, i = self.spacing
+        out = np.eye(4)
+        out[:3, 0] = self.normal * k
+        out[:3, 1] = o[3:] * j  # down the rows: the column direction
+        out[:3, 2] = o[:3] * i  # along a row: the row direction
+        out[:3, 3] = self.frames[0].position
+        return out
+
+    def read(self) -> np.ndarray:
+        """The (slices, rows, columns) float32 volume, rescaled to the modality's units."""
+        import pydicom
+        cache: dict[Path, np.ndarray] = {}
+        planes = []
+        for frame in self.frames:
+            if frame.path not in cache:
+                try:
+                    cache[frame.path] = np.asarray(pydicom.dcmread(frame.path).pixel_array)
+                except Exception as exc:  # decoders, truncated files: many kinds
+                    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                    raise DataError(f"{frame.path}: its pixel data cannot be decoded "
+                                    f"({reason[:160]})") from None
+            pixels = cache[frame.path]
+            plane = pixels if frame.index is None else pixels[frame.index]
+            planes.append(plane.astype(np.float32) * frame.slope + frame.intercept)
+        shapes = {p.shape for p in planes}
+        if len(shapes) != 1:
+            raise DataError(f"series {self.uid}: its images differ in size ({sorted(shapes)})")
+        return np.stack(planes)
+
+
+def slice_spacing(frames) -> float:
+    """The gap between consecutive ordered frames along their normal (mm)."""
+    if len(frames) < 2:
+        return 1.0
+    o = np.asarray(frames[0].orientation, float)
+    normal = np.cross(o[:3], o[3:])
+    along = np.array([np.dot(f.position, normal) for f in frames])
+    return float(np.median(np.diff(along)))
+
+
+def find_series(root) -> tuple[list[DicomSeries], list[str]]:
+    """(the image series under ``root``, notes on what was skipped and why)."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"--input {root}: not a folder")
+    groups: dict[str, list] = defaultdict(list)
+    notes, not_dicom = [], []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        header = _header(path)
+        if header is None:
+            not_dicom.append(path)
+            continue
+        uid = str(getattr(header, "SeriesInstanceUID", "") or f"(no series UID) {path}")
+        groups[uid].append((path, header))
+    if not_dicom:
+        notes.append(f"skipped {len(not_dicom)} file(s) that are not DICOM (e.g. "
+                     f"{not_dicom[0]})")
+    series = []
+    for uid, members in sorted(groups.items()):
+        result = _series(uid, members)
+        if isinstance(result, str):
+            notes.append(f"series {uid} ({members[0][0].parent}): skipped, {result}")
+        else:
+            series.append(result)
+    return series, notes
+
+
+def _header(path: Path):
+    """The DICOM header of ``path`` without its pixels, or None if it is not DICOM: a Part 10
+    file (the ``DICM`` prefix), or a dataset without the file meta header (older archives)
+    that names its SOP instance and class."""
+    import warnings
+
+    import pydicom
+    try:
+        with open(path, "rb") as f:
+            part10 = f.read(132)[128:132] == b"DICM"
+        with warnings.catch_warnings():  # a forced read of a foreign file warns as it goes
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=not part10)
+        if not part10 and not ("SOPInstanceUID" in ds and "SOPClassUID" in ds):
+            return None  # anything reads as a dataset with force: ask for what DICOM has
+        return ds
+    except Exception:  # noqa: BLE001  a damaged or foreign file raises many kinds
+        return None
+
+
+def _float(value, default: float) -> float:
+    try:
+        return float(value) if value not in (None, "") else default
+    except (TypeError, ValueError):
+        return default
+
+
+def _frames(path: Path, ds) -> list[Frame] | str:
+    """The frames of one file, or why it holds none that can be placed in a volume."""
+    per_frame = getattr(ds, "PerFrameFunctionalGroupsSequence", None)
+    if per_frame is not None:
+        shared = getattr(ds, "SharedFunctionalGroupsSequence", [None])[0]
+        frames = []
+        for n, group in enumerate(per_frame):
+            def item(name, attr, group=group):
+                for source in (group, shared):
+                    seq = getattr(source, name, None) if source is not None else None
+                    if seq:
+                        value = getattr(seq[0], attr, None)
+                        if value is not None:
+                            return value
+                return None
+            position = item("PlanePositionSequence", "ImagePositionPatient")
+            orientation = item("PlaneOrientationSequence", "ImageOrientationPatient")
+            spacing = item("PixelMeasuresSequence", "PixelSpacing")
+            if position is None or orientation is None or spacing is None:
+                return "a multi-frame image without per-frame positions and orientation"
+            frames.append(Frame(path, n, f"{ds.SOPInstanceUID}", tuple(map(float, position)),
+                                tuple(map(float, orientation)), tuple(map(float, spacing)),
+                                _float(item("PixelValueTransformationSequence",
+                                            "RescaleSlope"), 1.0),
+                                _float(item("PixelValueTransformationSequence",
+                                            "RescaleIntercept"), 0.0)))
+        return frames
+    position = getattr(ds, "ImagePositionPatient", None)
+    orientation = getattr(ds, "ImageOrientationPatient", None)
+    spacing = getattr(ds, "PixelSpacing", None)
+    if position is None or orientation is None or spacing is None:
+        return "images without ImagePositionPatient, ImageOrientationPatient or PixelSpacing"
+    frames = int(_float(getattr(ds, "NumberOfFrames", 1), 1))
+    if frames != 1:
+        return f"a {frames}-frame image without functional groups"
+    return [Frame(path, None, str(ds.SOPInstanceUID), tuple(map(float, position)),
+                  tuple(map(float, orientation)), tuple(map(float, spacing)),
+                  _float(getattr(ds, "RescaleSlope", None), 1.0),
+                  _float(getattr(ds, "RescaleIntercept", None), 0.0))]
+
+
+def _series(uid: str, members) -> DicomSeries | str:
+    """The ordered series of ``members`` [(path, header)], or why it is not an image stack."""
+    first = members[0][1]
+    modality = str(getattr(first, "Modality", "") or "")
+    if modality in NOT_IMAGES:
+        return f"it is {NOT_IMAGES[modality]} ({modality}), not images"
+    if modality not in IMAGE_MODALITIES:
+        return f"modality {modality or 'missing'} (images of {', '.join(IMAGE_MODALITIES)} " \
+               f"only)"
+    frames = []
+    for path, header in members:
+        got = _frames(path, header)
+        if isinstance(got, str):
+            return f"{path.name}: {got}"
+        frames.extend(got)
+    orientation = np.asarray(frames[0].orientation, float)
+    if any(np.abs(np.asarray(f.orientation) - orientation).max() > ORIENTATION_TOLERANCE
+           for f in frames):
+        return "its images do not share one orientation (a localiser?)"
+    if len({f.pixel_spacing for f in frames}) != 1:
+        return "its images differ in pixel spacing"
+    normal = np.cross(orientation[:3], orientation[3:])
+    frames.sort(key=lambda f: float(np.dot(f.position, normal)))
+    along = np.array([np.dot(f.position, normal) for f in frames])
+    gaps = np.diff(along)
+    if len(gaps) and gaps.min() <= 1e-3:
+        k = int(np.argmin(gaps))
+        return (f"two images at one position ({frames[k].path.name}, "
+                f"{frames[k + 1].path.name}): several stacks in one series?")
+    if len(gaps) and (gaps.max() - gaps.min()) > SPACING_TOLERANCE * np.median(gaps):
+        return (f"its slices are not evenly spaced (gaps {gaps.min():.3g} to "
+                f"{gaps.max():.3g} mm: missing slices?)")
+    return DicomSeries(uid, modality, tuple(frames),
+                       study_uid=str(getattr(first, "StudyInstanceUID", "")),
+                       frame_of_reference=str(getattr(first, "FrameOfReferenceUID", "")),
+                       description=str(getattr(first, "SeriesDescription", "")))
