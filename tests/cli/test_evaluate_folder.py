@@ -12,7 +12,16 @@ def test_summary_line_and_one_line_errors(tmp_path, capsys):
     assert main(["evaluate-folder", "--labels", str(labels), "--predictions", str(labels),
                  "--output", str(tmp_path / "report")]) == 0  # the truth scores itself 1
     line = capsys.readouterr().out.strip().splitlines()[-1]
-    assert line.startswith("Scored 2 case(s): dice 1.0000, hd95 0.0000; dice_ball 1.0000")
+    assert line.startswith("Scored 2 case(s): dice 1.0000, hd95 0.0000, sdice 1.0000, "
+                           "apl 0.0000; dice_ball 1.0000")
+    assert main(["evaluate-folder", "--labels", str(labels), "--predictions", str(labels),
+                 "--output", str(tmp_path / "report"), "--tolerance-mm", "0.5"]) == 0
+    import json
+    report = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert report["surface_tolerance_mm"] == 0.5 and report["sdice_ball"] == 1.0
+    assert main(["evaluate-folder", "--labels", str(labels), "--predictions", str(labels),
+                 "--output", str(tmp_path / "report"), "--tolerance-mm", "-1"]) == 2
+    assert "--tolerance-mm: each value must be 0 to 100 mm" in capsys.readouterr().err
     for args, message in (
             (["--labels", str(labels)], "give --predictions PRED, or --model MODEL with "
                                         "--images IMAGES"),

@@ -14,8 +14,9 @@ def evaluate_folder_main(argv: Sequence[str] | None = None) -> int:
         description="Score a folder of predicted label maps against a folder of ground truth "
                     "(NIfTI CASE.nii.gz or PNG NAME.png, paired by name; CLASS/NAME.png for "
                     "overlapping 2D classes), or an export on a labelled test folder, with no "
-                    "training config: per case and class 3-D Dice and HD95 (mm from the "
-                    "NIfTI header, pixels for PNG) in metrics.json and cases.csv. For a "
+                    "training config: per case and class 3-D Dice, HD95, surface Dice and "
+                    "added path length (mm from the NIfTI header, pixels for PNG) in "
+                    "metrics.json and cases.csv. For a "
                     "Kaggle-layout model use evaluate --config.")
     parser.add_argument("--labels", required=True,
                         help="the ground-truth folder (e.g. Dataset/labelsTs)")
@@ -34,20 +35,31 @@ def evaluate_folder_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", help="report folder (new, empty, or an earlier report; "
                                          "default: evaluation/ beside --predictions; required "
                                          "with --images)")
+    parser.add_argument("--tolerance-mm", type=float, nargs="+", default=[2.0],
+                        metavar="MM", help="surface Dice and added path length: the tolerance "
+                                           "in mm, one value or one per class (default 2)")
     add_verbose_argument(parser)
     args = parser.parse_args(argv)
     quiet_tensorflow(args.verbose)
     return run_command(lambda: _evaluate_folder(args))
 
 
+def _tolerance(values: list[float]):
+    from tf_medseg.errors import MedsegError
+    if any(not 0 <= v <= 100 for v in values):
+        raise MedsegError(f"--tolerance-mm: each value must be 0 to 100 mm, got {values}")
+    return values[0] if len(values) == 1 else tuple(values)
+
+
 def _evaluate_folder(args) -> None:
     from tf_medseg.workflows.evaluate_folder import evaluate_folder
     result, out = evaluate_folder(args.labels, predictions=args.predictions, model=args.model,
                                   images=args.images, out_dir=args.output,
-                                  dataset_json=args.dataset_json)
+                                  dataset_json=args.dataset_json,
+                                  tolerance=_tolerance(args.tolerance_mm))
 
     def shown(key):
         return figure(result, key)
     print(f"Scored {result['scored_cases']} case(s): " + ", ".join(
-        shown(k) for k in ("dice", "hd95")) + "; " +
+        shown(k) for k in ("dice", "hd95", "sdice", "apl")) + "; " +
         ", ".join(shown(f"dice_{c}") for c in result["classes"]) + f"; report in {out}")

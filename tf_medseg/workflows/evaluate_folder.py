@@ -146,8 +146,8 @@ def _cases(folder: Path, option: str, per_class: tuple[str, ...]) -> dict[str, l
     return cases
 
 
-def score_folders(predictions, labels, schema: LabelSchema, *, progress: bool = True
-                  ) -> tuple[dict, list[dict]]:
+def score_folders(predictions, labels, schema: LabelSchema, *, progress: bool = True,
+                  tolerance=2.0) -> tuple[dict, list[dict]]:
     """(aggregate, per-case rows) of the label maps in ``predictions`` against ``labels``."""
     from tqdm.auto import tqdm
 
@@ -164,7 +164,7 @@ def score_folders(predictions, labels, schema: LabelSchema, *, progress: bool = 
             raise MedsegError(f"{where / a[missing[0]][0].name}: no counterpart in {other} "
                               f"({len(missing)} case(s) without one); give folders of the "
                               f"same cases")
-    scoring = Scoring(schema, distances=True)
+    scoring = Scoring(schema, distances=True, tolerance=tolerance)
     for case in tqdm(sorted(true), desc="Scoring cases", unit="case", disable=not progress):
         maps = [[_read(p) for p in group] for group in (pred[case], true[case])]
         (p_maps, t_maps) = maps
@@ -181,7 +181,8 @@ def score_folders(predictions, labels, schema: LabelSchema, *, progress: bool = 
 
 
 def evaluate_folder(labels, *, predictions=None, model=None, images=None, out_dir=None,
-                    dataset_json=None, progress: bool = True) -> tuple[dict, Path]:
+                    dataset_json=None, progress: bool = True,
+                    tolerance=2.0) -> tuple[dict, Path]:
     """Score ``predictions`` (or ``model``'s predictions of ``images``) against ``labels``
     and write the report to ``out_dir``; (aggregate, report folder)."""
     from tf_medseg.evaluation.scoring import write_report
@@ -215,7 +216,8 @@ def evaluate_folder(labels, *, predictions=None, model=None, images=None, out_di
         from tf_medseg.inference.predict import predict
         predictions = out / PREDICTIONS
         predict(model, images, predictions, progress=progress, overwrite=True)
-    result, rows = score_folders(predictions, labels, schema, progress=progress)
+    result, rows = score_folders(predictions, labels, schema, progress=progress,
+                                 tolerance=tolerance)
     result.update({"scored_cases": len(rows), "predictions": str(predictions),
                    "labels": str(labels),
                    "models": [str(m) for m in ([model] if isinstance(model, (str, os.PathLike))
