@@ -14,7 +14,8 @@
 * ``logits`` (the network on normalised, model-size 2.5D stacks as the training pipeline
   prepares them; float32 logits out).
 
-Normalisation and resizing are inside the graph, so they cannot drift from training.
+Normalisation, resizing and (``predict.tta`` flips, in the contract) test-time mirroring of
+every window are inside the graph, so they cannot drift from training.
 :func:`serving_functions` are the same functions in memory: the predictor runs a model under
 training through them, so that validation scores exactly what an export serves.
 """
