@@ -57,6 +57,32 @@ class DicomSeries:
     study_uid: str = ""
     frame_of_reference: str = ""
     description: str = ""
+    sop_class: str = ""
+    header: object = dataclasses.field(default=None, compare=False, repr=False)  # the first
+    # image's header without pixels: the patient and study modules a structure set copies
+
+    def frame_at(self, position) -> int | None:
+        """The index of the frame whose plane holds ``position`` (patient mm) within half a
+        slice, or None."""
+        along = np.array([np.dot(f.position, self.normal) for f in self.frames])
+        gap = np.abs(along - float(np.dot(position, self.normal)))
+        k = int(np.argmin(gap))
+        return k if gap[k] <= 0.5 * abs(self.spacing[0]) else None
+
+    def to_pixels(self, points) -> np.ndarray:
+        """(n, 3) patient mm -> (n, 2) (row, column) of the in-plane grid."""
+        o = np.asarray(self.frames[0].orientation, float)
+        rows, cols = self.frames[0].pixel_spacing
+        d = np.asarray(points, float) - np.asarray(self.frames[0].position)
+        return np.stack([d @ o[3:] / rows, d @ o[:3] / cols], axis=1)
+
+    def to_patient(self, pixels, frame: int) -> np.ndarray:
+        """(n, 2) (row, column) on frame ``frame`` -> (n, 3) patient mm."""
+        o = np.asarray(self.frames[frame].orientation, float)
+        rows, cols = self.frames[frame].pixel_spacing
+        p = np.asarray(pixels, float)
+        return (np.asarray(self.frames[frame].position)[None] + p[:, :1] * rows * o[None, 3:]
+                + p[:, 1:2] * cols * o[None, :3])
 
     @property
     def normal(self) -> np.ndarray:
@@ -243,4 +269,5 @@ def _series(uid: str, members) -> DicomSeries | str:
     return DicomSeries(uid, modality, tuple(frames),
                        study_uid=str(getattr(first, "StudyInstanceUID", "")),
                        frame_of_reference=str(getattr(first, "FrameOfReferenceUID", "")),
-                       description=str(getattr(first, "SeriesDescription", "")))
+                       description=str(getattr(first, "SeriesDescription", "")),
+                       sop_class=str(getattr(first, "SOPClassUID", "")), header=first)

@@ -1,0 +1,76 @@
+"""RT Structure Sets written from masks on a DICOM series and read back: the masks exactly,
+the references, the copied modules, and the caution that the contours are unreviewed."""
+
+import numpy as np
+import pydicom
+import pytest
+from synthetic_dicom import write_series
+
+from tf_medseg.data.dicom import find_series
+from tf_medseg.data.rtstruct import (
+    rasterize_structure,
+    read_structure_set,
+    structure_set,
+    write_structure_set,
+)
+from tf_medseg.errors import DataError
+
+
+def _masks(shape):
+    masks = np.zeros((*shape, 2), bool)
+    masks[1:4, 2:9, 2:9, 0] = True
+    masks[2, 4:6, 4:6, 0] = False  # a hole on one slice
+    masks[1, 0:2, 10:12, 0] = True  # a second island
+    masks[3:5, 5:8, 1:4, 1] = True  # the other class, overlapping the first on slice 3
+    return masks
+
+
+def test_a_structure_set_reads_back_onto_its_series_exactly(tmp_path):
+    info = write_series(tmp_path / "series", np.zeros((6, 12, 13), np.uint16),
+                        (3.0, 0.7, 0.8), tilt=15.0)
+    (series,), _ = find_series(tmp_path / "series")
+    masks = _masks((6, 12, 13))
+    ds = structure_set(series, masks, ["stomach", "small_bowel"], [(0, 158, 115),
+                                                                    (86, 180, 233)])
+    out = write_structure_set(ds, tmp_path / "out" / "RS.dcm")
+    assert [p.name for p in out.parent.iterdir()] == ["RS.dcm"]  # no temporary left
+    back = pydicom.dcmread(out)
+    assert back.Modality == "RTSTRUCT" and back.ApprovalStatus == "UNAPPROVED"
+    assert "not reviewed" in back.StructureSetDescription
+    assert back.PatientID == "TEST001" and back.StudyInstanceUID == info["study"]
+    assert back.FrameOfReferenceUID == info["frame_of_reference"]
+    assert back.SeriesInstanceUID != info["series"] and back.SOPInstanceUID not in info[
+        "sop_uids"]
+    assert [r.ROIName for r in back.StructureSetROISequence] == ["stomach", "small_bowel"]
+    assert list(back.ROIContourSequence[0].ROIDisplayColor) == [0, 158, 115]
+    refs = back.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence[0]
+    listed = [i.ReferencedSOPInstanceUID
+              for i in refs.RTReferencedSeriesSequence[0].ContourImageSequence]
+    assert listed == info["sop_uids"]
+    # every contour on the image it references, its points in that image's plane
+    for contour in back.ROIContourSequence[0].ContourSequence:
+        uid = contour.ContourImageSequence[0].ReferencedSOPInstanceUID
+        z = info["sop_uids"].index(uid)
+        points = np.asarray(contour.ContourData, float).reshape(-1, 3)
+        assert contour.ContourGeometricType == "CLOSED_PLANAR"
+        np.testing.assert_allclose((points - series.frames[z].position) @ series.normal, 0,
+                                   atol=1e-3)
+    contours = read_structure_set(out)
+    assert set(contours) == {"stomach", "small_bowel"}
+    assert len(contours["stomach"]) == 3 + 1 + 1  # 3 outlines, the hole, the island
+    for k, name in enumerate(("stomach", "small_bowel")):
+        np.testing.assert_array_equal(rasterize_structure(series, contours[name]),
+                                      masks[..., k])
+    # without image references the position finds the slice
+    unreferenced = [(None, points) for _, points in contours["stomach"]]
+    np.testing.assert_array_equal(rasterize_structure(series, unreferenced), masks[..., 0])
+
+
+def test_what_is_not_a_structure_set_is_one_line(tmp_path):
+    write_series(tmp_path / "s", np.zeros((2, 4, 4), np.uint16))
+    image = next((tmp_path / "s").iterdir())
+    with pytest.raises(DataError, match=r"not an RT Structure Set \(Modality MR\)"):
+        read_structure_set(image)
+    (tmp_path / "x.dcm").write_text("no")
+    with pytest.raises(DataError, match=r"x\.dcm: not a readable DICOM file"):
+        read_structure_set(tmp_path / "x.dcm")
