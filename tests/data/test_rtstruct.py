@@ -74,3 +74,35 @@ def test_what_is_not_a_structure_set_is_one_line(tmp_path):
     (tmp_path / "x.dcm").write_text("no")
     with pytest.raises(DataError, match=r"x\.dcm: not a readable DICOM file"):
         read_structure_set(tmp_path / "x.dcm")
+
+
+def test_plastimatch_reads_the_structure_set_onto_the_series(tmp_path):
+    """An independent reader: plastimatch (system package; .ci/run installs it) rasterises
+    the RTSTRUCT onto the series. It unions a hole's contour with the outline instead of
+    cutting it out (planning systems cut it: even-odd), so the ring's Dice is just under 1."""
+    import shutil
+    import subprocess
+
+    import nibabel as nib
+    if shutil.which("plastimatch") is None:
+        pytest.skip("plastimatch is not installed (.ci/run installs it from apt)")
+    write_series(tmp_path / "series", np.zeros((6, 12, 13), np.uint16), (3.0, 0.7, 0.8),
+                 tilt=0.0)
+    (series,), _ = find_series(tmp_path / "series")
+    masks = _masks((6, 12, 13))
+    write_structure_set(structure_set(series, masks, ["stomach", "small_bowel"]),
+                        tmp_path / "RS.dcm")
+    for args in (["--input", str(tmp_path / "series"), "--output-img",
+                  str(tmp_path / "image.nii.gz")],
+                 ["--input", str(tmp_path / "RS.dcm"), "--fixed", str(tmp_path / "image.nii.gz"),
+                  "--output-prefix", str(tmp_path / "out"), "--prefix-format", "nii.gz"]):
+        proc = subprocess.run(["plastimatch", "convert", *args], capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    for k, name in enumerate(("stomach", "small_bowel")):
+        theirs = np.asarray(nib.load(tmp_path / "out" / f"{name}.nii.gz").dataobj) > 0
+        theirs = np.transpose(theirs, (2, 1, 0))  # (columns, rows, slices) as DICOM orders them
+        ours = masks[..., k]
+        dice = 2 * (theirs & ours).sum() / (theirs.sum() + ours.sum())
+        assert dice >= 0.97, (name, dice)
+        assert (ours & ~theirs).sum() == 0  # nothing of ours missing; only the hole filled
