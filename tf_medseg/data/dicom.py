@@ -271,3 +271,14 @@ def _series(uid: str, members) -> DicomSeries | str:
                        frame_of_reference=str(getattr(first, "FrameOfReferenceUID", "")),
                        description=str(getattr(first, "SeriesDescription", "")),
                        sop_class=str(getattr(first, "SOPClassUID", "")), header=first)
+
+
+def write_dicom(ds, path) -> Path:
+    """A pydicom (or highdicom) dataset saved at ``path`` atomically: a complete file or none,
+    never a partial one a later run would trust."""
+    from tf_medseg.files import atomic_open
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path, "wb") as f:
+        ds.save_as(f, enforce_file_format=True)
+    return path

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from tf_medseg.data.contours import mask_polygons, rasterize
-from tf_medseg.data.dicom import DicomSeries
+from tf_medseg.data.dicom import DicomSeries, write_dicom
 from tf_medseg.errors import DataError
 
 RTSTRUCT_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
@@ -117,13 +117,8 @@ def structure_set(series: DicomSeries, masks: np.ndarray, classes, colours=None,
 
 
 def write_structure_set(ds, path: Path) -> Path:
-    """``ds`` saved at ``path`` atomically (a complete file or none)."""
-    from tf_medseg.files import atomic_open
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_open(path, "wb") as f:
-        ds.save_as(f, enforce_file_format=True)
-    return path
+    """``ds`` saved at ``path`` atomically (:func:`tf_medseg.data.dicom.write_dicom`)."""
+    return write_dicom(ds, path)
 
 
 def read_structure_set(path) -> dict[str, list[tuple[str | None, np.ndarray]]]:
