@@ -41,6 +41,9 @@ def test_set_argument_and_program_name(monkeypatch):
     args = parser.parse_args(["--set", "train.epochs=1", "data.image_size=[64,64]"])
     assert args.set == ["train.epochs=1", "data.image_size=[64,64]"]
     assert parser.parse_args([]).set == []
+    repeated = parser.parse_args(["--set", "plan.dims=3", "--set", "train.epochs=2"])
+    assert repeated.set == ["plan.dims=3", "train.epochs=2"]
+    assert parser.parse_args([]).set == []
     monkeypatch.setattr("sys.argv", ["/usr/bin/tf-medseg"])
     assert common.prog("predict") == "tf-medseg predict"
     monkeypatch.setattr("sys.argv", ["-m"])

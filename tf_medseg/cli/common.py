@@ -102,9 +102,9 @@ def quiet_tensorflow(verbose: bool = False) -> None:
 
 def add_set_argument(parser: argparse.ArgumentParser) -> None:
     """``--set KEY=VALUE ...``: config overrides, parsed as YAML by ``load_config``."""
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="override config keys; values are YAML, e.g. train.epochs=1 "
-                             "data.image_size=[64,64]")
+                             "data.image_size=[64,64]; --set may be repeated")
 
 
 def figure(result: dict, key: str) -> str:
