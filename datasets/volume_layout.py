@@ -56,12 +56,14 @@ class VolumeBuilder(tfds.core.GeneratorBasedBuilder):
     """One example per case; subclasses set ``FORMAT``."""
 
     FORMAT = ""
-    VERSION = tfds.core.Version("2.0.0")
+    VERSION = tfds.core.Version("2.1.0")
     RELEASE_NOTES = {
         "1.0.0": "One record per case: (D, H, W, C) float32 image, uint16 mask.",
         "2.0.0": "The one record format of every source: the case at its stored resolution "
                  "in the file's voxel order, (X, Y, Z, C) float32, its spacing; uint8 masks "
                  "where they fit; the label schema and fingerprint in the metadata.",
+        "2.1.0": "Each scan's orientation (nibabel axis codes of its affine) in the "
+                 "fingerprint: what DICOM input is turned to face.",
     }
 
     def _info(self) -> tfds.core.DatasetInfo:

@@ -101,3 +101,46 @@ def write_enhanced(path: Path, volume: np.ndarray, spacing=(3.0, 1.0, 1.0), *, o
     ds.PerFrameFunctionalGroupsSequence = Sequence(groups)
     ds.PixelData = np.ascontiguousarray(volume[order].astype(np.uint16)).tobytes()
     ds.save_as(path, enforce_file_format=True)
+
+
+def write_from_nifti(folder: Path, nifti_path: Path, *, seed: int = 0) -> dict:
+    """Write a NIfTI volume as the MR series a scanner would have sent before dcm2niix made the
+    NIfTI: (slices, rows, columns) with X the columns, Y the rows from the last up and Z the
+    slices, positions and directions in LPS from the NIfTI's RAS affine; random file names.
+    Returns the UIDs, the stored (slices, rows, columns) volume and its LPS affine."""
+    import nibabel as nib
+    from pydicom.uid import generate_uid
+    img = nib.load(str(nifti_path))
+    data = np.asarray(img.dataobj)
+    if data.min() < 0 or data.max() > 65535 or not np.array_equal(data, np.rint(data)):
+        raise ValueError(f"{nifti_path}: values that are not 16-bit integers")
+    ras = np.asarray(img.affine, float)
+    ny = data.shape[1]
+    # (s, r, c) -> (x, y, z) = (c, ny - 1 - r, s): the voxel-to-LPS affine of the series.
+    to_index = np.zeros((4, 4))
+    to_index[0, 2] = to_index[2, 0] = to_index[3, 3] = 1.0
+    to_index[1, 1], to_index[1, 3] = -1.0, ny - 1
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ ras @ to_index
+    volume = np.ascontiguousarray(np.flip(np.transpose(data, (2, 1, 0)), axis=1))
+    spacing = np.sqrt((lps[:3, :3] ** 2).sum(axis=0))  # slice, row, column
+    row_dir, col_dir = lps[:3, 2] / spacing[2], lps[:3, 1] / spacing[1]
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    study, series, frame_of_reference = generate_uid(), generate_uid(), generate_uid()
+    names = rng.permutation(len(volume))
+    sop_uids = []
+    for k, plane in enumerate(volume):
+        path = folder / f"MR{names[k]:05d}.dcm"
+        ds = _dataset(path, MR_STORAGE, study, series, frame_of_reference)
+        ds.InstanceNumber = k + 1
+        ds.SeriesNumber = 3
+        ds.ImagePositionPatient = [float(v) for v in lps[:3, :3] @ [k, 0, 0] + lps[:3, 3]]
+        ds.ImageOrientationPatient = [float(v) for v in (*row_dir, *col_dir)]
+        ds.PixelSpacing = [float(spacing[1]), float(spacing[2])]
+        ds.SliceThickness = float(spacing[0])
+        ds.Rows, ds.Columns = plane.shape
+        ds.PixelData = plane.astype(np.uint16).tobytes()
+        ds.save_as(path, enforce_file_format=True)
+        sop_uids.append(ds.SOPInstanceUID)
+    return {"study": study, "series": series, "sop_uids": sop_uids, "volume": volume,
+            "affine": lps}

@@ -14,7 +14,7 @@ def test_records_hold_the_files_voxels(tmp_path):
     root = write_nnunet(tmp_path / "Dataset001_Tiny", cases=2)
     builder = records.build_records(DataConfig(source="nnunet", root=str(root),
                                                data_dir=str(tmp_path / "tfds")))
-    assert builder.info.full_name.startswith("nnunet/src_") and builder.VERSION == "2.0.0"
+    assert builder.info.full_name.startswith("nnunet/src_") and builder.VERSION == "2.1.0"
     meta = builder.info.metadata
     assert meta["labels"]["classes"] == ["ball", "box"] and meta["labels"]["metric"] == "volume"
     assert meta["labels"]["channels"] == ["T1", "T2"] and meta["groups"] == ["case_000",

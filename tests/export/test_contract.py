@@ -31,9 +31,16 @@ def test_round_trip(tmp_path):
     assert meta["input"]["dtype"] == "uint16" and meta["signatures"][0] == "serving_default"
     mirrored = dataclasses.replace(contract, tta="flips+zoom", mirror_axes=(0, 1))
     assert read_contract(_export_folder(tmp_path / "f", mirrored), "--model f") == mirrored
+    assert meta["orientation"] is None and meta["roi_names"] == list(contract.classes)
+    named = dataclasses.replace(contract, orientation="LAS",
+                                roi_names=("Bowel_Large", "Bowel_Small", "Stomach"))
+    back = read_contract(_export_folder(tmp_path / "n", named), "--model n")
+    assert back == named and back.roi_labels == ("Bowel_Large", "Bowel_Small", "Stomach")
     del meta["tta"], meta["mirror_axes"]  # an export written before predict.tta
+    del meta["orientation"], meta["roi_names"]  # ... and before DICOM output
     (folder / "metadata.json").write_text(json.dumps(meta))
-    assert read_contract(folder, "--model m").tta == "none"
+    back = read_contract(folder, "--model m")
+    assert back.tta == "none" and back.orientation is None and back.roi_labels == back.classes
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -43,6 +50,8 @@ def test_round_trip(tmp_path):
     (lambda m: m.pop("labels"), "damaged export metadata (KeyError"),
     (lambda m: m.update(tta="flips"), "damaged export metadata (tta 'flips', mirror_axes []"),
     (lambda m: m.update(tta="flips", mirror_axes=[2]), "damaged export metadata (tta 'flips'"),
+    (lambda m: m.update(orientation="LAX"), "damaged export metadata (ValueError: orientation"),
+    (lambda m: m.update(roi_names=["a"]), "damaged export metadata (roi_names ['a'] for 3"),
 ])
 def test_damaged_or_old_metadata_is_one_line(tmp_path, edit, message):
     folder = _export_folder(tmp_path / "m", kaggle_contract(load_config("tiny.yaml")))

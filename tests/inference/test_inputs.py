@@ -62,3 +62,52 @@ def test_plain_names_need_one_channel(tmp_path):
     (case,) = find_inputs(folder, one)
     image, spacing = case.read(one)
     assert case.form == "image" and image.shape == (4, 5, 1, 1) and spacing.tolist() == [1, 1, 1]
+
+
+ONE_CHANNEL = dataclasses.replace(VOLUMES, labels=dataclasses.replace(VOLUMES.labels,
+                                                                      channels=("T2",)))
+
+
+def test_dicom_folders_are_found_at_any_depth_and_turned_to_the_models_axes(tmp_path):
+    from synthetic_dicom import write_series
+
+    from tf_medseg.inference.inputs import holds_dicom
+    volume = np.arange(4 * 6 * 5, dtype=np.uint16).reshape(4, 6, 5)
+    info = write_series(tmp_path / "dicom" / "patient" / "study", volume, (3.0, 0.7, 0.8),
+                        tilt=0.0)
+    (tmp_path / "dicom" / "notes.txt").write_text("not DICOM")
+    assert holds_dicom(tmp_path / "dicom")
+    assert not holds_dicom(write_nnunet(tmp_path / "nnunet") / "imagesTr")
+    one = ONE_CHANNEL
+    with pytest.raises(DataError, match="a DICOM series is one channel, but the model takes 2"):
+        find_inputs(tmp_path / "dicom", VOLUMES)
+    by_codes = {}
+    for codes in ("LPS", "SPL", None):
+        (case,) = find_inputs(tmp_path / "dicom", dataclasses.replace(one, orientation=codes))
+        assert case.form == "dicom" and case.name == info["series"]
+        image, spacing = case.read(one)
+        by_codes[codes] = (image[..., 0], spacing)
+    # LPS: the series' own axes (columns, rows, slices) with their spacings
+    np.testing.assert_array_equal(by_codes["LPS"][0], np.transpose(volume, (2, 1, 0)))
+    np.testing.assert_allclose(by_codes["LPS"][1], (0.8, 0.7, 3.0))
+    np.testing.assert_array_equal(by_codes["SPL"][0], np.transpose(volume, (0, 1, 2)))
+    # no codes (an export of records built before they were noted): dcm2niix's order
+    np.testing.assert_array_equal(by_codes[None][0], np.flip(np.transpose(volume, (2, 1, 0)), 1))
+    # a 16-bit slice model takes the series' own (slices, rows, columns)
+    uint16 = dataclasses.replace(one, image_dtype="uint16")
+    (case,) = find_inputs(tmp_path / "dicom", uint16)
+    image, spacing = case.read(uint16)
+    assert image.dtype == np.uint16 and image.shape == (4, 6, 5, 1)
+    np.testing.assert_array_equal(image[..., 0], volume)
+
+
+def test_a_dicom_folder_without_image_series_says_what_it_skipped(tmp_path):
+    from synthetic_dicom import write_series
+    write_series(tmp_path / "one", np.zeros((1, 6, 5), np.uint16))  # a single slice
+    import pydicom
+    path = next((tmp_path / "one").iterdir())
+    ds = pydicom.dcmread(path)
+    ds.Modality = "SR"
+    ds.save_as(path)
+    with pytest.raises(DataError, match="no DICOM image series to predict"):
+        find_inputs(tmp_path, ONE_CHANNEL)

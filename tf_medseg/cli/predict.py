@@ -24,10 +24,16 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
                         help="a Kaggle-layout folder (test/ or train/), a caseN or caseN_dayM "
                              "folder, or a folder of slice PNGs; for a model trained on "
                              "nnunet, decathlon or folder data: a folder of NIfTI volumes "
-                             "(CASE_0000.nii.gz, ...) or 2D images")
+                             "(CASE_0000.nii.gz, ...) or 2D images; any model: a folder of "
+                             "DICOM files (any depth), one case per image series")
     parser.add_argument("--output", default="submission.csv",
                         help="the submission CSV (default: submission.csv); for NIfTI or "
                              "image input a folder of label maps (CASE.nii.gz or NAME.png)")
+    from tf_medseg.inference.writers.registry import OUTPUT_FORMATS
+    parser.add_argument("--output-format", choices=OUTPUT_FORMATS,
+                        help="what DICOM input is answered with: rtstruct (an RT Structure "
+                             "Set per series, the default), seg (a DICOM SEG) or nifti; other "
+                             "inputs have their own form's only (csv, nifti, png)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an earlier prediction in --output / --overlays (a "
                              "submission CSV, or a folder with predict's prediction.json); "
@@ -57,7 +63,7 @@ def _predict(args) -> None:
     result = predict(args.model, args.input, args.output, overlays=args.overlays,
                      tta=args.tta, threshold=args.threshold, batch_size=args.batch_size,
                      probabilities=args.probabilities, postprocess=not args.no_postprocess,
-                     overwrite=args.overwrite)
+                     overwrite=args.overwrite, output_format=args.output_format)
     what = (f"{len(result['files'])} label map(s)" if "files" in result
             else f"{result['rows']} rows")
     print(f"Predicted {result['slices']} slices of {result['scans']} scan(s) in "

@@ -16,6 +16,13 @@ class ExportConfig:
     """The ``export:`` section: the SavedModel written after training."""
 
     saved_model: bool = field(True, "write RUN_DIR/saved_model after training")
+    roi_names: Optional[dict] = field(
+        None, "the ROI name of each class in the RT structure sets and DICOM SEGs that predict "
+              "writes, e.g. {stomach: Stomach, large_bowel: Bowel_Large}; classes left out "
+              "keep their own name; stored in the export",
+        check=lambda v: (all(isinstance(k, str) and isinstance(n, str) and 0 < len(n) <= 64
+                             and n.isprintable() for k, n in v.items()),
+                         "must map class names to ROI names of 1 to 64 printable characters"))
 
 
 @dataclasses.dataclass(frozen=True)

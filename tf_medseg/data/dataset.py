@@ -56,6 +56,7 @@ class ScanInfo:
     spacing: tuple[float, float, float]
     organ_slices: tuple[int, int, int]  # slices showing a class, along each axis
     class_voxels: tuple[int, ...]
+    axcodes: str | None = None  # NIfTI: the orientation of its axes (tf_medseg.data.orientation)
 
 
 class DataSet:
@@ -69,7 +70,7 @@ class DataSet:
         self.cases: list[int] = sorted(int(c) for c in self.metadata["cases"])
         self.scans: list[ScanInfo] = [
             ScanInfo(name, int(f["case"]), tuple(f["shape"]), tuple(f["spacing"]),
-                     tuple(f["organ_slices"]), tuple(f["class_voxels"]))
+                     tuple(f["organ_slices"]), tuple(f["class_voxels"]), f.get("axcodes"))
             for name, f in sorted(self.metadata["scans"].items())]
         self._check_resampled_size()
 
@@ -100,6 +101,13 @@ class DataSet:
                 raise ConfigError(f"data.{key}: {getattr(config, key)!r} names other records "
                                   f"than {getattr(self.config, key)!r}")
         return DataSet(self.builder, config)
+
+    @property
+    def orientation(self) -> str | None:
+        """The axis codes most scans share (what DICOM input is turned to face), None where
+        the records do not note them (2D images, Kaggle slices, records built before)."""
+        from tf_medseg.data.orientation import common_axcodes
+        return common_axcodes(s.axcodes for s in self.scans)
 
     @property
     def image_dtype(self):

@@ -85,6 +85,12 @@ class DicomSeries:
                 + p[:, 1:2] * cols * o[None, :3])
 
     @property
+    def shape(self) -> tuple[int, int, int]:
+        """(slices, rows, columns)."""
+        return (len(self.frames), int(getattr(self.header, "Rows", 0)),
+                int(getattr(self.header, "Columns", 0)))
+
+    @property
     def normal(self) -> np.ndarray:
         o = np.asarray(self.frames[0].orientation, float)
         return np.cross(o[:3], o[3:])
@@ -164,6 +170,11 @@ def find_series(root) -> tuple[list[DicomSeries], list[str]]:
         else:
             series.append(result)
     return series, notes
+
+
+def is_dicom(path) -> bool:
+    """Whether ``path`` is a DICOM file (:func:`_header`)."""
+    return _header(Path(path)) is not None
 
 
 def _header(path: Path):

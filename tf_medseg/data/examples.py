@@ -17,8 +17,8 @@ from tf_medseg.data.sources import kaggle, volumes
 
 
 def _finish(name: str, case: int, spacing, image: np.ndarray, mask: np.ndarray,
-            labels: LabelSchema):
-    facts, foreground = fingerprint.scan_facts(case, spacing, mask, labels)
+            labels: LabelSchema, axcodes: str | None = None):
+    facts, foreground = fingerprint.scan_facts(case, spacing, mask, labels, axcodes)
     return (features.record(name, case, spacing, image, mask), facts,
             fingerprint.foreground_sample(name, image, foreground))
 
@@ -37,4 +37,4 @@ def case_example(index: volumes.SourceIndex, case: volumes.CaseFiles, case_index
     map (or bit-packed masks) as ``mask_dtype``."""
     volume = volumes.read_case(index, case)
     return _finish(volume.case, case_index, volume.spacing, volume.image,
-                   volume.label.astype(mask_dtype), index.labels)
+                   volume.label.astype(mask_dtype), index.labels, volume.axcodes)

@@ -50,10 +50,17 @@ class Contract:
     overlap: float = 0.5  # patch: the windows' overlap
     tta: str = "none"  # none | flips | zoom | flips+zoom (predict.tta)
     mirror_axes: tuple[int, ...] = ()  # the network's axes mirrored with flips
+    orientation: str | None = None  # axis codes of the training volumes ("LAS"), if noted
+    roi_names: tuple[str, ...] = ()  # per class, the name of its ROI in DICOM outputs
 
     @property
     def classes(self) -> tuple[str, ...]:
         return self.labels.classes
+
+    @property
+    def roi_labels(self) -> tuple[str, ...]:
+        """Each class's name in RTSTRUCT and SEG outputs (``export.roi_names``, else its own)."""
+        return self.roi_names or self.classes
 
     @property
     def dims(self) -> int:
@@ -108,6 +115,7 @@ class Contract:
             "threshold": self.threshold,
             "sampling": self.sampling, "overlap": self.overlap,
             "tta": self.tta, "mirror_axes": list(self.mirror_axes),
+            "orientation": self.orientation, "roi_names": list(self.roi_labels),
         }
 
     @classmethod
@@ -144,7 +152,9 @@ class Contract:
                            sampling=meta.get("sampling", "resize"),
                            overlap=float(meta.get("overlap", 0.5)),
                            tta=meta.get("tta", "none"),
-                           mirror_axes=tuple(int(a) for a in meta.get("mirror_axes", [])))
+                           mirror_axes=tuple(int(a) for a in meta.get("mirror_axes", [])),
+                           orientation=_codes(meta.get("orientation")),
+                           roi_names=_roi_names(meta.get("roi_names"), labels.classes))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise MedsegError(f"{path}: damaged export metadata ({type(exc).__name__}: "
                               f"{str(exc)[:60]}); {FIX}") from None
@@ -160,11 +170,50 @@ class Contract:
                                              for a in contract.mirror_axes)):
             raise MedsegError(f"{path}: damaged export metadata (tta {contract.tta!r}, "
                               f"mirror_axes {list(contract.mirror_axes)}); {FIX}")
+        if contract.roi_names and len(contract.roi_names) != len(contract.classes):
+            raise MedsegError(f"{path}: damaged export metadata (roi_names "
+                              f"{list(contract.roi_names)} for {len(contract.classes)} "
+                              f"classes); {FIX}")
         if contract.head not in HEADS or contract.image_dtype not in IMAGE_DTYPES:
             raise MedsegError(f"{path}: damaged export metadata (model_output "
                               f"{contract.head!r}, input dtype {contract.image_dtype!r}); "
                               f"{FIX}")
         return contract
+
+
+def roi_names(mapping: dict | None, classes) -> tuple[str, ...]:
+    """Each class's ROI name under ``export.roi_names`` (classes it leaves out keep theirs);
+    () without a mapping. A name that is not a class is a one-line ConfigError."""
+    from tf_medseg.errors import ConfigError
+    if not mapping:
+        return ()
+    unknown = [k for k in mapping if k not in classes]
+    if unknown:
+        raise ConfigError(f"export.roi_names: {unknown[0]!r} is not a class of the data "
+                          f"({', '.join(classes)}); name the classes whose ROI names to set")
+    return tuple(mapping.get(c, c) for c in classes)
+
+
+def _roi_names(value, classes) -> tuple[str, ...]:
+    """metadata.json's ``roi_names`` (a list of strings, one per class); () where they are the
+    class names or absent (exports before ``export.roi_names``)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(n, str) and n for n in value):
+        raise ValueError(f"roi_names {value!r}")
+    names = tuple(value)
+    return () if names == tuple(classes) else names
+
+
+def _codes(value) -> str | None:
+    """Axis codes as metadata.json states them: three distinct of L/R, A/P, S/I, or None."""
+    if value is None:
+        return None
+    value = str(value)
+    if len(value) != 3 or sorted({"L": 0, "R": 0, "A": 1, "P": 1, "S": 2, "I": 2}.get(c, 9)
+                                 for c in value) != [0, 1, 2]:
+        raise ValueError(f"orientation {value!r}")
+    return value
 
 
 def read_metadata(model_dir: Path, label: str) -> dict:

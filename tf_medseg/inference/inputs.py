@@ -22,6 +22,12 @@ A model of float images (nnunet, decathlon and folder data) takes a folder of:
   or an image folder's root holding ``images/``; a colour model takes colour images): form
   ``image``, (H, W, 1, C) float32.
 
+Any model takes a folder of DICOM files (any depth, any names; :mod:`tf_medseg.data.dicom`):
+form ``dicom``, one case per image series, read as (slices, rows, columns) and turned to face
+the model's training volumes (:mod:`tf_medseg.data.orientation`; a 16-bit slice model takes
+the series' own slices, clipped to 0-65535). Series that are not image stacks are skipped
+with a note on stderr.
+
 Every file is checked before it is read (one-line errors naming it).
 """
 
@@ -41,7 +47,8 @@ from tf_medseg.errors import DataError
 from tf_medseg.export.contract import Contract
 
 CHANNEL_RE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
-FORMS = ("kaggle", "nifti", "image")
+FORMS = ("kaggle", "nifti", "image", "dicom")
+IDENTITY = np.array([[0, 1], [1, 1], [2, 1]], float)  # a DICOM series in its own axes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,9 +61,16 @@ class InputCase:
     ids: tuple[str, ...] = ()  # kaggle: the submission id of each slice
     slices: tuple[kaggle.SliceFile, ...] | None = None  # Kaggle slice names: sizes to check
     ending: str = ".png"
+    series: object = None  # dicom: the DicomSeries
+    turn: object = None  # dicom: its Reorientation to the model's axes
 
     def read(self, contract: Contract) -> tuple[np.ndarray, np.ndarray]:
         """(volume (A0, A1, A2, C) in the records' dtype, spacing (3,) mm)."""
+        if self.form == "dicom":
+            volume = self.turn.forward(self.series.read())
+            if contract.image_dtype == "uint16":
+                volume = np.clip(np.rint(volume), 0, 65535).astype(np.uint16)
+            return volume[..., None], self.turn.spacing(self.series.spacing)
         if self.form == "kaggle":
             volume = read_slices(self)
             # Slices without Kaggle names: 1 mm pixels, slices the layout's thickness apart
@@ -77,6 +91,8 @@ def find_inputs(input_dir, contract: Contract) -> list[InputCase]:
     root = Path(input_dir).expanduser()
     if not root.is_dir():
         raise DataError(f"--input {root}: not a folder")
+    if holds_dicom(root):
+        return find_dicom(root, contract)
     if contract.image_dtype == "uint16":
         return find_scans(root)
     return find_cases(root, contract.modalities, contract.labels.channels == ("R", "G", "B"))
@@ -204,4 +220,49 @@ def find_cases(root: Path, channels: int, colour: bool = False) -> list[InputCas
                             f"{channels} channel(s)")
         cases.append(InputCase(case, form, tuple(by_channel[k] for k in range(channels)),
                                ending=ending))
+    return cases
+
+
+# ------------------------------------------------------------------------- DICOM series
+
+def holds_dicom(root: Path, probe: int = 64) -> bool:
+    """Whether ``root`` is a DICOM folder: no NIfTI, PNG or TIFF files and no Kaggle or image
+    folder layout at its top, and a DICOM file among the first ``probe`` files below it."""
+    from tf_medseg.data.dicom import is_dicom
+    if any((root / d).is_dir() for d in ("test", "train", "images", "scans")):
+        return False
+    if any(p.is_file() and (file_ending(p.name) or p.suffix.lower() == ".png")
+           for p in root.iterdir()):
+        return False
+    files = (p for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith("."))
+    return any(is_dicom(p) for _, p in zip(range(probe), files))
+
+
+def find_dicom(root: Path, contract: Contract) -> list[InputCase]:
+    """One case per image series under ``root``, turned to face ``contract``'s training
+    volumes; what is skipped is noted on stderr.
+
+    Raises:
+        DataError: if no image series is found, or the model takes several channels.
+    """
+    import sys
+
+    from tf_medseg.data import dicom, orientation
+    if contract.modalities != 1:
+        raise DataError(f"--input {root}: a DICOM series is one channel, but the model takes "
+                        f"{contract.modalities} ({', '.join(contract.labels.channels)})")
+    series, notes = dicom.find_series(root)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    if not series:
+        raise DataError(f"--input {root}: no DICOM image series to predict"
+                        + (f" ({notes[-1]})" if notes else ""))
+    cases = []
+    for s in series:
+        if contract.image_dtype == "uint16":
+            turn = orientation.Reorientation(IDENTITY.copy(), s.shape)
+        else:
+            turn = orientation.dicom_reorientation(s.affine, s.shape, contract.orientation)
+        paths = tuple(dict.fromkeys(f.path for f in s.frames))
+        cases.append(InputCase(s.uid, "dicom", paths, series=s, turn=turn))
     return cases

@@ -4,7 +4,8 @@ form.
 ::
 
     python -m tf_medseg predict --model RUN_DIR/saved_model --input DIR --output OUT
-        [--overlays DIR] [--tta] [--threshold T] [--batch-size N] [--probabilities]
+        [--output-format rtstruct|seg|nifti|png|csv] [--overlays DIR] [--tta]
+        [--threshold T] [--batch-size N] [--probabilities]
 
 The inputs (:mod:`tf_medseg.inference.inputs`) are read as volumes; the predictor
 (:mod:`tf_medseg.inference.predictor`) answers each whole volume through the exports' own
@@ -17,7 +18,10 @@ the input's form writes the answer:
 * NIfTI volumes -> ``--output`` is a folder of ``CASE.nii.gz`` label maps (the input's shape,
   affine and header); ``--probabilities`` adds ``CASE.npz``;
 * 2D images -> a folder of PNG label maps (``NAME.png``, or ``CLASS/NAME.png`` for overlapping
-  classes).
+  classes);
+* DICOM series -> a folder of RT Structure Sets ``RS_SERIESUID.dcm`` (``--output-format
+  rtstruct``, the default), DICOM SEGs ``SEG_SERIESUID.dcm`` (``seg``) or NIfTI label maps
+  ``SERIESUID.nii.gz`` (``nifti``): :mod:`tf_medseg.inference.writers.dicom`.
 
 Label maps paint each class's label value (dataset.json's; for regions nnU-Net's
 ``regions_class_order``) where it is predicted. ``--overlays DIR`` writes one PNG per slice:
@@ -36,7 +40,8 @@ from tf_medseg.errors import MedsegError
 from tf_medseg.inference.predictor import Models, Predictor
 
 
-def check_paths(models: Models, input_dir, output, overlays, overwrite: bool = False) -> None:
+def check_paths(models: Models, input_dir, output, overlays, overwrite: bool = False,
+                target: str | None = None) -> None:
     """Before any work: the input a folder, and the outputs of the right kind (a CSV file, or
     a folder of label maps), outside the input and the models, and new, empty or predict's own
     earlier output with ``overwrite`` (:mod:`~tf_medseg.inference.writers.ownership`;
@@ -49,11 +54,11 @@ def check_paths(models: Models, input_dir, output, overlays, overwrite: bool = F
     if not root.is_dir():
         raise DataError(f"--input {root}: not a folder")
     inputs = {"--input": root, **{f"--model {m}": m for m in models.exports}}
-    target = target_of(models.contract)
+    target = target or target_of(models.contract)
     out = check_output_path(output, "--output", target)
     if target == "folder" and out.suffix.lower() == ".csv":
-        raise MedsegError(f"--output {out}: this model answers with label maps; give a "
-                          f"folder (a CSV is for the Kaggle layout)")
+        raise MedsegError(f"--output {out}: this input is answered with a file per case; "
+                          f"give a folder (a CSV is for Kaggle-layout slices)")
     check_outside(out, "--output", inputs)
     check_replaceable(out, "--output", target, overwrite)
     if overlays is not None:
@@ -68,7 +73,7 @@ def predict(model_dir, input_dir: str | os.PathLike, output: str | os.PathLike, 
             overlays: str | os.PathLike | None = None, tta: bool = False,
             threshold: float | None = None, batch_size: int = 16, progress: bool = True,
             probabilities: bool = False, postprocess: bool = True,
-            overwrite: bool = False) -> dict:
+            overwrite: bool = False, output_format: str | None = None) -> dict:
     """Predict every case of ``input_dir`` and write the answer to ``output`` (and overlays).
 
     ``model_dir``: an export, a run folder, a cross-validation run folder or a list of those
@@ -77,6 +82,9 @@ def predict(model_dir, input_dir: str | os.PathLike, output: str | os.PathLike, 
     unless ``postprocess`` is False; ``threshold`` overrides its per-class thresholds.
     ``output`` (and ``overlays``) must be new or empty, or predict's own earlier output and
     ``overwrite`` given; a folder gets a ``prediction.json`` that lists what it holds.
+    ``output_format`` (:data:`~tf_medseg.inference.writers.registry.OUTPUT_FORMATS`): what a
+    DICOM series is answered with (``rtstruct``, ``seg`` or ``nifti``); other inputs have one
+    format each (None: the input's own).
 
     Returns:
         ``{"scans", "slices", "output", "seconds", "load_seconds", "predict_seconds",
@@ -88,17 +96,23 @@ def predict(model_dir, input_dir: str | os.PathLike, output: str | os.PathLike, 
     from tf_medseg.inference.inputs import find_inputs
     from tf_medseg.inference.writers.overlays import OverlayWriter
     from tf_medseg.inference.writers.ownership import publish
-    from tf_medseg.inference.writers.registry import writer_for
+    from tf_medseg.inference.writers.registry import target_of, writer_for
     start = time.perf_counter()
     if threshold is not None and not 0.0 < threshold < 1.0:
         raise MedsegError(f"--threshold: must be between 0 and 1 (exclusive), got {threshold}")
     if batch_size < 1:
         raise MedsegError(f"--batch-size: must be at least 1, got {batch_size}")
     models = Models.read(model_dir)
-    check_paths(models, input_dir, output, overlays, overwrite)
     contract = models.contract
+    root = Path(input_dir).expanduser()
+    if not root.is_dir():
+        raise MedsegError(f"--input {root}: not a folder")
     cases = find_inputs(input_dir, contract)
-    writer = writer_for(cases[0].form, Path(output).expanduser(), contract, probabilities)
+    form = cases[0].form
+    check_paths(models, input_dir, output, overlays, overwrite,
+                target_of(contract, form, output_format))
+    writer = writer_for(form, Path(output).expanduser(), contract, probabilities,
+                        output_format)
     overlay = OverlayWriter(Path(overlays).expanduser(), contract) if overlays else None
     try:
         predictor = Predictor.load(models, tta=tta, batch_size=batch_size,
@@ -112,7 +126,9 @@ def predict(model_dir, input_dir: str | os.PathLike, output: str | os.PathLike, 
             for case in cases:
                 bar.set_postfix_str(case.name)
                 image, spacing = case.read(contract)
-                where = case.name if case.form == "kaggle" else str(case.paths[0])
+                where = (case.name if case.form == "kaggle" else f"series {case.name} in "
+                         f"{case.paths[0].parent}" if case.form == "dicom"
+                         else str(case.paths[0]))
                 probs = predictor.probabilities(image, spacing, name=where,
                                                 progress=bar.update if by_slice else None)
                 masks = predictor.masks(probs, threshold)  # whole volumes: 3-D components

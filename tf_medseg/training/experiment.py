@@ -32,7 +32,7 @@ import tensorflow as tf
 
 from tf_medseg.config import Config
 from tf_medseg.data.dataset import DataSet
-from tf_medseg.export.contract import Contract
+from tf_medseg.export.contract import Contract, roi_names
 
 
 class Experiment:
@@ -154,7 +154,9 @@ class Experiment:
                         threshold=self.config.train.threshold, sampling=d.sampling,
                         overlap=self.config.predict.overlap, tta=self.config.predict.tta,
                         mirror_axes=self.config.predict.mirrors(self.config.model.dims,
-                                                                self.config.augment))
+                                                                self.config.augment),
+                        orientation=self.dataset.orientation,
+                        roi_names=roi_names(self.config.export.roi_names, self.labels.classes))
 
     def predictor(self, model: keras.Model):
         """The predictor of a model in memory (its full-resolution head), as its export would

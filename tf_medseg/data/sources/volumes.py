@@ -15,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
+from tf_medseg.data import orientation
 from tf_medseg.data.images import read_2d, require_regular
 from tf_medseg.data.sources.volume_index import (  # noqa: F401  (read through this module too)
     ENDINGS,
@@ -230,6 +231,7 @@ class Volume:
     image: np.ndarray  # (X, Y, Z, C) float32, the file's voxel order
     label: np.ndarray  # (X, Y, Z) uint16: label map or bit-packed masks
     spacing: np.ndarray  # (3,) float32: mm along X, Y, Z
+    axcodes: str | None = None  # NIfTI: the affine's axis codes ("LAS"); 2D images: None
 
 
 def read_case(index: SourceIndex, case: CaseFiles) -> Volume:
@@ -238,5 +240,7 @@ def read_case(index: SourceIndex, case: CaseFiles) -> Volume:
     if image.size > MAX_PIXELS:
         raise DataError(f"{case.images[0]}: {image.shape} is too large for one record")
     label = read_label(index, case, header, image.shape[:3])
+    codes = None if header.affine is None else orientation.axcodes(header.affine)
     return Volume(case.case, case.group, np.ascontiguousarray(image),
-                  np.ascontiguousarray(label), np.asarray(header.spacing[:3], np.float32))
+                  np.ascontiguousarray(label), np.asarray(header.spacing[:3], np.float32),
+                  codes)
