@@ -111,3 +111,10 @@ def test_a_dicom_folder_without_image_series_says_what_it_skipped(tmp_path):
     ds.save_as(path)
     with pytest.raises(DataError, match="no DICOM image series to predict"):
         find_inputs(tmp_path, ONE_CHANNEL)
+    write_series(tmp_path / "big", np.zeros((2, 6, 5), np.uint16))
+    for path in (tmp_path / "big").iterdir():  # headers that promise a huge image
+        ds = pydicom.dcmread(path)
+        ds.Rows = ds.Columns = 65535
+        ds.save_as(path)
+    with pytest.raises(DataError, match="2 x 65535 x 65535 voxels; a case may have 1 to"):
+        find_inputs(tmp_path / "big", ONE_CHANNEL)

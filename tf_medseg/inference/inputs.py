@@ -34,6 +34,7 @@ Every file is checked before it is read (one-line errors naming it).
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from pathlib import Path
 
@@ -259,6 +260,10 @@ def find_dicom(root: Path, contract: Contract) -> list[InputCase]:
                         + (f" ({notes[-1]})" if notes else ""))
     cases = []
     for s in series:
+        if math.prod(s.shape) > volumes.MAX_PIXELS or min(s.shape) < 1:
+            raise DataError(f"series {s.uid} ({s.frames[0].path.parent}): "
+                            f"{' x '.join(map(str, s.shape))} voxels; a case may have 1 to "
+                            f"{volumes.MAX_PIXELS:,}: not read")
         if contract.image_dtype == "uint16":
             turn = orientation.Reorientation(IDENTITY.copy(), s.shape)
         else:
