@@ -6,7 +6,7 @@ from tf_medseg.cli import commands
 def test_every_command_has_a_summary_and_unknown_ones_are_refused(capsys):
     assert set(commands.COMMANDS) == set(commands.SUMMARIES) == {
         "train", "phantom", "evaluate", "evaluate-folder", "predict", "export-ensemble",
-        "plan", "benchmark"}
+        "plan", "benchmark", "serve-dicom"}
     assert commands.main(["--help"]) == 0
     out = capsys.readouterr().out
     assert all(f"  {name}" in out for name in commands.COMMANDS)

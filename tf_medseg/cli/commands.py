@@ -1,5 +1,5 @@
 """Command line: ``tf-medseg COMMAND ...`` (train, phantom, evaluate, evaluate-folder, predict,
-export-ensemble, plan, benchmark; installed with ``pip install .``), the same as
+export-ensemble, plan, benchmark, serve-dicom; installed with ``pip install .``), the same as
 ``python -m tf_medseg ...``; ``train.py`` is a shortcut for ``train``.
 
 User errors (bad config, bad data) print one line and exit with status 2; no traceback.
@@ -18,6 +18,7 @@ from tf_medseg.cli.evaluate_folder import evaluate_folder_main
 from tf_medseg.cli.phantom import phantom_main
 from tf_medseg.cli.plan import plan_main
 from tf_medseg.cli.predict import predict_main
+from tf_medseg.cli.serve_dicom import serve_dicom_main
 from tf_medseg.cli.train import train_main
 
 
@@ -46,7 +47,7 @@ def _export_ensemble(args) -> None:
 COMMANDS = {"train": train_main, "phantom": phantom_main, "evaluate": evaluate_main,
             "evaluate-folder": evaluate_folder_main,
             "predict": predict_main, "export-ensemble": export_ensemble_main,
-            "plan": plan_main, "benchmark": benchmark_main}
+            "plan": plan_main, "benchmark": benchmark_main, "serve-dicom": serve_dicom_main}
 SUMMARIES = {
     "train": "train (or --tune: search) as a YAML config says; the same as train.py",
     "phantom": "write the built-in synthetic data set in the Kaggle layout",
@@ -56,6 +57,7 @@ SUMMARIES = {
     "export-ensemble": "one SavedModel averaging the folds of a cross-validation run",
     "plan": "derive the configuration from the data set's fingerprint, with reasons",
     "benchmark": "measure input pipeline, training and inference speed (one JSON line)",
+    "serve-dicom": "a DICOM node: contours the series it receives, sends RT Structure Sets",
 }
 
 

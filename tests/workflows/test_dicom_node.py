@@ -1,0 +1,156 @@
+"""The DICOM node on 127.0.0.1: a scanner (pynetdicom client) sends series, the node contours
+them and sends each RT Structure Set to a planning system (a second pynetdicom SCP) that is down
+at first; a broken instance and a refused AE title do not stop it; SIGTERM stops it cleanly."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pydicom
+import pytest
+from synthetic_dicom import write_series
+
+from tf_medseg.workflows.dicom_node import Destination, check_instance
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _client(ae_title: str, port: int, contexts):
+    from pynetdicom import AE
+    ae = AE(ae_title=ae_title)
+    for context in contexts:
+        ae.add_requested_context(context)
+    ae.acse_timeout = ae.network_timeout = 10
+    return ae.associate("127.0.0.1", port, ae_title="NODE")
+
+
+def _wait(condition, seconds: float, what: str, log=None):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}" + (f"\n{log.read_text()[-3000:]}"
+                                                            if log else ""))
+
+
+def test_the_node_contours_each_series_once_and_never_loses_one(tiny_export, tmp_path):
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import MRImageStorage, RTStructureSetStorage, Verification
+    node_port, dest_port = _free_port(), _free_port()
+    rng = np.random.default_rng(0)
+    series = {}
+    for name, slices in (("a", 40), ("b", 12)):
+        volume = rng.integers(0, 3000, (slices, 32, 32)).astype(np.uint16)
+        series[name] = write_series(tmp_path / "scanner" / name, volume, (3.0, 1.2, 1.2),
+                                    seed=len(name))
+    log = tmp_path / "node.log"
+    out = tmp_path / "node"
+    with open(log, "w") as f:
+        node = subprocess.Popen(
+            [sys.executable, "-m", "tf_medseg", "serve-dicom", "--model", str(tiny_export),
+             "--ae-title", "NODE", "--host", "127.0.0.1", "--port", str(node_port),
+             "--output", str(out), "--send-to", f"TPS@127.0.0.1:{dest_port}",
+             "--series-timeout", "1.5", "--allow", "SCANNER"],
+            cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+    try:
+        def echo():
+            assoc = _client("SCANNER", node_port, [Verification])
+            ok = assoc.is_established and assoc.send_c_echo().Status == 0
+            if assoc.is_established:
+                assoc.release()
+            return ok
+        _wait(echo, 120, "the node to listen", log)
+        # a refused AE title: the association is rejected
+        intruder = _client("INTRUDER", node_port, [MRImageStorage])
+        assert not intruder.is_established
+        start = time.monotonic()
+        assoc = _client("SCANNER", node_port, [MRImageStorage])
+        assert assoc.is_established
+        for path in sorted((tmp_path / "scanner" / "a").iterdir()):
+            assert assoc.send_c_store(pydicom.dcmread(path)).Status == 0
+        # a broken instance (no position, no pixels): refused with a failure status
+        broken = pydicom.dcmread(next((tmp_path / "scanner" / "a").iterdir()))
+        del broken.ImagePositionPatient, broken.PixelData
+        broken.SOPInstanceUID = pydicom.uid.generate_uid()
+        assert assoc.send_c_store(broken).Status != 0
+        assoc.release()
+        sent_a = time.monotonic() - start
+        # series b arrives while a is contoured (a is complete 1.5 s after its last image)
+        time.sleep(1.7)
+        assoc = _client("SCANNER", node_port, [MRImageStorage])
+        for path in sorted((tmp_path / "scanner" / "b").iterdir()):
+            assert assoc.send_c_store(pydicom.dcmread(path)).Status == 0
+        assoc.release()
+        # the planning system is down: the structure set waits in the outbox, retried
+        _wait(lambda: "retrying" in log.read_text(), 120, "a failed first attempt", log)
+        assert list((out / "outbox").glob("RS_*.dcm"))
+        received, lock = [], threading.Lock()
+
+        def store(event):
+            with lock:
+                received.append(event.dataset)
+            return 0x0000
+        tps = AE(ae_title="TPS")
+        tps.add_supported_context(RTStructureSetStorage)
+        server = tps.start_server(("127.0.0.1", dest_port), block=False,
+                                  evt_handlers=[(evt.EVT_C_STORE, store)])
+        try:
+            _wait(lambda: len(received) >= 2, 120, "both structure sets at the TPS", log)
+            time.sleep(2.0)  # nothing more comes
+        finally:
+            server.shutdown()
+        assert node.poll() is None  # still serving
+    finally:
+        node.send_signal(signal.SIGTERM)
+        code = node.wait(timeout=60)
+    text = log.read_text()
+    assert code == 0, text[-3000:]
+    referenced = sorted(
+        str(ds.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence[0]
+            .RTReferencedSeriesSequence[0].SeriesInstanceUID) for ds in received)
+    assert referenced == sorted(s["series"] for s in series.values())  # each once
+    assert all(ds.Modality == "RTSTRUCT" and ds.ApprovalStatus == "UNAPPROVED"
+               for ds in received)
+    assert not list((out / "outbox").iterdir())  # all sent
+    for s in series.values():
+        assert (out / f"RS_{s['series']}.dcm").is_file()
+        assert len(list((out / "received" / s["series"]).iterdir())) in (12, 40)
+    assert not [p for p in out.rglob("*") if ".partial" in p.name]
+    assert "refused instance" in text and "no ImagePositionPatient" in text
+    assert "40 slices (40 instance(s) received over" in text
+    assert "12 slices (12 instance(s) received over" in text
+    assert text.count(f"sent to TPS@127.0.0.1:{dest_port} in") == 2 and "stopped" in text
+    print(f"series a sent in {sent_a:.1f} s")
+    print("\n".join(line for line in text.splitlines() if "contoured in" in line
+                    or "sent to" in line))
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI")
+def test_instances_and_destinations_are_checked(tmp_path):
+    write_series(tmp_path / "s", np.zeros((1, 4, 4), np.uint16))
+    ds = pydicom.dcmread(next((tmp_path / "s").iterdir()))
+    assert check_instance(ds) is None
+    ds.SOPInstanceUID = "../../etc"
+    assert "is not a UID" in check_instance(ds)
+    ds.SOPInstanceUID, ds.Modality = "1.2.3", "SR"
+    assert "modality 'SR'" in check_instance(ds)
+    assert Destination.parse("TPS@10.0.0.5:104") == Destination("TPS", "10.0.0.5", 104)
+    from tf_medseg.errors import MedsegError
+    for bad in ("TPS", "TPS@host", "@h:1", "TPS@h:0", "A_TITLE_TOO_LONG_X@h:1"):
+        with pytest.raises(MedsegError, match="expected AE@HOST:PORT"):
+            Destination.parse(bad)

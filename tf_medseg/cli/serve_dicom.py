@@ -1,0 +1,62 @@
+"""``tf-medseg serve-dicom``: a DICOM node that contours the series it receives
+(:mod:`tf_medseg.workflows.dicom_node`)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Sequence
+
+from tf_medseg.cli.common import add_verbose_argument, prog, quiet_tensorflow, run_command
+
+
+def serve_dicom_main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog=prog("serve-dicom"),
+        description="A DICOM Storage SCP that contours every MR or CT series it receives with "
+                    "an exported model and writes (and with --send-to sends) an RT Structure "
+                    "Set per series. The contours are unreviewed proposals (UNAPPROVED).")
+    parser.add_argument("--model", required=True, nargs="+",
+                        help="RUN_DIR/saved_model (or RUN_DIR, several exports, a "
+                             "cross-validation RUN_DIR), as predict takes")
+    parser.add_argument("--ae-title", default="TF_MEDSEG", help="this node's AE title "
+                                                                "(default TF_MEDSEG)")
+    parser.add_argument("--port", type=int, default=11112, help="port to listen on "
+                                                                "(default 11112)")
+    parser.add_argument("--host", default="0.0.0.0",
+                        help="address to listen on (default 0.0.0.0: every interface)")
+    parser.add_argument("--output", required=True,
+                        help="folder of the node: incoming/, received/, failed/, outbox/ and "
+                             "the RS_SERIESUID.dcm structure sets")
+    parser.add_argument("--send-to", metavar="AE@HOST:PORT",
+                        help="send each structure set there with C-STORE (retried with backoff "
+                             "until it is taken; kept in OUTPUT/outbox/ until then)")
+    parser.add_argument("--series-timeout", type=float, default=5.0,
+                        help="seconds without a new instance after which a series is complete "
+                             "(default 5)")
+    parser.add_argument("--allow", nargs="+", default=[], metavar="AE",
+                        help="accept associations only from these calling AE titles")
+    parser.add_argument("--output-format", choices=("rtstruct", "seg"), default="rtstruct",
+                        help="what each series is answered with (default rtstruct)")
+    add_verbose_argument(parser)
+    args = parser.parse_args(argv)
+    quiet_tensorflow(args.verbose)
+    return run_command(lambda: _serve(args))
+
+
+def _serve(args) -> None:
+    import logging
+    import signal
+
+    from tf_medseg.workflows.dicom_node import Destination, DicomNode
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", level=logging.INFO)
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # not a line per instance
+    if not 0 < args.port < 65536:
+        from tf_medseg.errors import MedsegError
+        raise MedsegError(f"--port {args.port}: must be 1-65535")
+    node = DicomNode(args.model, args.output, ae_title=args.ae_title, host=args.host,
+                     port=args.port, series_timeout=args.series_timeout, allow=args.allow,
+                     send_to=Destination.parse(args.send_to) if args.send_to else None,
+                     output_format=args.output_format)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: node.stop.set())
+    node.run()

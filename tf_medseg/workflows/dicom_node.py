@@ -1,0 +1,308 @@
+"""``tf-medseg serve-dicom``: a DICOM node that contours the series it receives.
+
+::
+
+    python -m tf_medseg serve-dicom --model M --ae-title AE --port P --output DIR
+        [--send-to AE@HOST:PORT] [--series-timeout S] [--allow AE ...] [--host H]
+
+A Storage SCP (pynetdicom) accepts MR and CT images (single-frame and enhanced) from the calling
+AE titles in ``--allow`` (any where it is not given). Each instance is checked (an image with
+its series, instance, position and orientation) and stored under ``DIR/incoming/SERIESUID/``;
+anything else is refused with a failure status and a logged reason, and the node keeps
+serving. A series is complete when no new instance of it has arrived for ``--series-timeout``
+seconds; complete series wait in a bounded queue and are contoured one at a time by the same
+predictor and writer as ``predict`` (:mod:`tf_medseg.inference.predict`): ``DIR/RS_SERIESUID.dcm``
+(or a SEG), after which the images move to ``DIR/received/SERIESUID/``. With ``--send-to``, each
+structure set is also placed in ``DIR/outbox/`` and sent there with C-STORE, retried with
+backoff (1 s doubling to 60 s) until the destination takes it; only then does it leave the
+outbox, so nothing is dropped, and a node restarted over the same DIR contours the series left
+in ``incoming/`` and sends what is left in ``outbox/``. SIGTERM or SIGINT stop it cleanly: no
+new association, the series being contoured is finished, every file is written under a
+temporary name and renamed, so nothing is half-written.
+
+One log line per series: its slices and instances, the seconds over which they arrived, from
+the last to the start of contouring, to contour it, and to send it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import queue
+import re
+import shutil
+import threading
+import time
+from pathlib import Path
+
+from tf_medseg.errors import MedsegError
+
+LOG = logging.getLogger("tf_medseg.dicom_node")
+UID = re.compile(r"[0-9]+(\.[0-9]+)*")
+QUEUE_SIZE = 16  # complete series waiting to be contoured
+BACKOFF = (1.0, 60.0)  # first retry after 1 s, doubling up to 60 s
+FAILURE_CANNOT_UNDERSTAND = 0xC210
+FAILURE_NOT_IMAGE = 0xA900  # dataset does not match SOP class
+STORAGE = ("MRImageStorage", "EnhancedMRImageStorage", "CTImageStorage",
+           "EnhancedCTImageStorage")
+
+
+@dataclasses.dataclass(frozen=True)
+class Destination:
+    """Where structure sets go: ``AE@HOST:PORT``."""
+
+    ae_title: str
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> "Destination":
+        ae, _, address = text.partition("@")
+        host, _, port = address.rpartition(":")
+        if not ae or not host or not port.isdigit() or not 0 < int(port) < 65536 or len(ae) > 16:
+            raise MedsegError(f"--send-to {text}: expected AE@HOST:PORT (an AE title of up to "
+                              f"16 characters, a host, a port 1-65535), e.g. TPS@10.0.0.5:104")
+        return cls(ae, host, int(port))
+
+    def __str__(self) -> str:
+        return f"{self.ae_title}@{self.host}:{self.port}"
+
+
+def check_instance(ds) -> str | None:
+    """Why ``ds`` is not an image instance the node can contour, or None."""
+    for key in ("SOPInstanceUID", "SeriesInstanceUID", "Rows", "Columns"):
+        if not str(ds.get(key, "") or ""):
+            return f"no {key}"
+    if ds.get("Modality") not in ("MR", "CT"):
+        return f"modality {ds.get('Modality')!r}, not MR or CT"
+    if "PerFrameFunctionalGroupsSequence" not in ds and not (
+            "ImagePositionPatient" in ds and "ImageOrientationPatient" in ds):
+        return "no ImagePositionPatient / ImageOrientationPatient"
+    if "PixelData" not in ds:
+        return "no pixel data"
+    for key in ("SOPInstanceUID", "SeriesInstanceUID"):  # they name files: nothing but a UID
+        uid = str(ds.get(key))
+        if not UID.fullmatch(uid) or len(uid) > 64:
+            return f"{key} {uid[:70]!r} is not a UID"
+    return None
+
+
+class DicomNode:
+    """The node's state: received series, the contouring queue, the outbox."""
+
+    def __init__(self, model, output, *, ae_title: str = "TF_MEDSEG", host: str = "0.0.0.0",
+                 port: int = 11112, send_to: Destination | None = None,
+                 series_timeout: float = 5.0, allow=(), output_format: str = "rtstruct"):
+        from tf_medseg.inference.predictor import Models
+        if not 0 < len(ae_title) <= 16:
+            raise MedsegError(f"--ae-title {ae_title!r}: an AE title has 1 to 16 characters")
+        if series_timeout <= 0:
+            raise MedsegError(f"--series-timeout {series_timeout}: must be positive")
+        self.models = Models.read(model)
+        self.output = Path(output).expanduser()
+        self.incoming, self.received = self.output / "incoming", self.output / "received"
+        self.outbox = self.output / "outbox"
+        self.ae_title, self.host, self.port = ae_title, host, port
+        self.send_to, self.series_timeout = send_to, series_timeout
+        self.allow = tuple(allow)
+        self.output_format = output_format
+        self.stop = threading.Event()
+        self.jobs: queue.Queue[str] = queue.Queue(QUEUE_SIZE)
+        self._lock = threading.Lock()
+        # series: (first arrival, last arrival, instances)
+        self._arrived: dict[str, tuple[float, float, int]] = {}
+        self._queued: set[str] = set()
+        self._wake = threading.Event()  # the sender: something new in the outbox
+        self.server = None
+        self.sent: list[str] = []  # structure sets sent, in order (for the tests)
+
+    # ------------------------------------------------------------------ receiving
+
+    def handle_store(self, event) -> int:
+        """C-STORE: check the instance and store it atomically under incoming/SERIES/."""
+        from tf_medseg.data.dicom import write_dicom
+        calling = str(getattr(event.assoc.requestor, "ae_title", "")).strip()
+        try:
+            ds = event.dataset
+            ds.file_meta = event.file_meta
+        except Exception as exc:  # noqa: BLE001  undecodable data from the network
+            LOG.warning("refused an instance from %s: it cannot be decoded (%s)", calling,
+                        str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__)
+            return FAILURE_CANNOT_UNDERSTAND
+        why = check_instance(ds)
+        if why:
+            LOG.warning("refused instance %s from %s: %s", str(ds.get("SOPInstanceUID", "?"))[:64],
+                        calling, why)
+            return FAILURE_NOT_IMAGE
+        series = str(ds.SeriesInstanceUID)
+        write_dicom(ds, self.incoming / series / f"{ds.SOPInstanceUID}.dcm")
+        now = time.monotonic()
+        with self._lock:
+            first, _, count = self._arrived.get(series, (now, now, 0))
+            self._arrived[series] = (first, now, count + 1)
+        return 0x0000
+
+    def _complete(self) -> None:
+        """Queue the series that have been quiet for series_timeout seconds."""
+        now = time.monotonic()
+        with self._lock:
+            ready = [s for s, (_, last, _) in self._arrived.items()
+                     if now - last >= self.series_timeout and s not in self._queued]
+            for series in ready:
+                self._queued.add(series)
+        for series in ready:
+            try:
+                self.jobs.put_nowait(series)
+            except queue.Full:  # the images wait on disk; asked again at the next tick
+                with self._lock:
+                    self._queued.discard(series)
+
+    # ------------------------------------------------------------------ contouring
+
+    def _contour(self, predictor, series: str) -> None:
+        from tf_medseg.inference.inputs import find_dicom
+        from tf_medseg.inference.writers.registry import writer_for
+        folder = self.incoming / series
+        with self._lock:
+            first, last, count = self._arrived.pop(series, (0.0, 0.0, 0))
+            self._queued.discard(series)
+        start, waited = time.perf_counter(), time.monotonic() - last
+        try:
+            cases = [c for c in find_dicom(folder, self.models.contract) if c.name == series]
+            if not cases:
+                raise MedsegError("its images are not one image stack")
+            case = cases[0]
+            image, spacing = case.read(self.models.contract)
+            probs = predictor.probabilities(image, spacing, name=f"series {series}")
+            masks = predictor.masks(probs)
+            writer = writer_for("dicom", self.output, self.models.contract,
+                                output_format=self.output_format)
+            writer.write(case, image, probs, masks)
+            (name,) = writer.close()["files"]
+        except Exception as exc:  # noqa: BLE001  one series must not stop the node
+            LOG.error("series %s (%d instance(s)): not contoured: %s", series, count,
+                      str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+            self._move(folder, self.output / "failed" / series)
+            return
+        seconds = time.perf_counter() - start
+        self._move(folder, self.received / series)
+        if self.send_to is not None:
+            self.outbox.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.output / name, self.outbox / f".partial-{name}")
+            (self.outbox / f".partial-{name}").rename(self.outbox / name)
+            self._wake.set()
+        LOG.info("series %s: %d slices (%d instance(s) received over %.1f s, contouring began "
+                 "%.1f s after the last) contoured in %.1f s -> %s", series,
+                 len(case.series.frames), count, last - first, waited, seconds,
+                 self.output / name)
+
+    @staticmethod
+    def _move(folder: Path, target: Path) -> None:
+        if target.exists():
+            shutil.rmtree(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        folder.rename(target)
+
+    def _worker(self) -> None:
+        from tf_medseg.inference.predictor import Predictor
+        predictor = Predictor.load(self.models)
+        while not self.stop.is_set():  # what is queued at a stop waits in incoming/
+            try:
+                series = self.jobs.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            self._contour(predictor, series)
+
+    # ------------------------------------------------------------------ sending
+
+    def _send(self, path: Path) -> bool:
+        from pynetdicom import AE
+        from pynetdicom.sop_class import RTStructureSetStorage, SegmentationStorage
+        ae = AE(ae_title=self.ae_title)
+        ae.add_requested_context(RTStructureSetStorage)
+        ae.add_requested_context(SegmentationStorage)
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+        assoc = ae.associate(self.send_to.host, self.send_to.port,
+                             ae_title=self.send_to.ae_title)
+        if not assoc.is_established:
+            return False
+        try:
+            status = assoc.send_c_store(path)
+            return bool(status) and status.Status == 0x0000
+        finally:
+            assoc.release()
+
+    def _sender(self) -> None:
+        delays: dict[str, tuple[float, float]] = {}  # name: (next attempt, delay)
+        while not self.stop.is_set():
+            pending = sorted(p for p in self.outbox.glob("*.dcm")) if self.outbox.is_dir() else []
+            now = time.monotonic()
+            for path in pending:
+                due, delay = delays.get(path.name, (0.0, BACKOFF[0]))
+                if now < due or self.stop.is_set():
+                    continue
+                start = time.perf_counter()
+                try:
+                    ok = self._send(path)
+                except Exception as exc:  # noqa: BLE001  network errors of many kinds
+                    LOG.warning("sending %s to %s: %s", path.name, self.send_to, exc)
+                    ok = False
+                if ok:
+                    path.unlink()
+                    delays.pop(path.name, None)
+                    self.sent.append(path.name)
+                    LOG.info("%s sent to %s in %.1f s", path.name, self.send_to,
+                             time.perf_counter() - start)
+                else:
+                    LOG.warning("%s: %s did not take it; retrying in %.0f s (kept in %s)",
+                                path.name, self.send_to, delay, self.outbox)
+                    delays[path.name] = (time.monotonic() + delay, min(delay * 2, BACKOFF[1]))
+            self._wake.wait(0.5)
+            self._wake.clear()
+
+    # ------------------------------------------------------------------ running
+
+    def start(self) -> None:
+        """Start listening, contouring and sending (returns at once)."""
+        from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt, sop_class
+        self.output.mkdir(parents=True, exist_ok=True)
+        done = time.monotonic() - self.series_timeout
+        for folder in sorted(self.incoming.iterdir()) if self.incoming.is_dir() else ():
+            if folder.is_dir():  # left by an earlier run: complete by now
+                self._arrived[folder.name] = (done, done, sum(1 for _ in folder.iterdir()))
+        ae = AE(ae_title=self.ae_title)
+        for name in STORAGE:
+            ae.add_supported_context(getattr(sop_class, name), ALL_TRANSFER_SYNTAXES)
+        ae.add_supported_context(sop_class.Verification)
+        if self.allow:
+            ae.require_calling_aet = list(self.allow)
+        self.server = ae.start_server((self.host, self.port), block=False,
+                                      evt_handlers=[(evt.EVT_C_STORE, self.handle_store)])
+        self._threads = [threading.Thread(target=self._worker, name="contour", daemon=True)]
+        if self.send_to is not None:
+            self._threads.append(threading.Thread(target=self._sender, name="send",
+                                                  daemon=True))
+        for thread in self._threads:
+            thread.start()
+        LOG.info("listening as %s on %s:%d%s; series complete after %.1f s without a new "
+                 "instance; contours in %s%s", self.ae_title, self.host, self.port,
+                 f" (calling AE titles {', '.join(self.allow)})" if self.allow else "",
+                 self.series_timeout, self.output,
+                 f"; sent to {self.send_to}" if self.send_to else "")
+
+    def run(self) -> None:
+        """Serve until :attr:`stop` is set (SIGTERM / SIGINT in the command)."""
+        self.start()
+        try:
+            while not self.stop.wait(0.2):
+                self._complete()
+        finally:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        self.stop.set()
+        if self.server is not None:
+            self.server.shutdown()
+        for thread in getattr(self, "_threads", ()):
+            thread.join(timeout=600)
+        LOG.info("stopped")
