@@ -30,18 +30,25 @@ from . import reading
 class VolumeConfig(tfds.core.BuilderConfig):
     """A builder config tied to one data set folder and the options that read it."""
 
-    def __init__(self, *, root: str, group_pattern: str | None, mask_dtype: str, **kwargs):
+    def __init__(self, *, root: str, group_pattern: str | None, mask_dtype: str,
+                 roi_map=None, **kwargs):
         super().__init__(**kwargs)
         self.root, self.group_pattern, self.mask_dtype = root, group_pattern, mask_dtype
+        self.roi_map = roi_map
 
 
-def volume_config(fmt: str, root: str, group_pattern: str | None = None) -> VolumeConfig:
+def volume_config(fmt: str, root: str, group_pattern: str | None = None,
+                  roi_map=None) -> VolumeConfig:
     """The config of a folder (indexed and checked here: bad input fails before a build)."""
-    index = volumes.index_source(fmt, root, group_pattern)
-    digest = volumes.fingerprint(index, {"group_pattern": group_pattern})
+    index = volumes.index_source(fmt, root, group_pattern, roi_map)
+    options = {"group_pattern": group_pattern}
+    if index.roi_map:
+        options["roi_map"] = [list(names) for _, names in index.roi_map]
+        options["classes"] = [c for c, _ in index.roi_map]
+    digest = volumes.fingerprint(index, options)
     return VolumeConfig(name=f"src_{digest}", description=f"{fmt} folder {index.root}",
                         root=str(index.root.resolve()), group_pattern=group_pattern,
-                        mask_dtype=np.dtype(mask_dtype(index)).name)
+                        mask_dtype=np.dtype(mask_dtype(index)).name, roi_map=roi_map)
 
 
 def mask_dtype(index: volumes.SourceIndex):
@@ -73,7 +80,8 @@ class VolumeBuilder(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         config = self.builder_config
-        index = volumes.index_source(self.FORMAT, config.root, config.group_pattern)
+        index = volumes.index_source(self.FORMAT, config.root, config.group_pattern,
+                                     config.roi_map)
         volumes.check_headers(index)  # before any case is read
         return {"train": self._generate_examples(index)}
 

@@ -144,3 +144,25 @@ def write_from_nifti(folder: Path, nifti_path: Path, *, seed: int = 0) -> dict:
         sop_uids.append(ds.SOPInstanceUID)
     return {"study": study, "series": series, "sop_uids": sop_uids, "volume": volume,
             "affine": lps}
+
+
+def write_study(folder: Path, volume: np.ndarray, rois: dict, *, patient: str = "P001",
+                seed: int = 0, spacing=(3.0, 1.0, 1.0)) -> dict:
+    """An MR series of (slices, rows, columns) ``volume`` and an RT Structure Set with one ROI
+    per entry of ``rois`` (name: boolean mask of the volume's shape), as an archive exports a
+    study: ``folder/images/`` and ``folder/RS.dcm``."""
+    import pydicom
+
+    from tf_medseg.data.dicom import find_series
+    from tf_medseg.data.rtstruct import structure_set, write_structure_set
+    info = write_series(folder / "images", volume, spacing, tilt=0.0, seed=seed)
+    for path in (folder / "images").iterdir():
+        ds = pydicom.dcmread(path)
+        ds.PatientID, ds.SeriesNumber = patient, 2
+        ds.save_as(path)
+    (series,), _ = find_series(folder / "images")
+    names = list(rois)
+    masks = np.stack([rois[n] for n in names], axis=-1) if names else np.zeros(
+        (*volume.shape, 0), bool)
+    write_structure_set(structure_set(series, masks, names), folder / "RS.dcm")
+    return info

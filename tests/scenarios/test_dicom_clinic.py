@@ -148,3 +148,39 @@ def test_real_chaos_scan_as_dicom_through_the_command_line(ball_model, tmp_path)
         theirs = np.asarray(nib.load(tmp_path / "pm" / f"{name}.nii.gz").dataobj) > 0
         theirs = np.transpose(theirs, (2, 1, 0))  # plastimatch: (columns, rows, slices)
         assert _dice(theirs, on_series == value) >= 0.97, name
+
+
+def test_a_clinics_archive_trains_and_contours(tmp_path, capfd):
+    """data.source dicom: studies (an MR series and its RTSTRUCT) whose stomach is named
+    Stomach in some and STOMACH_1 in others, one without a bowel ROI; one tiny epoch, then a
+    series predicted into a structure set with the data's classes."""
+    from synthetic_dicom import write_study
+
+    from tf_medseg.config import load_config
+    from tf_medseg.training import train
+    shape = (6, 32, 32)
+    z, r, c = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+    for k in range(4):
+        rng = np.random.default_rng(k)
+        volume = rng.normal(100, 10, shape)
+        stomach = (r - 12 - k) ** 2 + (c - 14) ** 2 < 30
+        bowel = (abs(r - 22) < 4) & (abs(c - 18 - k) < 6) & (z > 0)
+        volume = np.clip(volume + 300 * stomach + 150 * bowel, 0, None).astype(np.uint16)
+        rois = {("Stomach", "STOMACH_1")[k % 2]: stomach}
+        if k != 3:
+            rois["Bowel"] = bowel
+        write_study(tmp_path / "archive" / f"study{k}", volume, rois, patient=f"P{k}", seed=k)
+    config = load_config("tiny.yaml", [
+        "data.source=dicom", f"data.root={tmp_path / 'archive'}",
+        "data.roi_map={stomach: [Stomach, STOMACH_1], bowel: Bowel}",
+        f"data.data_dir={tmp_path / 'tfds'}", "data.image_size=[32,32]", "data.batch_size=4",
+        "data.context=[0]", "train.epochs=1", f"train.run_dir={tmp_path / 'run'}",
+        "train.overlay_slices=0"])
+    result = train(config, verbose=0)
+    out = capfd.readouterr().out  # the records are read in worker processes
+    assert "no ROI named bowel (class bowel); case P3_2 counts as empty" in out
+    assert result["classes"] == ["stomach", "bowel"] and len(result["cases"]) == 2
+    summary = predict(tmp_path / "run" / "saved_model", tmp_path / "archive" / "study0" / "images",
+                      tmp_path / "rs", progress=False)
+    (name,) = summary["files"]
+    assert sorted(read_structure_set(tmp_path / "rs" / name)) == ["bowel", "stomach"]

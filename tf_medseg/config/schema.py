@@ -43,15 +43,15 @@ NORMALIZATIONS = ("auto", "percentile", "zscore", "ct")
 class DataConfig:
     """The ``data:`` section: where slices come from and how they are batched."""
 
-    source: Literal["phantom", "uwmgi", "nnunet", "decathlon", "folder"] = field(
+    source: Literal["phantom", "uwmgi", "nnunet", "decathlon", "folder", "dicom"] = field(
         "phantom", "phantom (built-in synthetic data), uwmgi (the Kaggle download in "
                    "data.root), nnunet (an nnU-Net v2 raw DatasetXXX_Name folder), decathlon "
-                   "(a Medical Segmentation Decathlon task folder) or folder (images/ and "
-                   "masks/ of 2D PNGs with a labels.json)")
+                   "(a Medical Segmentation Decathlon task folder), folder (images/ and masks/ "
+                   "of 2D PNGs with a labels.json) or dicom (image series + RTSTRUCT or SEG)")
     root: Optional[str] = field(
         None, "the data set's folder: the Kaggle folder holding train.csv and train/ "
-              "(uwmgi), the folder holding dataset.json (nnunet, decathlon), or the folder "
-              "holding images/, masks/ and labels.json (folder)")
+              "(uwmgi), the folder holding dataset.json (nnunet, decathlon), the folder "
+              "holding images/, masks/ and labels.json (folder), or of DICOM studies (dicom)")
     data_dir: str = field(
         "~/tensorflow_datasets", "where TFDS writes the prepared TFRecord shards")
     image_size: Union[tuple[int, int], tuple[int, int, int]] = field(
@@ -122,6 +122,9 @@ class DataConfig:
               "first group (or whole match) names the patient, so that one patient's cases "
               "share a fold, e.g. '^(patient\\d+)_'; null: every case is its own patient",
         check=lambda v: regex_ok(v))
+    roi_map: Optional[dict] = field(None, "dicom: each class's ROI (or segment) names, any case, "
+                                    "e.g. {stomach: [Stomach, STOMACH_1], liver: Liver}; the "
+                                    "classes in this order")
     phantom_cases: int = field(8, "phantom: number of cases (patients)", min=2, max=10_000)
     phantom_days: int = field(2, "phantom: scan days per case", min=1)
     phantom_slices: int = field(80, "phantom: slices per scan", min=8)

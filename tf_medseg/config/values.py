@@ -183,10 +183,16 @@ def _check_cross(config: Config) -> None:
                               f"stopping")
     if data.source != "phantom" and not data.root:
         what = {"uwmgi": "the Kaggle folder holding train.csv and train/",
-                "folder": "the folder holding images/, masks/ and labels.json"}.get(
+                "folder": "the folder holding images/, masks/ and labels.json",
+                "dicom": "the folder of DICOM studies (image series and structure sets)"}.get(
                     data.source, "the folder holding dataset.json")
         raise ConfigError(f"data.root: required when data.source is {data.source}; set it to "
                           f"{what}")
+    if (data.source == "dicom") != (data.roi_map is not None):
+        raise ConfigError("data.roi_map: " + (
+            "data.source dicom needs it: each class's ROI names, e.g. {stomach: [Stomach, "
+            "STOMACH_1]}" if data.source == "dicom" else
+            f"only for data.source dicom (the source is {data.source}); remove it"))
     if data.source == "phantom" and data.phantom_cases < data.num_folds:
         raise ConfigError(f"data.phantom_cases: must be >= data.num_folds ({data.num_folds}) "
                           f"so that every fold has a case, got {data.phantom_cases}")

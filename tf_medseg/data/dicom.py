@@ -177,6 +177,24 @@ def is_dicom(path) -> bool:
     return _header(Path(path)) is not None
 
 
+def series_of(paths) -> DicomSeries:
+    """The one image series of the DICOM files ``paths`` (a data set's case, read again in a
+    worker process); a one-line DataError if they are not one image stack."""
+    members = []
+    for path in map(Path, paths):
+        header = _header(path)
+        if header is None:
+            raise DataError(f"{path}: not a readable DICOM file")
+        members.append((path, header))
+    uids = {str(getattr(h, "SeriesInstanceUID", "")) for _, h in members}
+    if len(uids) != 1:
+        raise DataError(f"{members[0][0].parent}: {len(uids)} series where one was expected")
+    result = _series(uids.pop(), members)
+    if isinstance(result, str):
+        raise DataError(f"{members[0][0].parent}: not an image stack: {result}")
+    return result
+
+
 def _header(path: Path):
     """The DICOM header of ``path`` without its pixels, or None if it is not DICOM: a Part 10
     file (the ``DICM`` prefix), or a dataset without the file meta header (older archives)

@@ -42,12 +42,14 @@ def _volume_class(source: str) -> type:
         return builders("nnunet").Nnunet
     if source == "decathlon":
         return builders("decathlon").Decathlon
+    if source == "dicom":
+        return builders("dicom").DicomStudies
     return builders("folder").SegmentationFolder
 
 
 def _volume_builder(config: DataConfig) -> tfds.core.DatasetBuilder:
     wanted = builders("volume_layout").volume_config(config.source, config.root,
-                                                     config.group_pattern)
+                                                     config.group_pattern, config.roi_map)
     if config.source == "folder" and not config.group_pattern:
         print("Note: data.group_pattern is not set, so every image counts as its own patient "
               "in the folds; set it if several images come from one patient", flush=True)
@@ -68,7 +70,7 @@ def get_builder(config: DataConfig) -> tfds.core.DatasetBuilder:
         known = wanted.name in phantom.GiPhantom.builder_configs
         return phantom.GiPhantom(config=wanted.name if known else wanted,
                                  data_dir=data_dir(config))
-    if config.source in ("nnunet", "decathlon", "folder"):
+    if config.source in ("nnunet", "decathlon", "folder", "dicom"):
         return _volume_builder(config)
     root = Path(config.root).expanduser()
     if not root.is_dir():

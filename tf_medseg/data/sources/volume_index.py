@@ -75,6 +75,7 @@ class SourceIndex:
     cases: tuple[CaseFiles, ...]
     ending: str
     four_d: bool = False  # decathlon: channels on the 4th image axis
+    roi_map: tuple = ()  # dicom: ((class, (folded ROI name, ...)), ...)
 
     @property
     def groups(self) -> list[str]:
@@ -326,13 +327,19 @@ def _mask_file(folder: Path, name: str, image: Path) -> Path:
     return found[0]
 
 
-def index_source(fmt: str, root: str | Path, group_pattern: str | None = None) -> SourceIndex:
+def index_source(fmt: str, root: str | Path, group_pattern: str | None = None,
+                 indexer=None) -> SourceIndex:
+    """The checked index of a data set folder of ``fmt`` (or of ``indexer(root)``: the
+    dicom source, :func:`tf_medseg.data.sources.volumes.index_source`)."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"data.root {root}: not a folder")
     root = root.resolve()
-    index = {"nnunet": index_nnunet, "decathlon": index_decathlon,
-             "folder": index_folder}[fmt](root, group_pattern)
+    if indexer is not None:
+        index = indexer(root)
+    else:
+        index = {"nnunet": index_nnunet, "decathlon": index_decathlon,
+                 "folder": index_folder}[fmt](root, group_pattern)
     if not index.cases:
         raise DataError(f"{root}: no cases found")
     for case in index.cases:  # never open a FIFO or device named like a case

@@ -17,6 +17,7 @@ import numpy as np
 
 from tf_medseg.data import orientation
 from tf_medseg.data.images import read_2d, require_regular
+from tf_medseg.data.sources import dicom_studies, volume_index
 from tf_medseg.data.sources.volume_index import (  # noqa: F401  (read through this module too)
     ENDINGS,
     FORMATS,
@@ -26,7 +27,6 @@ from tf_medseg.data.sources.volume_index import (  # noqa: F401  (read through t
     SourceIndex,
     file_ending,
     fingerprint,
-    index_source,
     read_json,
     strip_ending,
 )
@@ -34,6 +34,16 @@ from tf_medseg.errors import DataError
 
 AFFINE_TOLERANCE = 1e-3  # of the affines of an image's channels and its label map
 MAX_PIXELS = 2 ** 31 // 4  # a larger volume could not be one float32 record
+
+
+def index_source(fmt: str, root, group_pattern: str | None = None, roi_map=None
+                 ) -> SourceIndex:
+    """The checked index of a data set folder of any volume source (``dicom`` with its
+    ``roi_map``)."""
+    if fmt == "dicom":
+        return volume_index.index_source(fmt, root, group_pattern, indexer=lambda r: (
+            dicom_studies.index_dicom(r, roi_map, group_pattern)))
+    return volume_index.index_source(fmt, root, group_pattern)
 
 
 # ------------------------------------------------------------------------------------- reading
@@ -236,6 +246,12 @@ class Volume:
 
 def read_case(index: SourceIndex, case: CaseFiles) -> Volume:
     """Read and check one case (see the module docstring)."""
+    if index.format == "dicom":
+        image, label, spacing, codes = dicom_studies.read_case(index, case)
+        if image.size > MAX_PIXELS:
+            raise DataError(f"{case.images[0].parent}: {image.shape} is too large for one "
+                            f"record")
+        return Volume(case.case, case.group, image, label, spacing, codes)
     image, header = read_images(index, case)
     if image.size > MAX_PIXELS:
         raise DataError(f"{case.images[0]}: {image.shape} is too large for one record")

@@ -1,0 +1,5 @@
+"""DICOM studies: image series with their RT Structure Sets or SEGs."""
+
+from .dicom_dataset_builder import DicomStudies
+
+__all__ = ["DicomStudies"]

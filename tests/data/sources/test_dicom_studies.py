@@ -1,0 +1,66 @@
+"""data.source dicom: studies indexed from an archive folder, ROI names mapped to classes,
+structures rasterised onto the series as bit-packed, possibly overlapping classes."""
+
+import numpy as np
+import pytest
+from synthetic_dicom import write_series, write_study
+
+from tf_medseg.data.sources.dicom_studies import index_dicom, read_case, roi_names
+from tf_medseg.errors import ConfigError, DataError
+
+ROI_MAP = {"stomach": ["Stomach", "STOMACH_1"], "bowel": "Bowel"}
+
+
+def _box(shape, z, r, c):
+    mask = np.zeros(shape, bool)
+    mask[z[0]:z[1], r[0]:r[1], c[0]:c[1]] = True
+    return mask
+
+
+def test_studies_become_cases_with_their_rois_mapped_to_classes(tmp_path, capsys):
+    shape = (5, 16, 18)
+    volume = np.random.default_rng(0).integers(0, 900, shape).astype(np.uint16)
+    stomach = _box(shape, (1, 4), (2, 9), (3, 12))
+    bowel = _box(shape, (2, 5), (6, 14), (8, 16))  # overlaps the stomach
+    write_study(tmp_path / "a", volume, {"Stomach": stomach, "Bowel": bowel}, patient="P1")
+    write_study(tmp_path / "b", volume, {" stomach_1 ": stomach}, patient="P2", seed=1)
+    write_series(tmp_path / "c" / "images", volume, seed=2)  # no structure set: skipped
+    index = index_dicom(tmp_path, ROI_MAP)
+    notes = capsys.readouterr().out
+    assert "no RTSTRUCT or SEG references it: skipped" in notes
+    assert [c.case for c in index.cases] == ["P1_2", "P2_2"]
+    assert [c.group for c in index.cases] == ["P1", "P2"]
+    assert index.labels.classes == ("stomach", "bowel") and not index.labels.exclusive
+    assert index.labels.encoding == "bits" and index.labels.channels == ("MR",)
+    image, packed, spacing, codes = read_case(index, index.cases[0])
+    assert image.shape == (*shape, 1) and image.dtype == np.float32
+    np.testing.assert_array_equal(image[..., 0], volume)
+    np.testing.assert_array_equal(packed & 1 > 0, stomach)
+    np.testing.assert_array_equal(packed & 2 > 0, bowel)
+    assert ((packed == 3).sum() == (stomach & bowel).sum() > 0)
+    np.testing.assert_allclose(spacing, (3.0, 1.0, 1.0))
+    assert codes == "SPL"  # slices to superior, rows posterior, columns to the patient's left
+    # a study without a mapped ROI counts as empty for that class, with a warning
+    _, packed, _, _ = read_case(index, index.cases[1])
+    np.testing.assert_array_equal(packed & 1 > 0, stomach)
+    assert not (packed & 2).any()
+    assert "no ROI named bowel (class bowel); case P2_2 counts as empty" in capsys.readouterr().out
+
+
+def test_bad_maps_and_archives_are_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="data.source dicom needs it"):
+        roi_names(None)
+    with pytest.raises(ConfigError, match="data.roi_map.stomach: expected a ROI name or a list"):
+        roi_names({"stomach": []})
+    assert roi_names({"a": " Liver ", "b": ["X", "y"]}) == (("a", ("liver",)), ("b", ("x", "y")))
+    shape = (3, 8, 8)
+    write_study(tmp_path / "a", np.zeros(shape, np.uint16), {"Stomach": _box(shape, (0, 2),
+                                                                             (1, 4), (1, 4))})
+    import shutil
+    shutil.copy(tmp_path / "a" / "RS.dcm", tmp_path / "a" / "RS_copy.dcm")
+    with pytest.raises(DataError, match="two structure sets of series"):
+        index_dicom(tmp_path, ROI_MAP)
+    (tmp_path / "a" / "RS_copy.dcm").unlink()
+    shutil.rmtree(tmp_path / "a" / "images")
+    with pytest.raises(DataError, match="no image series with an RTSTRUCT or SEG"):
+        index_dicom(tmp_path, ROI_MAP)
