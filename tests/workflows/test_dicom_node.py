@@ -111,7 +111,7 @@ def test_the_node_contours_each_series_once_and_never_loses_one(tiny_export, tmp
                                   evt_handlers=[(evt.EVT_C_STORE, store)])
         try:
             _wait(lambda: len(received) >= 2, 120, "both structure sets at the TPS", log)
-            time.sleep(2.0)  # nothing more comes
+            time.sleep(1.0)  # nothing more comes
         finally:
             server.shutdown()
         assert node.poll() is None  # still serving
