@@ -14,3 +14,10 @@ def test_bad_options_are_one_line(tmp_path, capsys):
         err = capsys.readouterr().err
         assert code == 2 and message in err and "Traceback" not in err, err
     assert not (tmp_path / "node").exists()
+
+
+def test_the_node_never_writes_into_its_model(tiny_export, capsys):
+    code = serve_dicom_main(["--model", str(tiny_export), "--output", str(tiny_export / "node")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--output" in err and "inside --model" in err, err
+    assert not (tiny_export / "node").exists()

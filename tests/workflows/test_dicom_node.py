@@ -154,3 +154,39 @@ def test_instances_and_destinations_are_checked(tmp_path):
     for bad in ("TPS", "TPS@host", "@h:1", "TPS@h:0", "A_TITLE_TOO_LONG_X@h:1"):
         with pytest.raises(MedsegError, match="expected AE@HOST:PORT"):
             Destination.parse(bad)
+
+
+def test_a_restarted_node_queues_what_it_left_and_sends_its_outbox(tiny_export, tmp_path):
+    """What an earlier run left: a series in incoming/ is contoured first thing, a structure
+    set in outbox/ is sent as soon as the destination takes it."""
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import RTStructureSetStorage
+
+    from tf_medseg.data.rtstruct import structure_set, write_structure_set
+    from tf_medseg.workflows.dicom_node import DicomNode
+    write_series(tmp_path / "node" / "incoming" / "1.2.3", np.zeros((3, 8, 8), np.uint16))
+    from tf_medseg.data.dicom import find_series
+    (series,), _ = find_series(tmp_path / "node" / "incoming")
+    write_structure_set(structure_set(series, np.zeros((3, 8, 8, 1), bool), ["x"]),
+                        tmp_path / "node" / "outbox" / "RS_1.2.3.dcm")
+    port = _free_port()
+    node = DicomNode(tiny_export, tmp_path / "node", send_to=Destination("TPS", "127.0.0.1",
+                                                                         port))
+    node.resume()
+    node._complete()
+    assert node.jobs.get_nowait() == "1.2.3"
+    received = []
+    tps = AE(ae_title="TPS")
+    tps.add_supported_context(RTStructureSetStorage)
+    server = tps.start_server(("127.0.0.1", port), block=False, evt_handlers=[
+        (evt.EVT_C_STORE, lambda event: received.append(event.dataset) or 0x0000)])
+    sender = threading.Thread(target=node._sender)
+    sender.start()
+    try:
+        _wait(lambda: node.sent == ["RS_1.2.3.dcm"], 60, "the outbox to be sent")
+    finally:
+        node.stop.set()
+        sender.join(timeout=30)
+        server.shutdown()
+    assert len(received) == 1 and received[0].Modality == "RTSTRUCT"
+    assert not list((tmp_path / "node" / "outbox").iterdir())

@@ -98,8 +98,10 @@ class DicomNode:
             raise MedsegError(f"--ae-title {ae_title!r}: an AE title has 1 to 16 characters")
         if series_timeout <= 0:
             raise MedsegError(f"--series-timeout {series_timeout}: must be positive")
+        from tf_medseg.files import check_outside
         self.models = Models.read(model)
         self.output = Path(output).expanduser()
+        check_outside(self.output, "--output", {f"--model {m}": m for m in self.models.exports})
         self.incoming, self.received = self.output / "incoming", self.output / "received"
         self.outbox = self.output / "outbox"
         self.ae_title, self.host, self.port = ae_title, host, port
@@ -262,14 +264,19 @@ class DicomNode:
 
     # ------------------------------------------------------------------ running
 
+    def resume(self) -> None:
+        """Series an earlier run left in incoming/ count as complete (the outbox is sent as
+        it is found)."""
+        done = time.monotonic() - self.series_timeout
+        for folder in sorted(self.incoming.iterdir()) if self.incoming.is_dir() else ():
+            if folder.is_dir() and UID.fullmatch(folder.name):
+                self._arrived[folder.name] = (done, done, sum(1 for _ in folder.iterdir()))
+
     def start(self) -> None:
         """Start listening, contouring and sending (returns at once)."""
         from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt, sop_class
         self.output.mkdir(parents=True, exist_ok=True)
-        done = time.monotonic() - self.series_timeout
-        for folder in sorted(self.incoming.iterdir()) if self.incoming.is_dir() else ():
-            if folder.is_dir():  # left by an earlier run: complete by now
-                self._arrived[folder.name] = (done, done, sum(1 for _ in folder.iterdir()))
+        self.resume()
         ae = AE(ae_title=self.ae_title)
         for name in STORAGE:
             ae.add_supported_context(getattr(sop_class, name), ALL_TRANSFER_SYNTAXES)
