@@ -104,10 +104,7 @@ def predict(model_dir, input_dir: str | os.PathLike, output: str | os.PathLike, 
         raise MedsegError(f"--batch-size: must be at least 1, got {batch_size}")
     models = Models.read(model_dir)
     contract = models.contract
-    root = Path(input_dir).expanduser()
-    if not root.is_dir():
-        raise MedsegError(f"--input {root}: not a folder")
-    cases = find_inputs(input_dir, contract)
+    cases = find_inputs(input_dir, contract)  # checks --input is a folder
     form = cases[0].form
     check_paths(models, input_dir, output, overlays, overwrite,
                 target_of(contract, form, output_format))
