@@ -82,11 +82,18 @@ def train_peer(config, out: Path) -> dict:
         model = experiment.compile(peer_model(config, experiment.input_shape,
                                               experiment.num_outputs), jit, steps)
     out.mkdir(parents=True, exist_ok=True)
+    callbacks = [HistoryLog(out / "history.csv", 0)]
+    if config.train.max_minutes:  # planned for the budget as ours is (budget.json)
+        from tf_medseg.training.callbacks import TimeBudget
+        callbacks.append(TimeBudget(
+            config.train.max_minutes, config.train.epochs, steps,
+            record=lambda plan: atomic_write(out / "budget.json", json.dumps(plan) + "\n")))
     fit(experiment.trainer(model, strategy), train_ds, val_ds, epochs=config.train.epochs,
-        steps_per_epoch=config.train.steps_per_epoch,
-        callbacks=[HistoryLog(out / "history.csv", 0)], verbose=2)
+        steps_per_epoch=config.train.steps_per_epoch, callbacks=callbacks, verbose=2)
     result, rows = experiment.score(model)
-    result = json_safe({**result, "cases": rows, "parameters": model.count_params()})
+    from tf_medseg.training.checkpoints import read_history
+    result = json_safe({**result, "cases": rows, "parameters": model.count_params(),
+                        "epochs_trained": len(read_history(out / "history.csv"))})
     atomic_write(out / "metrics.json", json.dumps(result, indent=2) + "\n")
     return result
 

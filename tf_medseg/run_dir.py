@@ -33,7 +33,8 @@ from tf_medseg.files import PARTIAL, check_output_path
 LOCK = ".lock"
 PREVIOUS = "previous"
 # What a training run writes (moved into previous/ by --overwrite).
-OUTPUTS = ("config.yaml", "runtime.json", "logs", "checkpoints", "history.csv",
+BUDGET = "budget.json"  # train.max_minutes: the epochs it fixed (a resumed run keeps them)
+OUTPUTS = ("config.yaml", "runtime.json", BUDGET, "logs", "checkpoints", "history.csv",
            "metrics.json", "saved_model", "evaluation")
 OURS = (*OUTPUTS, "tuning", PREVIOUS, LOCK, "cv", "folds.json", "ensemble")  # --folds
 

@@ -47,7 +47,8 @@ def test_early_stopping_and_plateau_on_a_stalled_run(tmp_path):
 
 def test_one_assembly_for_training_and_trials(tmp_path):
     """make_callbacks: the score first (the others read it), the guard, the schedule's, the
-    caller's outputs, then early stopping and the time budget; the score only when read."""
+    warning for a class never predicted, the caller's outputs, then early stopping and the
+    time budget; the score only when read."""
     import keras
 
     from tf_medseg.training.callbacks import NanGuard, make_callbacks
@@ -60,12 +61,12 @@ def test_one_assembly_for_training_and_trials(tmp_path):
     callbacks, guard = make_callbacks(tiny.configured(config), 10, objective="val_loss",
                                       outputs=[history])
     assert [type(c).__name__ for c in callbacks] == [
-        "ValidationScore", "NanGuard", "PlateauWarmup", "ReduceLROnPlateau", "History",
-        "EarlyStopping", "TimeBudget"]  # train.monitor val_score drives plateau and stopping
+        "ValidationScore", "NanGuard", "PlateauWarmup", "ReduceLROnPlateau", "SilentClass",
+        "History", "EarlyStopping", "TimeBudget"]  # train.monitor val_score drives plateau and stopping
     assert isinstance(guard, NanGuard) and guard in callbacks
     plain = tiny.configured(load_config("tiny.yaml", tiny_overrides(tmp_path) + [
         "train.max_minutes=null"]))
     assert [type(c).__name__ for c in make_callbacks(plain, 10, objective="val_loss")[0]
-            ] == ["NanGuard"]
+            ] == ["NanGuard", "SilentClass"]
     assert [type(c).__name__ for c in make_callbacks(plain, 10, objective="val_score")[0]
-            ] == ["ValidationScore", "NanGuard"]
+            ] == ["ValidationScore", "NanGuard", "SilentClass"]

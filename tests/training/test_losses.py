@@ -111,3 +111,29 @@ def test_head_factors_from_the_model():
     model = build_unet((4, 16, 16, 1), 2, base_filters=4, depth=4, deep_supervision=True,
                        strides=[(1, 2, 2), (1, 2, 2), (2, 2, 2), (2, 2, 2)])
     assert losses.head_factors(model) == [(1, 1, 1), (1, 2, 2), (1, 4, 4)]
+
+
+def test_overlap_losses_skip_classes_absent_from_the_batch():
+    """A class with no pixel in the batch adds nothing (nnU-Net: no gradient); counted, its
+    1 / (1 + FP) punishes the few pixels predicted for it hardest."""
+    y = np.concatenate([Y, np.zeros_like(Y)], axis=-1)  # class 2 absent
+    logits = np.concatenate([LOGITS, LOGITS], axis=-1)  # ... yet predicted on 1.8 pixels
+    dice = (2 * TP + 1) / (2 * TP + FN + FP + 1)
+    assert float(losses.soft_dice(y, logits)) == pytest.approx(1 - dice, rel=1e-5)
+    absent = 1 / (1 + P.sum())
+    assert float(losses.soft_dice(y, logits, skip_absent=False)) == pytest.approx(
+        1 - (dice + absent) / 2, rel=1e-5)
+    ti = (TP + 1) / (TP + 0.7 * FN + 0.3 * FP + 1)
+    assert float(losses.tversky(0.7, 0.3)(y, logits)) == pytest.approx(1 - ti, rel=1e-5)
+    assert float(losses.focal_tversky(0.7, 0.3, 4 / 3)(y, logits)) == pytest.approx(
+        (1 - ti) ** 0.75, rel=1e-5)
+    # No class in the batch at all: no overlap term
+    assert float(losses.soft_dice(np.zeros_like(y), logits)) == 0.0
+    # The gradient on the absent class's logits: none when skipped
+    x = tf.constant(logits)
+    for skip, has_gradient in ((True, False), (False, True)):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            value = losses.soft_dice(y, x, skip_absent=skip)
+        grad = tape.gradient(value, x).numpy()[..., 1]
+        assert bool(np.abs(grad).max() > 0) == has_gradient

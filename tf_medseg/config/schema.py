@@ -256,10 +256,11 @@ class TrainConfig:
                  "parameters), adam, or sgd (Nesterov momentum train.momentum: nnU-Net's)")
     weight_decay: float = field(1e-4, "adamw and sgd: weight decay (nnU-Net: 3e-5)", min=0.0)
     momentum: float = field(0.99, "sgd: Nesterov momentum", min=0.0, max=0.999)
-    schedule: Literal["cosine", "poly", "step", "plateau", "constant"] = field(
+    schedule: Literal["cosine", "poly", "linear", "step", "plateau", "constant"] = field(
         "cosine", "learning-rate schedule after the warm-up: cosine (decay to "
                   "train.min_lr_fraction over the remaining steps), poly (nnU-Net's: the peak "
-                  "times (1 - step / steps) ** 0.9, to 0 at the last step), step (times "
+                  "times (1 - step / steps) ** 0.9, to 0 at the last step), linear (to 0 at "
+                  "the last step), step (times "
                   "train.step_factor every train.step_epochs), plateau (times "
                   "train.plateau_factor when train.monitor stalls for train.plateau_patience "
                   "epochs) or constant")
@@ -297,6 +298,11 @@ class TrainConfig:
         "bce_dice", "a loss name (bce, dice, tversky, focal_tversky, lovasz; bce_dice is BCE + "
                     "Dice), or a mapping of names to weights, e.g. {bce: 0.5, tversky: 0.5}",
         check=_check_loss)
+    overlap_absent: Literal["skip", "count"] = field(
+        "skip", "the overlap losses (dice, tversky, focal_tversky) of a class absent from a "
+                "batch: skip (left out of the class mean, as nnU-Net's Dice gives it no "
+                "gradient; small organs train) or count (its index 1 / (1 + FP): every batch "
+                "without the organ pushes against predicting it; the earlier behaviour)")
     tversky_fn_weight: float = field(
         0.7, "Tversky losses: weight of false negatives (alpha in Abraham & Khan 2019)",
         min=0.0)
@@ -323,8 +329,12 @@ class TrainConfig:
                               check=lambda v: (0 < v < 1, "must be between 0 and 1, both "
                                                           "excluded"))
     max_minutes: Optional[float] = field(
-        None, "optional wall-clock budget in minutes (of each trial under --tune), > 0; no "
-              "epoch starts that would end past it",
+        None, "optional time budget for the training epochs in minutes (of each trial under "
+              "--tune), > 0: after the first epoch the step rate and the validation time are "
+              "measured, the epochs that fit the budget fixed (at most train.epochs) and the "
+              "schedule's decay (cosine, poly, linear) laid over them, so the run ends where "
+              "its schedule ends; the choice is stored in the run folder (budget.json) and a "
+              "resumed run keeps it",
         check=lambda v: (v > 0, "must be > 0 (null for no budget)"))
 
 

@@ -21,28 +21,115 @@ from tf_medseg.config import Config, improves
 from tf_medseg.training.checkpoints import BestCheckpoint, HistoryLog, best_record
 
 
-class TimeBudget(keras.callbacks.Callback):
-    """Stops training before an epoch that would end past ``train.max_minutes``.
+def clock() -> float:
+    """The time budget's clock, in seconds (one place, so that a test can replace it)."""
+    return time.monotonic()
 
-    The next epoch is assumed to take as long as the slowest one so far.
+
+class TimeBudget(keras.callbacks.Callback):
+    """``train.max_minutes``: the training planned for a time budget, not cut by it.
+
+    A schedule that decays to its end within the budget beats one stopped part-way (Li, Yumer
+    and Ramanan, "Budgeted Training", ICLR 2020). So the first epoch this process trains is
+    timed: its steps (from the end of the second: the first ones trace the step function) and
+    what follows them (validation, the other callbacks). From that rate the epochs that fit
+    the rest of the budget are fixed (at most ``epochs``, at least the one trained), the
+    optimiser's decay is laid over their steps (:func:`~tf_medseg.training.optim.
+    set_schedule_length`) and the plan is handed to ``record`` (``budget.json`` in the run
+    folder). Training stops after the planned epochs, wherever the clock is. A ``planned``
+    plan (a resumed run's) is applied before the first step and nothing is measured, so a
+    resumed run trains the steps an uninterrupted one would.
     """
 
-    def __init__(self, minutes: float):
+    def __init__(self, minutes: float, epochs: int, steps_per_epoch: int, *,
+                 planned: dict | None = None, record=None, verbose: int = 1):
         super().__init__()
-        self.seconds, self.start = minutes * 60, time.monotonic()
-        self.epoch_start, self.longest = self.start, 0.0
+        self.seconds, self.epochs, self.steps = minutes * 60, int(epochs), int(steps_per_epoch)
+        self.plan, self.record, self.verbose = planned, record, verbose
+        self.marks: list[float] = []
+
+    def on_train_begin(self, logs=None):
+        self.start = clock()
+        if self.plan is not None:
+            self._apply(self.plan["epochs"])
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.epoch_start = time.monotonic()
+        self.epoch_start, self.marks = clock(), []
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.plan is None:
+            self.marks.append(clock())
 
     def on_epoch_end(self, epoch, logs=None):
-        now = time.monotonic()
-        self.longest = max(self.longest, now - self.epoch_start)
-        last = epoch + 1 >= self.params.get("epochs", epoch + 1)
-        if not last and now - self.start + self.longest > self.seconds:
-            print(f"train.max_minutes ({self.seconds / 60:g}) would be exceeded by another "
-                  f"epoch; stopping after epoch {epoch + 1}", flush=True)
+        if self.plan is None:
+            self.plan = self._measure(epoch)
+            self._apply(self.plan["epochs"])
+            if self.record is not None:
+                self.record(self.plan)
+        if epoch + 1 >= self.plan["epochs"]:
             self.model.stop_training = True
+
+    def _measure(self, epoch: int) -> dict:
+        now, marks = clock(), self.marks or [clock()]
+        if len(marks) >= 4:
+            per_step = (marks[-1] - marks[1]) / (len(marks) - 2)
+        else:
+            per_step = (marks[-1] - self.epoch_start) / len(marks)
+        per_epoch = per_step * self.steps + (now - marks[-1])
+        left = self.seconds - (now - self.start)
+        fits = int(left // per_epoch) if per_epoch > 0 else self.epochs
+        epochs = max(epoch + 1, min(self.epochs, epoch + 1 + fits))
+        plan = {"budget_minutes": self.seconds / 60, "epochs": epochs,
+                "steps_per_epoch": self.steps, "steps": epochs * self.steps,
+                "seconds_per_step": round(per_step, 4),
+                "seconds_per_epoch": round(per_epoch, 2),
+                "capped_by_train_epochs": epochs == self.epochs and fits + epoch + 1 > epochs}
+        if self.verbose:
+            why = (f"train.epochs ({self.epochs}) fit" if plan["capped_by_train_epochs"]
+                   else f"{epochs} fit")
+            print(f"train.max_minutes {self.seconds / 60:g}: {per_step:.3g} s a step, about "
+                  f"{per_epoch:.3g} s an epoch with its validation; {why}: training "
+                  f"{epochs} epochs ({plan['steps']} steps), the schedule laid over them",
+                  flush=True)
+            if epochs == epoch + 1 < self.epochs:
+                print(f"warning: train.max_minutes {self.seconds / 60:g} fits one epoch "
+                      f"only: the schedule ends after its warm-up; raise train.max_minutes "
+                      f"or lower train.steps_per_epoch", flush=True)
+        return plan
+
+    def _apply(self, epochs: int) -> None:
+        from tf_medseg.training.optim import set_schedule_length
+        set_schedule_length(self.model.optimizer, epochs * self.steps)
+        # Keras's progress bar reads the epoch count from the shared params.
+        self.params["epochs"] = epochs
+
+
+class SilentClass(keras.callbacks.Callback):
+    """Warns, once per class, when a class's validation Dice has stayed at 0 for
+    ``patience`` epochs in a row: the network has stopped predicting it (or never did), which
+    a falling loss alone does not show."""
+
+    def __init__(self, classes, patience: int = 3, verbose: int = 1):
+        super().__init__()
+        self.classes, self.patience, self.verbose = tuple(classes), int(patience), verbose
+        self.zero_since: dict[str, int] = {}
+        self.warned: set[str] = set()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        for name in self.classes:
+            value = logs.get(f"val_dice_{name}")
+            if value is None or value >= 1e-3:
+                self.zero_since.pop(name, None)
+                continue
+            first = self.zero_since.setdefault(name, epoch)
+            if epoch - first + 1 >= self.patience and name not in self.warned:
+                self.warned.add(name)
+                if self.verbose:
+                        print(f"warning: class {name} has had validation Dice 0 for "
+                          f"{epoch - first + 1} epochs (epochs {first + 1}-{epoch + 1}): the "
+                          f"network predicts none of it; see docs/training.md (small organs)",
+                          flush=True)
 
 
 class NanGuard(keras.callbacks.Callback):
@@ -199,7 +286,8 @@ def run_outputs(experiment, run_dir: Path, initial_epoch: int, resuming: bool) -
 
 
 def make_callbacks(experiment, steps_per_epoch: int, *, objective: str,
-                   outputs: Sequence[keras.callbacks.Callback] = (), verbose: int = 1
+                   outputs: Sequence[keras.callbacks.Callback] = (), verbose: int = 1,
+                   budget: dict | None = None, record_budget=None
                    ) -> tuple[list, NanGuard]:
     """The callbacks of one training of ``experiment``
     (:class:`~tf_medseg.training.experiment.Experiment`), in the order they run, and its NaN
@@ -211,6 +299,9 @@ def make_callbacks(experiment, steps_per_epoch: int, *, objective: str,
             when it, or the plateau schedule or early stopping on ``train.monitor``, needs it.
         outputs: What records the run: :func:`run_outputs`, or KerasTuner's callbacks.
         verbose: 1 to announce learning-rate cuts and early stops (0 on non-chief workers).
+        budget: ``train.max_minutes``'s plan of an interrupted run (its ``budget.json``), to
+            keep; None to measure and plan (:class:`TimeBudget`).
+        record_budget: Called with the plan once it is made (the chief writes it).
     """
     config = experiment.config
     t = config.train
@@ -222,11 +313,14 @@ def make_callbacks(experiment, steps_per_epoch: int, *, objective: str,
                        if "val_score" in watched and experiment.validates else [])
     callbacks.append(nan_guard)
     callbacks += schedule_callbacks(config, steps_per_epoch, verbose)
+    if experiment.validates:
+        callbacks.append(SilentClass(experiment.labels.classes, verbose=verbose))
     callbacks += list(outputs)
     if t.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor=t.monitor, mode=improves(t.monitor), patience=t.early_stopping,
             verbose=verbose))
     if t.max_minutes:
-        callbacks.append(TimeBudget(t.max_minutes))
+        callbacks.append(TimeBudget(t.max_minutes, t.epochs, steps_per_epoch, planned=budget,
+                                    record=record_budget, verbose=verbose))
     return callbacks, nan_guard

@@ -129,12 +129,12 @@ class Experiment:
                        freeze_encoder_epochs=t.freeze_encoder_epochs)
 
     def callbacks(self, steps_per_epoch: int, *, objective: str, outputs=(),
-                  verbose: int = 1):
+                  verbose: int = 1, budget: dict | None = None, record_budget=None):
         """The callbacks of one training and its NaN guard
         (:func:`tf_medseg.training.callbacks.make_callbacks`)."""
         from tf_medseg.training.callbacks import make_callbacks
         return make_callbacks(self, steps_per_epoch, objective=objective, outputs=outputs,
-                              verbose=verbose)
+                              verbose=verbose, budget=budget, record_budget=record_budget)
 
     def run_outputs(self, run_dir: Path, initial_epoch: int, resuming: bool) -> list:
         """The callbacks that record a run in its folder (the chief's)."""

@@ -12,7 +12,13 @@ overlap losses are computed on the K class probabilities, as nnU-Net's Dice + CE
 
 The overlap losses (Dice, Tversky, focal Tversky) are computed per class over the whole batch
 (the batch's pixels pooled, so slices without an organ do not each count as a perfect or a
-failed case) with smoothing 1, and averaged over classes. The Lovasz hinge is computed per
+failed case) with smoothing 1, and averaged over the classes present in the batch's truth
+(``train.overlap_absent: skip``, the default). A class absent from the batch has no overlap to
+score: counted (``count``), its index is 1 / (1 + FP), which is perfect only when not one
+pixel is predicted, and its steepest near there, so every batch without a small organ pushes
+hard against predicting it, and in a data set where most batches lack it the network learns to
+predict it nowhere (the head-and-neck organs at risk: docs/training.md). nnU-Net's Dice, with
+its smoothing of 1e-5, gives such a class a constant and no gradient; skipping it does the same. The Lovasz hinge is computed per
 image and class, as Berman et al. 2018 recommend for per-image IoU, and averaged.
 """
 
@@ -65,21 +71,32 @@ def _soft_counts(y_true, logits, softmax: bool = False):
     return tp, fn, fp
 
 
+def _class_mean(per_class, y_true, skip_absent: bool):
+    """The mean over classes of a per-class loss; with ``skip_absent`` over the classes with
+    a pixel in ``y_true`` only (0 when none has)."""
+    if not skip_absent:
+        return ops.mean(per_class)
+    axes = tuple(range(len(y_true.shape) - 1))
+    present = ops.cast(ops.sum(ops.cast(y_true, "float32"), axis=axes) > 0, "float32")
+    return ops.sum(per_class * present) / ops.maximum(ops.sum(present), 1.0)
+
+
 def _tversky_index(y_true, logits, fn_weight: float, fp_weight: float, softmax: bool = False):
     """Per-class Tversky index TP / (TP + fn_weight * FN + fp_weight * FP), soft, smoothed."""
     tp, fn, fp = _soft_counts(y_true, logits, softmax)
     return (tp + SMOOTH) / (tp + fn_weight * fn + fp_weight * fp + SMOOTH)
 
 
-def soft_dice(y_true, logits, softmax: bool = False):
+def soft_dice(y_true, logits, softmax: bool = False, skip_absent: bool = True):
     """1 - soft Dice (2 TP + 1) / (2 TP + FN + FP + 1) per class over the batch, averaged over
-    classes."""
+    the classes present in the batch (``skip_absent``) or over all."""
     tp, fn, fp = _soft_counts(y_true, logits, softmax)
-    return 1.0 - ops.mean((2.0 * tp + SMOOTH) / (2.0 * tp + fn + fp + SMOOTH))
+    return _class_mean(1.0 - (2.0 * tp + SMOOTH) / (2.0 * tp + fn + fp + SMOOTH), y_true,
+                       skip_absent)
 
 
-def tversky(fn_weight: float = 0.7, fp_weight: float = 0.3, softmax: bool = False
-            ) -> Callable:
+def tversky(fn_weight: float = 0.7, fp_weight: float = 0.3, softmax: bool = False,
+            skip_absent: bool = True) -> Callable:
     """1 - Tversky index (Salehi et al. 2017), averaged over classes.
 
     ``fn_weight`` > ``fp_weight`` penalises missed organ pixels more than false alarms, which
@@ -87,12 +104,14 @@ def tversky(fn_weight: float = 0.7, fp_weight: float = 0.3, softmax: bool = Fals
     term doubled).
     """
     def tversky_loss(y_true, logits):
-        return 1.0 - ops.mean(_tversky_index(y_true, logits, fn_weight, fp_weight, softmax))
+        ti = _tversky_index(y_true, logits, fn_weight, fp_weight, softmax)
+        return _class_mean(1.0 - ti, y_true, skip_absent)
     return tversky_loss
 
 
 def focal_tversky(fn_weight: float = 0.7, fp_weight: float = 0.3,
-                  gamma: float = 4 / 3, softmax: bool = False) -> Callable:
+                  gamma: float = 4 / 3, softmax: bool = False,
+                  skip_absent: bool = True) -> Callable:
     """Focal Tversky loss (Abraham & Khan 2019): mean over classes of (1 - TI) ** (1 / gamma).
 
     With gamma > 1 a class already segmented well (TI near 1) contributes a larger gradient
@@ -100,7 +119,8 @@ def focal_tversky(fn_weight: float = 0.7, fp_weight: float = 0.3,
     """
     def focal_tversky_loss(y_true, logits):
         ti = _tversky_index(y_true, logits, fn_weight, fp_weight, softmax)
-        return ops.mean(ops.power(ops.maximum(1.0 - ti, 1e-7), 1.0 / gamma))
+        return _class_mean(ops.power(ops.maximum(1.0 - ti, 1e-7), 1.0 / gamma), y_true,
+                           skip_absent)
     return focal_tversky_loss
 
 
@@ -130,13 +150,15 @@ def lovasz_hinge(y_true, logits):
 
 
 def combined(weights: Mapping[str, float], *, fn_weight: float = 0.7, fp_weight: float = 0.3,
-             gamma: float = 4 / 3, softmax: bool = False) -> Callable:
+             gamma: float = 4 / 3, softmax: bool = False, skip_absent: bool = True
+             ) -> Callable:
     """The weighted sum of the named losses, e.g. ``{"bce": 0.5, "tversky": 0.5}``, for
-    sigmoid logits or (``softmax``) logits of background + classes."""
+    sigmoid logits or (``softmax``) logits of background + classes; the overlap losses over
+    the classes present in the batch (``skip_absent``) or over all."""
     parts = {"bce": categorical_ce if softmax else bce,
-             "dice": lambda y, x: soft_dice(y, x, softmax),
-             "tversky": tversky(fn_weight, fp_weight, softmax),
-             "focal_tversky": focal_tversky(fn_weight, fp_weight, gamma, softmax),
+             "dice": lambda y, x: soft_dice(y, x, softmax, skip_absent),
+             "tversky": tversky(fn_weight, fp_weight, softmax, skip_absent),
+             "focal_tversky": focal_tversky(fn_weight, fp_weight, gamma, softmax, skip_absent),
              "lovasz": lovasz_hinge}
     unknown = set(weights) - set(parts)
     if unknown:
@@ -192,4 +214,4 @@ def get_loss(train_config, output: str = "sigmoid") -> Callable:
     t = train_config
     return combined(loss_weights(t.loss), fn_weight=t.tversky_fn_weight,
                     fp_weight=t.tversky_fp_weight, gamma=t.focal_tversky_gamma,
-                    softmax=output == "softmax")
+                    softmax=output == "softmax", skip_absent=t.overlap_absent == "skip")

@@ -3,6 +3,11 @@ under a precision policy (:func:`building`) and compiled with its loss (:func:`c
 
 ``train.schedule: plateau`` is the one schedule that is not a Keras schedule: its warm-up and
 its decay are callbacks (:func:`tf_medseg.training.callbacks.schedule_callbacks`).
+
+The decays (cosine, poly, linear) run over a length held in a variable (:class:`Decay`), so
+that a time budget (``train.max_minutes``) can lay them over the steps it finds will fit, once
+it has measured the step rate (:func:`set_schedule_length`,
+:class:`tf_medseg.training.callbacks.TimeBudget`): a budgeted run ends where its schedule ends.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import contextlib
 
 import keras
+import tensorflow as tf
 
 
 @keras.saving.register_keras_serializable("tf_medseg")
@@ -42,6 +48,48 @@ class Warmup(keras.optimizers.schedules.LearningRateSchedule):
 
 
 POLY_EXPONENT = 0.9  # nnU-Net's PolyLRScheduler
+DECAYS = ("cosine", "poly", "linear")
+
+
+@keras.saving.register_keras_serializable("tf_medseg")
+class Decay(keras.optimizers.schedules.LearningRateSchedule):
+    """From ``peak`` at step 0 to its end over ``steps`` steps, then constant: ``cosine``
+    (Keras's CosineDecay: to ``peak * alpha``), ``poly`` (Keras's PolynomialDecay with
+    nnU-Net's exponent 0.9: to 0) or ``linear`` (to 0).
+
+    The length is a variable: :meth:`set_steps` re-lays the decay over another number of
+    steps (a time budget's), before or during training.
+    """
+
+    def __init__(self, peak: float, steps: int, kind: str = "cosine", alpha: float = 0.0):
+        if kind not in DECAYS:
+            raise ValueError(f"unknown decay {kind!r}; choose from {DECAYS}")
+        self.peak, self.kind, self.alpha = float(peak), kind, float(alpha)
+        self.length = tf.Variable(float(max(1, int(steps))), trainable=False,
+                                  dtype=tf.float32, name="schedule_length")
+
+    @property
+    def steps(self) -> int:
+        return int(self.length.numpy())
+
+    def set_steps(self, steps: int) -> None:
+        self.length.assign(float(max(1, int(steps))))
+
+    def __call__(self, step):
+        steps = tf.cast(self.length, tf.float32)
+        p = tf.minimum(tf.cast(step, tf.float32), steps) / steps
+        if self.kind == "cosine":
+            decayed = (1.0 - self.alpha) * 0.5 * (1.0 + tf.cos(3.141592653589793 * p)) \
+                + self.alpha
+        elif self.kind == "poly":
+            decayed = tf.pow(1.0 - p, POLY_EXPONENT)
+        else:
+            decayed = 1.0 - p
+        return self.peak * decayed
+
+    def get_config(self):
+        return {"peak": self.peak, "steps": self.steps, "kind": self.kind,
+                "alpha": self.alpha}
 
 
 def learning_rate_schedule(train_config, steps_per_epoch: int):
@@ -53,18 +101,34 @@ def learning_rate_schedule(train_config, steps_per_epoch: int):
     schedules = keras.optimizers.schedules
     if t.schedule == "plateau":
         return float(t.learning_rate)
-    if t.schedule == "cosine":
-        after = schedules.CosineDecay(t.learning_rate, decay_steps=rest,
-                                      alpha=t.min_lr_fraction)
-    elif t.schedule == "poly":
-        after = schedules.PolynomialDecay(t.learning_rate, decay_steps=rest,
-                                          end_learning_rate=0.0, power=POLY_EXPONENT)
+    if t.schedule in DECAYS:
+        after = Decay(t.learning_rate, rest, t.schedule,
+                      t.min_lr_fraction if t.schedule == "cosine" else 0.0)
     elif t.schedule == "step":
         after = schedules.ExponentialDecay(t.learning_rate, t.step_epochs * steps_per_epoch,
                                            t.step_factor, staircase=True)
     else:
         after = None
     return Warmup(t.learning_rate, warmup, after)
+
+
+def schedule_of(optimizer) -> keras.optimizers.schedules.LearningRateSchedule | float:
+    """The learning rate ``optimizer`` was made with (its schedule, or a number); a
+    LossScaleOptimizer's inner one's."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    # Keras keeps the schedule object only in this attribute (``learning_rate`` evaluates it).
+    return inner._learning_rate
+
+
+def set_schedule_length(optimizer, total_steps: int) -> bool:
+    """Lay ``optimizer``'s decay (after its warm-up) over ``total_steps`` optimiser steps in
+    all, so that it ends at the last of them; False where the schedule has no decay to lay
+    (constant, step, plateau)."""
+    schedule = schedule_of(optimizer)
+    if isinstance(schedule, Warmup) and isinstance(schedule.after, Decay):
+        schedule.after.set_steps(total_steps - schedule.warmup_steps)
+        return True
+    return False
 
 
 def make_optimizer(train_config, steps_per_epoch: int) -> keras.optimizers.Optimizer:

@@ -19,6 +19,7 @@ Run directory (``train.run_dir``)::
                     backup/ (the last finished epoch, for resuming after a crash)
     history.csv     one row per finished epoch
     metrics.json    the kept model scored on the validation cases (the data set's metric)
+    budget.json     with train.max_minutes: the measured step rate and the epochs it fixed
     saved_model/    the export, with metadata.json
 
 Only the chief (the one process of single-machine training, or the chief of a multi-worker
@@ -40,6 +41,7 @@ from tf_medseg.errors import ConfigError, TrainingError
 from tf_medseg.files import atomic_write
 from tf_medseg.planning.planner import planned_config
 from tf_medseg.run_dir import (
+    BUDGET,
     RunDir,
     check_records_outside_runs,
     check_run_dir,
@@ -110,9 +112,12 @@ def train(config: Config, verbose: int | None = None, overwrite: bool = False) -
         outputs = (experiment.run_outputs(session.run_dir, initial_epoch,
                                           resuming=initial_epoch > 0)
                    if session.chief else [])
-        callbacks, nan_guard = experiment.callbacks(steps, objective=config.train.monitor,
-                                                    outputs=outputs,
-                                                    verbose=int(session.chief))
+        callbacks, nan_guard = experiment.callbacks(
+            steps, objective=config.train.monitor, outputs=outputs, verbose=int(session.chief),
+            budget=stored_budget(session, initial_epoch),
+            record_budget=(lambda plan: atomic_write(
+                session.run_dir / BUDGET, json.dumps(plan, indent=2) + "\n"))
+            if session.chief else None)
         trainer = experiment.trainer(model, session.strategy)
         if not trained:
             fit(trainer, train_ds, val_ds, epochs=config.train.epochs,
@@ -123,6 +128,20 @@ def train(config: Config, verbose: int | None = None, overwrite: bool = False) -
     finally:
         if session.run is not None:
             session.run.release()
+
+
+def stored_budget(session: Session, initial_epoch: int) -> dict | None:
+    """``train.max_minutes``'s plan of the run being resumed (``budget.json``: the epochs it
+    fixed), so that the resumed run trains the same steps; None for a fresh start or a run
+    without a budget."""
+    path = session.run_dir / BUDGET
+    if not session.config.train.max_minutes or initial_epoch == 0 or not path.is_file():
+        return None
+    plan = read_json(path, "time budget plan", "delete it to plan the budget anew")
+    if not isinstance(plan.get("epochs"), int) or plan["epochs"] < 1:
+        raise TrainingError(f"{path}: damaged time budget plan (no epochs); delete it to "
+                            f"plan the budget anew")
+    return plan
 
 
 def _verbosity(verbose: int | None) -> int:

@@ -1,0 +1,403 @@
+"""Measurements that survive a stop: a table (a data set's cross-validation beside the peer, an
+ablation) cut into units of one variant x one fold, each short enough to finish in one sitting,
+each recorded in a result file committed to the repository the moment it lands.
+
+::
+
+    python -m benchmarks.units run TABLE [--budget-minutes N] [--only VARIANT ...]
+        [--folds K ...] [--commit] [--dry-run]
+    python -m benchmarks.units report [TABLE ...]     # docs/measurements.md + docs/*.png
+    python -m benchmarks.units status [TABLE ...]
+
+The tables and their variants are declared in ``benchmarks/tables.yaml`` (a base config, the
+folds, and per variant its ``--set`` overrides, its side (``ours`` or ``peer``:
+keras-unet-collection's ``unet_2d``, ``pip install keras-unet-collection``) and an estimate
+of one unit's minutes, used until a unit of it has been measured).
+
+``run`` starts, one at a time and each in its own process, the units whose result file is not
+there yet and whose expected minutes (the median of that variant's recorded units, else the
+declared estimate) fit in what is left of ``--budget-minutes``; it starts nothing it does not
+expect to finish. A unit trains into ``runs/units/TABLE/VARIANT/fold_K`` (resumed if an
+earlier attempt was interrupted) with the last epoch kept, and writes
+``benchmarks/results/TABLE/VARIANT/fold_K.json``: per class 3-D Dice and HD95, the minutes
+(training and in all), the epochs and steps trained, the time budget's plan, the config's
+digest, the commit and the machine. With ``--commit`` each result file is committed on its own
+as soon as it is written.
+
+``report`` regenerates every table of ``docs/measurements.md`` between its markers
+``<!-- units:TABLE -->`` and ``<!-- /units:TABLE -->`` from the committed files alone (means
+over the folds present, per class, HD95, minutes, the difference to the peer on the same folds)
+and, where matplotlib is installed, ``docs/units_TABLE.png``: mean Dice against training
+minutes per configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from benchmarks.folds import command, fold_config
+from tf_medseg.errors import MedsegError
+from tf_medseg.files import atomic_write
+
+ROOT = Path(__file__).resolve().parents[1]
+TABLES = ROOT / "benchmarks" / "tables.yaml"
+RESULTS = ROOT / "benchmarks" / "results"
+RUNS = ROOT / "runs" / "units"
+DOC = ROOT / "docs" / "measurements.md"
+
+
+# Tables --------------------------------------------------------------------------------
+
+def read_tables(path: Path = TABLES) -> dict:
+    """The declared tables, checked (one-line errors naming the file and the entry)."""
+    import yaml
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise MedsegError(f"{path}: cannot be read as YAML ({str(exc).splitlines()[0][:120]})"
+                          ) from None
+    if not isinstance(raw, dict) or not raw:
+        raise MedsegError(f"{path}: must map table names to tables")
+    for name, table in raw.items():
+        where = f"{path}: table {name!r}"
+        if not isinstance(table, dict) or not isinstance(table.get("config"), str) or \
+                not isinstance(table.get("variants"), dict) or not table["variants"]:
+            raise MedsegError(f"{where} needs a config (a file) and variants (a mapping)")
+        table.setdefault("folds", [0, 1, 2, 3, 4])
+        table.setdefault("set", [])
+        for vname, v in table["variants"].items():
+            if v is None:
+                v = table["variants"][vname] = {}
+            if (not isinstance(v, dict) or not str(vname).replace("_", "").isalnum()
+                    or not all(isinstance(o, str) and "=" in o for o in v.get("set", []))
+                    or v.get("side", "ours") not in ("ours", "peer")
+                    or not isinstance(v.get("minutes", 10), (int, float))):
+                raise MedsegError(f"{where}: variant {vname!r} must be a name of letters, "
+                                  f"digits and _, with set (a list of KEY=VALUE), side (ours "
+                                  f"or peer) and minutes (a number)")
+            v.setdefault("set", [])
+            v.setdefault("side", "ours")
+            v.setdefault("minutes", 10)
+    return raw
+
+
+def table_of(tables: dict, name: str) -> dict:
+    if name not in tables:
+        raise MedsegError(f"no table {name!r} in {TABLES} (there are {', '.join(tables)})")
+    return tables[name]
+
+
+def result_path(table: str, variant: str, fold: int) -> Path:
+    return RESULTS / table / variant / f"fold_{fold}.json"
+
+
+def recorded(table: str, variant: str) -> dict[int, dict]:
+    """The committed (or at least written) results of one variant, by fold."""
+    out = {}
+    for path in sorted((RESULTS / table / variant).glob("fold_*.json")):
+        try:
+            out[int(path.stem.split("_")[1])] = json.loads(path.read_text())
+        except (ValueError, OSError) as exc:
+            raise MedsegError(f"{path}: damaged result ({exc}); delete it to measure the unit "
+                              f"again") from None
+    return out
+
+
+def expected_minutes(table: str, variant: str, declared: float) -> float:
+    """What one unit of ``variant`` is expected to take: the median of its recorded units
+    (with 10% to spare), else the declared estimate."""
+    done = [r["minutes"] for r in recorded(table, variant).values() if r.get("minutes")]
+    return float(np.median(done)) * 1.1 if done else float(declared)
+
+
+def overrides(table: dict, variant: str) -> list[str]:
+    return [*table["set"], *table["variants"][variant]["set"]]
+
+
+# One unit ------------------------------------------------------------------------------
+
+def git_state() -> dict:
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                                  timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    return {"commit": git("rev-parse", "HEAD") or None,
+            "dirty": bool(git("status", "--porcelain", "--", "tf_medseg", "benchmarks",
+                              "configs"))}
+
+
+def machine() -> dict:
+    cpu = ""
+    try:
+        cpu = next((line.split(":", 1)[1].strip() for line in
+                    Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), "")
+    except OSError:
+        pass
+    from tf_medseg.training import resolve_runtime
+    policy, jit = resolve_runtime()
+    return {"cpu": cpu or platform.processor(), "cores": os.cpu_count(), "precision": policy,
+            "jit_compile": jit}
+
+
+def run_unit(table_name: str, variant: str, fold: int) -> dict:
+    """Train and score one unit (in this process) and write its result file."""
+    from tf_medseg.config import load_config
+    from tf_medseg.planning.planner import planned_config
+    from tf_medseg.training import train
+    table = table_of(read_tables(), table_name)
+    spec = table["variants"][variant]
+    base = load_config(str(ROOT / table["config"]), overrides(table, variant))
+    run_dir = RUNS / table_name / variant / f"fold_{fold}"
+    config = fold_config(base, fold, run_dir)
+    start = time.perf_counter()
+    if spec["side"] == "peer":
+        from benchmarks.peer_cv import train_peer
+        config = planned_config(config)
+        result = train_peer(config, run_dir)
+    else:
+        result = train(config, verbose=2)
+    minutes = (time.perf_counter() - start) / 60
+    budget = {}
+    if (run_dir / "budget.json").is_file():
+        budget = json.loads((run_dir / "budget.json").read_text())
+    from tf_medseg.training.checkpoints import read_history
+    history = read_history(run_dir / "history.csv")
+    steps_per_epoch = budget.get("steps_per_epoch") or config.train.steps_per_epoch
+    row = {
+        "table": table_name, "variant": variant, "fold": fold, "side": spec["side"],
+        "overrides": overrides(table, variant), "config": table["config"],
+        "config_digest": config.digest(),
+        **{k: v for k, v in result.items()
+           if k.startswith(("dice", "hd95", "sdice")) and "pooled" not in k},
+        "minutes": round(minutes, 2),
+        # the budget's measure: epochs x (steps at the measured rate + validation)
+        "train_minutes": round(len(history) * budget["seconds_per_epoch"] / 60, 2)
+        if budget else None,
+        "epochs": len(history), "steps_per_epoch": steps_per_epoch,
+        "steps": len(history) * steps_per_epoch if steps_per_epoch else None,
+        "budget": budget or None, "seed": config.train.seed,
+        **git_state(), "machine": machine(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    path = result_path(table_name, variant, fold)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, json.dumps(row, indent=2) + "\n")
+    return row
+
+
+# The runner ----------------------------------------------------------------------------
+
+def pending(table_name: str, table: dict, only, folds) -> list[tuple[str, int]]:
+    """The units not recorded yet, fold by fold within each variant, in declared order."""
+    names = only or list(table["variants"])
+    unknown = [v for v in names if v not in table["variants"]]
+    if unknown:
+        raise MedsegError(f"--only: table {table_name} has no variant {unknown[0]!r} (there "
+                          f"are {', '.join(table['variants'])})")
+    folds = folds if folds is not None else table["folds"]
+    return [(v, k) for v in names for k in folds if not result_path(table_name, v, k).is_file()]
+
+
+def commit_result(path: Path, row: dict) -> None:
+    """Commit ``path`` alone (whatever else is staged or changed stays as it is)."""
+    rel = path.relative_to(ROOT)
+    message = (f"units: {row['table']} {row['variant']} fold {row['fold']}: Dice "
+               f"{row.get('dice', float('nan')):.3f} in {row['minutes']:.1f} min")
+    for attempt in range(5):  # another git command may hold the index for a moment
+        add = subprocess.run(["git", "add", "--", str(rel)], cwd=ROOT, capture_output=True,
+                             text=True)
+        done = add.returncode == 0 and subprocess.run(
+            ["git", "commit", "-q", "-m", message, "--", str(rel)], cwd=ROOT,
+            capture_output=True, text=True).returncode == 0
+        if done:
+            print(f"committed {rel}", flush=True)
+            return
+        time.sleep(2 + attempt * 3)
+    print(f"warning: could not commit {rel}; commit it by hand", flush=True)
+
+
+def run(args) -> list:
+    tables = read_tables()
+    table = table_of(tables, args.table)
+    deadline = time.monotonic() + args.budget_minutes * 60 if args.budget_minutes else None
+    done = []
+    for variant, fold in pending(args.table, table, args.only, args.folds):
+        expected = expected_minutes(args.table, variant, table["variants"][variant]["minutes"])
+        left = (deadline - time.monotonic()) / 60 if deadline else float("inf")
+        if expected > left:
+            print(f"-- {args.table} {variant} fold {fold}: expected {expected:.0f} min, "
+                  f"{left:.0f} left: not started", flush=True)
+            continue
+        print(f"== {args.table} {variant} fold {fold} (expected {expected:.0f} min) ==",
+              flush=True)
+        if args.dry_run:
+            continue
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.units", "unit", args.table,
+                               variant, str(fold)], cwd=ROOT)
+        path = result_path(args.table, variant, fold)
+        if proc.returncode != 0 or not path.is_file():
+            print(f"-- {args.table} {variant} fold {fold}: failed (exit {proc.returncode}); "
+                  f"nothing recorded", flush=True)
+            continue
+        row = json.loads(path.read_text())
+        done.append(row)
+        print(f"-- {args.table} {variant} fold {fold}: Dice {row.get('dice', float('nan')):.3f}"
+              f", {row['minutes']:.1f} min, {row['steps']} steps", flush=True)
+        if args.commit:
+            commit_result(path, row)
+    return done
+
+
+# Report --------------------------------------------------------------------------------
+
+def _mean(rows, key):
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def markdown(table_name: str, table: dict) -> str:
+    """The table of one declared table, from its result files."""
+    results = {v: recorded(table_name, v) for v in table["variants"]}
+    results = {v: r for v, r in results.items() if r}
+    if not results:
+        return f"(no unit of {table_name} recorded yet)\n"
+    classes = [k[5:] for k in next(iter(next(iter(results.values())).values()))
+               if k.startswith("dice_")]
+    peers = [v for v in results if table["variants"][v]["side"] == "peer"]
+    head = ["configuration", "folds", *classes, "mean Dice", "vs peer, same folds",
+            "HD95 mm", "minutes a fold (training)", "steps"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for variant, rows in results.items():
+        folds = sorted(rows)
+        values = list(rows.values())
+        versus = ""
+        if peers and variant not in peers:
+            peer = results[peers[0]]
+            common = [k for k in folds if k in peer]
+            if common:
+                diff = np.mean([rows[k]["dice"] - peer[k]["dice"] for k in common])
+                versus = f"{diff:+.3f} ({len(common)})"
+        label = table["variants"][variant].get("label", variant)
+        cells = [label, ",".join(map(str, folds)),
+                 *(f"{_mean(values, f'dice_{c}'):.3f}" for c in classes),
+                 f"**{_mean(values, 'dice'):.3f}**", versus, f"{_mean(values, 'hd95'):.1f}",
+                 f"{_mean(values, 'minutes'):.1f} ({_mean(values, 'train_minutes'):.1f})",
+                 f"{_mean(values, 'steps'):.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(table_name: str, table: dict, out: Path) -> bool:
+    """Mean Dice against training minutes, one point per configuration (matplotlib)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install matplotlib)", flush=True)
+        return False
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    any_point = False
+    for variant, spec in table["variants"].items():
+        rows = list(recorded(table_name, variant).values())
+        if not rows:
+            continue
+        any_point = True
+        x = _mean(rows, "train_minutes")
+        x = x if np.isfinite(x) else _mean(rows, "minutes")
+        y = _mean(rows, "dice")
+        ax.scatter([x], [y], marker="s" if spec["side"] == "peer" else "o")
+        ax.annotate(f"{spec.get('label', variant)} ({len(rows)})", (x, y), fontsize=7,
+                    xytext=(4, 3), textcoords="offset points")
+    if not any_point:
+        plt.close(fig)
+        return False
+    ax.set_xlabel("training minutes per fold (this CPU)")
+    ax.set_ylabel("mean 3-D Dice over the folds recorded")
+    ax.set_title(f"{table_name}: what a budget buys (folds recorded in brackets)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = out.with_suffix(".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, out)
+    return True
+
+
+def report(args) -> None:
+    tables = read_tables()
+    names = args.tables or list(tables)
+    text = DOC.read_text()
+    for name in names:
+        table = table_of(tables, name)
+        start, end = f"<!-- units:{name} -->", f"<!-- /units:{name} -->"
+        if start not in text or end not in text:
+            raise MedsegError(f"{DOC}: no markers {start} ... {end} for table {name}; add "
+                              f"them where the table belongs")
+        before, rest = text.split(start, 1)
+        _, after = rest.split(end, 1)
+        body = markdown(name, table)
+        if plot(name, table, DOC.parent / f"units_{name}.png"):
+            body += f"\n![{name}: mean Dice against training minutes](units_{name}.png)\n"
+        text = f"{before}{start}\n{body}{end}{after}"
+        print(body, flush=True)
+    atomic_write(DOC, text)
+
+
+def status(args) -> None:
+    tables = read_tables()
+    for name in args.tables or list(tables):
+        table = table_of(tables, name)
+        for variant, spec in table["variants"].items():
+            have = sorted(recorded(name, variant))
+            print(f"{name} {variant}: folds {have or 'none'} of {table['folds']}; a unit "
+                  f"~{expected_minutes(name, variant, spec['minutes']):.0f} min")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.units",
+                                description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="what", required=True)
+    r = sub.add_parser("run", help="run the units not recorded yet that fit the budget")
+    r.add_argument("table")
+    r.add_argument("--budget-minutes", type=float, help="start only units expected to end "
+                                                        "within this many minutes from now")
+    r.add_argument("--only", nargs="+", help="these variants only")
+    r.add_argument("--folds", nargs="+", type=int, help="these folds only")
+    r.add_argument("--commit", action="store_true", help="commit each result file as it lands")
+    r.add_argument("--dry-run", action="store_true", help="say what would start")
+    u = sub.add_parser("unit", help="train and record one unit in this process")
+    u.add_argument("table")
+    u.add_argument("variant")
+    u.add_argument("fold", type=int)
+    for name in ("report", "status"):
+        sub.add_parser(name).add_argument("tables", nargs="*")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    def dispatch(args):
+        if args.what == "run":
+            return run(args)
+        if args.what == "unit":
+            return run_unit(args.table, args.variant, args.fold)
+        return report(args) if args.what == "report" else status(args)
+    return command(_parser(), dispatch, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
