@@ -51,10 +51,13 @@ from tf_medseg.errors import MedsegError
 from tf_medseg.files import atomic_write
 
 ROOT = Path(__file__).resolve().parents[1]
-TABLES = ROOT / "benchmarks" / "tables.yaml"
-RESULTS = ROOT / "benchmarks" / "results"
-RUNS = ROOT / "runs" / "units"
-DOC = ROOT / "docs" / "measurements.md"
+# Where the tables, results, runs and the document are; TF_MEDSEG_UNITS_DIR moves them all
+# under one folder (tables.yaml, results/, runs/, measurements.md there: the tests' way).
+_HOME = os.environ.get("TF_MEDSEG_UNITS_DIR")
+TABLES = Path(_HOME) / "tables.yaml" if _HOME else ROOT / "benchmarks" / "tables.yaml"
+RESULTS = Path(_HOME) / "results" if _HOME else ROOT / "benchmarks" / "results"
+RUNS = Path(_HOME) / "runs" if _HOME else ROOT / "runs" / "units"
+DOC = Path(_HOME) / "measurements.md" if _HOME else ROOT / "docs" / "measurements.md"
 
 
 # Tables --------------------------------------------------------------------------------
@@ -160,7 +163,8 @@ def run_unit(table_name: str, variant: str, fold: int) -> dict:
     from tf_medseg.training import train
     table = table_of(read_tables(), table_name)
     spec = table["variants"][variant]
-    base = load_config(str(ROOT / table["config"]), overrides(table, variant))
+    base = load_config(str(ROOT / table["config"]) if not Path(table["config"]).is_absolute()
+                       else table["config"], overrides(table, variant))
     run_dir = RUNS / table_name / variant / f"fold_{fold}"
     config = fold_config(base, fold, run_dir)
     start = time.perf_counter()
@@ -214,7 +218,11 @@ def pending(table_name: str, table: dict, only, folds) -> list[tuple[str, int]]:
 
 def commit_result(path: Path, row: dict) -> None:
     """Commit ``path`` alone (whatever else is staged or changed stays as it is)."""
-    rel = path.relative_to(ROOT)
+    try:
+        rel = path.relative_to(ROOT)
+    except ValueError:
+        print(f"warning: {path} is outside the repository: not committed", flush=True)
+        return
     message = (f"units: {row['table']} {row['variant']} fold {row['fold']}: Dice "
                f"{row.get('dice', float('nan')):.3f} in {row['minutes']:.1f} min")
     for attempt in range(5):  # another git command may hold the index for a moment
@@ -269,6 +277,10 @@ def _mean(rows, key):
     return float(np.mean(values)) if values else float("nan")
 
 
+def _cell(value: float, digits: int = 1) -> str:
+    return f"{value:.{digits}f}" if np.isfinite(value) else "-"
+
+
 def markdown(table_name: str, table: dict) -> str:
     """The table of one declared table, from its result files."""
     results = {v: recorded(table_name, v) for v in table["variants"]}
@@ -294,8 +306,8 @@ def markdown(table_name: str, table: dict) -> str:
         label = table["variants"][variant].get("label", variant)
         cells = [label, ",".join(map(str, folds)),
                  *(f"{_mean(values, f'dice_{c}'):.3f}" for c in classes),
-                 f"**{_mean(values, 'dice'):.3f}**", versus, f"{_mean(values, 'hd95'):.1f}",
-                 f"{_mean(values, 'minutes'):.1f} ({_mean(values, 'train_minutes'):.1f})",
+                 f"**{_mean(values, 'dice'):.3f}**", versus, _cell(_mean(values, 'hd95')),
+                 f"{_mean(values, 'minutes'):.1f} ({_cell(_mean(values, 'train_minutes'))})",
                  f"{_mean(values, 'steps'):.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

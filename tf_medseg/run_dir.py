@@ -42,6 +42,7 @@ OURS = (*OUTPUTS, "tuning", PREVIOUS, LOCK, "cv", "folds.json", "ensemble")  # -
 # or what is written after it, not what its weights mean (the learning rate and clipping: to
 # continue after a NaN loss with gentler steps). Every other key must match.
 RESUMABLE_KEYS = ("train.learning_rate", "train.clipnorm", "train.epochs", "train.max_minutes",
+                  "train.val_steps",
                   "train.early_stopping",
                   "train.run_dir", "train.overlay_slices", "train.keep", "train.strategy",
                   "train.monitor", "train.deterministic", "data.data_dir", "data.cache",

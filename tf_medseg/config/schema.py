@@ -249,6 +249,11 @@ class TrainConfig:
     epochs: int = field(20, "training epochs", min=1)
     steps_per_epoch: Optional[int] = field(None, "optional cap on steps per epoch", min=1,
                                             max=1_000_000)
+    val_steps: Optional[int] = field(
+        None, "optional cap on the validation batches of an epoch's validation pass (every "
+              "k-th batch, spread over all validation cases; nnU-Net takes 50): the epoch "
+              "logs' val_ figures; the kept model is scored on whole scans regardless",
+        min=1, max=1_000_000)
     learning_rate: float = field(1e-3, "peak learning rate (reached after the warm-up)",
                                   min=0.0)
     optimizer: Literal["adamw", "adam", "sgd"] = field(
@@ -282,7 +287,9 @@ class TrainConfig:
     keep: Literal["best", "last"] = field(
         "best", "the model scored, written to metrics.json and exported: best (the epoch "
                 "train.monitor liked best) or last (the final epoch; for cross-validation "
-                "figures that are not chosen on the validation fold itself)")
+                "figures that are not chosen on the validation fold itself; no best "
+                "checkpoint is kept, and the whole-scan val_score is computed after an "
+                "epoch only where the plateau schedule or early stopping read it)")
     freeze_encoder_epochs: int = field(
         0, "with model.encoder: train the decoder only (the backbone frozen, its batch norm "
            "in inference mode) for this many first epochs, then everything", min=0)

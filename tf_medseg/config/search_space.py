@@ -43,7 +43,7 @@ NOT_TUNABLE = frozenset({
     "data.drop_case_days", "data.unmatched", "data.phantom_cases", "data.phantom_days",
     "data.phantom_slices", "data.phantom_seed", "train.run_dir", "train.strategy",
     "train.precision", "train.jit_compile", "train.monitor", "train.max_minutes",
-    "train.overlay_slices", "train.deterministic"})
+    "train.overlay_slices", "train.deterministic", "train.val_steps"})
 _LOSS_PREFIX = "train.loss."
 _FIELDS = {"choice": {"values"}, "int": {"min", "max", "step", "sampling"},
            "float": {"min", "max", "step", "sampling"}, "fixed": {"value"}}

@@ -273,8 +273,9 @@ def run_outputs(experiment, run_dir: Path, initial_epoch: int, resuming: bool) -
     ckpt_dir = run_dir / "checkpoints"
     monitor = config.train.monitor
     best, seed = best_record(ckpt_dir, monitor, initial_epoch) if resuming else (None, None)
+    # data.fold all and train.keep last keep the last epoch: no best checkpoint to choose
     keep_best = [BestCheckpoint(ckpt_dir / "best.weights.h5", monitor, best, seed)
-                 ] if experiment.validates else []  # data.fold all keeps the last epoch
+                 ] if experiment.validates and config.train.keep == "best" else []
     return [
         HistoryLog(run_dir / "history.csv", initial_epoch),
         *keep_best,
@@ -295,8 +296,9 @@ def make_callbacks(experiment, steps_per_epoch: int, *, objective: str,
 
     Args:
         objective: The metric the caller reads from the epoch logs (``train.monitor`` for
-            the best checkpoint, ``tune.objective`` for a trial); ``val_score`` is computed
-            when it, or the plateau schedule or early stopping on ``train.monitor``, needs it.
+            the best checkpoint, ``tune.objective`` for a trial; None: none); ``val_score`` is
+            computed when it, or the plateau schedule or early stopping on
+            ``train.monitor``, needs it.
         outputs: What records the run: :func:`run_outputs`, or KerasTuner's callbacks.
         verbose: 1 to announce learning-rate cuts and early stops (0 on non-chief workers).
         budget: ``train.max_minutes``'s plan of an interrupted run (its ``budget.json``), to
@@ -305,7 +307,7 @@ def make_callbacks(experiment, steps_per_epoch: int, *, objective: str,
     """
     config = experiment.config
     t = config.train
-    watched = {objective}
+    watched = {objective} if objective else set()
     if t.schedule == "plateau" or t.early_stopping:
         watched.add(t.monitor)
     nan_guard = NanGuard()

@@ -86,6 +86,7 @@ class Experiment:
         replicas = strategy.num_replicas_in_sync
         train_ds = self.make_dataset("train", drop_remainder=replicas > 1)
         val_ds = self.make_dataset("val") if self.validates else None
+        val_ds = self._val_sample(val_ds)
         if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
             # Every worker reads the whole (small, cached) pipeline and keeps its share of each
             # batch: TFDS writes few shard files, too few to shard by file.
@@ -95,6 +96,18 @@ class Experiment:
             train_ds = train_ds.with_options(options)
             val_ds = val_ds.with_options(options) if val_ds is not None else None
         return train_ds, val_ds
+
+    def _val_sample(self, val_ds: tf.data.Dataset | None) -> tf.data.Dataset | None:
+        """``train.val_steps``: every k-th validation batch, so that the epoch's validation
+        pass takes about that many batches spread over every validation case (nnU-Net
+        validates 50 batches an epoch); the kept model is still scored on whole scans."""
+        cap = self.config.train.val_steps
+        if val_ds is None or not cap:
+            return val_ds
+        batches = int(val_ds.cardinality())
+        if batches <= cap:  # also unknown (-2) or infinite (-1) lengths: left whole
+            return val_ds
+        return val_ds.shard(-(-batches // cap), 0)
 
     def steps_per_epoch(self, train_ds: tf.data.Dataset) -> int:
         """Optimiser steps in an epoch: ``train.steps_per_epoch``, else the batches of the

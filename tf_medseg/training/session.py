@@ -113,7 +113,8 @@ def train(config: Config, verbose: int | None = None, overwrite: bool = False) -
                                           resuming=initial_epoch > 0)
                    if session.chief else [])
         callbacks, nan_guard = experiment.callbacks(
-            steps, objective=config.train.monitor, outputs=outputs, verbose=int(session.chief),
+            steps, objective=config.train.monitor if config.train.keep == "best" else None,
+            outputs=outputs, verbose=int(session.chief),
             budget=stored_budget(session, initial_epoch),
             record_budget=(lambda plan: atomic_write(
                 session.run_dir / BUDGET, json.dumps(plan, indent=2) + "\n"))

@@ -1,0 +1,69 @@
+"""benchmarks/units.py: a table measured one unit (variant x fold) at a time, each result in
+its own file, units already recorded skipped, units that do not fit the minutes left not
+started, the document's table generated from the files alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import ROOT, tiny_overrides
+
+
+def units(home, *args):
+    env = {**os.environ, "TF_MEDSEG_UNITS_DIR": str(home)}
+    return subprocess.run([sys.executable, "-m", "benchmarks.units", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, env=env)
+
+
+@pytest.mark.slow
+def test_units_are_recorded_skipped_and_reported(tmp_path):
+    home = tmp_path / "units"
+    home.mkdir()
+    common = [o for o in tiny_overrides(tmp_path) if not o.startswith("train.run_dir")]
+    (home / "tables.yaml").write_text(yaml.safe_dump({"tiny": {
+        "config": "configs/tiny.yaml", "folds": [0, 1],
+        "set": [*common, "train.epochs=20", "train.max_minutes=0.05",
+                "train.overlay_slices=0", "export.saved_model=false"],
+        "variants": {"base": {"minutes": 2},
+                     "wide": {"set": ["augment.contrast=[0.5, 2.0]"], "minutes": 2},
+                     "long": {"minutes": 500}}}}, sort_keys=False))
+    (home / "measurements.md").write_text(
+        "# M\n\nbefore\n<!-- units:tiny -->\nold\n<!-- /units:tiny -->\nafter\n")
+
+    proc = units(home, "run", "tiny", "--folds", "0", "--budget-minutes", "30")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert re.search(r"tiny long fold 0: expected 500 min, \d+ left: not started", proc.stdout)
+    rows = {}
+    for variant in ("base", "wide"):
+        path = home / "results" / "tiny" / variant / "fold_0.json"
+        rows[variant] = row = json.loads(path.read_text())
+        assert row["variant"] == variant and row["fold"] == 0 and row["side"] == "ours"
+        assert 0 <= row["dice"] <= 1 and "dice_stomach" in row and "hd95" not in row
+        assert row["epochs"] >= 1 and row["steps"] == row["epochs"] * row["steps_per_epoch"]
+        assert row["budget"]["epochs"] == row["epochs"] and row["minutes"] > 0
+        assert len(row["config_digest"]) == 16 and row["machine"]["cores"] >= 1
+        assert row["commit"] and "date" in row
+    assert rows["wide"]["overrides"][-1] == "augment.contrast=[0.5, 2.0]"
+    assert not (home / "results" / "tiny" / "long").exists()
+
+    again = units(home, "run", "tiny", "--folds", "0", "--only", "base", "wide")
+    assert again.returncode == 0 and "==" not in again.stdout  # nothing left to start
+
+    report = units(home, "report", "tiny")
+    assert report.returncode == 0, report.stderr[-2000:]
+    doc = (home / "measurements.md").read_text()
+    assert doc.startswith("# M\n\nbefore\n<!-- units:tiny -->\n| configuration | folds |")
+    assert doc.endswith("<!-- /units:tiny -->\nafter\n") and "\nold\n" not in doc
+    base_line = next(line for line in doc.splitlines() if line.startswith("| base | 0 |"))
+    assert f"**{rows['base']['dice']:.3f}**" in base_line
+
+    bad = units(home, "run", "tiny", "--only", "nope")
+    assert bad.returncode == 2 and bad.stderr.strip() == (
+        "error: --only: table tiny has no variant 'nope' (there are base, wide, long)")
