@@ -36,8 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seconds", type=float, default=15.0,
                         help="how long to time each part (default 15)")
     parser.add_argument("--compare-runtimes", type=int, default=0, metavar="ROUNDS",
-                        help="also time training under mixed_bfloat16 and float32, each with "
-                             "and without XLA, in ROUNDS alternating rounds of --seconds "
+                        help="also time training under mixed_bfloat16 (mixed_float16 on a "
+                             "GPU) and float32, each with and without XLA, in ROUNDS "
+                             "alternating rounds of --seconds "
                              "(medians go to 'runtimes' in the JSON line)")
     add_verbose_argument(parser)
     return parser

@@ -196,6 +196,15 @@ def _time_training(trainer, batch, seconds: float) -> float:
 
 RUNTIMES = (("mixed_bfloat16", False), ("mixed_bfloat16", True), ("float32", False),
             ("float32", True))
+GPU_RUNTIMES = (("mixed_float16", True), ("mixed_float16", False), ("float32", False),
+                ("float32", True))  # a GPU's half precision is float16 (tensor cores)
+
+
+def runtimes_to_compare() -> tuple[tuple[str, bool], ...]:
+    """The (policy, XLA) pairs ``--compare-runtimes`` times: float16 ones on a GPU, bfloat16
+    ones on a CPU."""
+    import tensorflow as tf
+    return GPU_RUNTIMES if tf.config.list_logical_devices("GPU") else RUNTIMES
 
 
 def _compare_runtimes(experiment, batch, rounds: int, seconds: float) -> dict:
@@ -207,7 +216,7 @@ def _compare_runtimes(experiment, batch, rounds: int, seconds: float) -> dict:
 
     from tf_medseg.training.runtime import resolve_runtime
     trainers = {}
-    for policy, jit in RUNTIMES:
+    for policy, jit in runtimes_to_compare():
         model = experiment.model(policy, jit, steps_per_epoch=10**5)
         trainers[_runtime_label(policy, jit)] = experiment.trainer(
             model, tf.distribute.get_strategy())
