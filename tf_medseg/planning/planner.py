@@ -76,6 +76,7 @@ class Plan:
     network_3d: Network | None
     facts: tuple[str, ...]
     dims: int = 2  # the network the written keys train (plan.dims)
+    budget: tuple[str, ...] = ()  # with train.max_minutes: what it buys each network
 
     @property
     def values(self) -> dict[str, Any]:
@@ -97,7 +98,7 @@ class Plan:
                        f"{' '.join(_times(s) for s in other.strides)}, kernels "
                        f"{' '.join(_times(k) for k in other.kernels)}, about "
                        f"{other.sample_gb * other.batch:.2f} GB a step")
-        return out
+        return out + list(self.budget)
 
     def to_yaml(self, base: str, settings: dict[str, Any], header: Sequence[str] = ()) -> str:
         """The plan as a config: ``base:`` the planned config, then ``settings`` (the

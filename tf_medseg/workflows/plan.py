@@ -45,7 +45,14 @@ def plan(config_path: str | None, overrides: Sequence[str] = (), out: str | None
     if target is not None:
         _check_out(target, overwrite)
     config = load_config(config_path, overrides)
-    result = make_plan(DataSet.open(config.data), config)
+    dataset = DataSet.open(config.data)
+    result = make_plan(dataset, config)
+    if config.train.max_minutes:  # what the budget buys each network, measured here
+        import dataclasses
+
+        from tf_medseg.planning.budget import report
+        result = dataclasses.replace(result, budget=tuple(
+            report(config, dataset, result.network_3d is not None)))
     if target is None:
         return result, None
     source = resolve_config_path(config_path) if config_path else None
@@ -55,7 +62,7 @@ def plan(config_path: str | None, overrides: Sequence[str] = (), out: str | None
                         *([f"--set {' '.join(overrides)}"] if overrides else []),
                         f"--out {out}"])
     text = result.to_yaml(base, _settings(config, overrides), header=[
-        f"{HEADER}: {command}", *result.facts,
+        f"{HEADER}: {command}", *result.facts, *result.budget,
         f"train it: python train.py --config {out}"])
     _check_out(target, overwrite)  # again: the records took a while
     atomic_write(target, text)
