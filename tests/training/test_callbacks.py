@@ -1,7 +1,9 @@
 """The callbacks: their one assembly, TensorBoard contents, early stopping and the plateau
-schedule."""
+schedule; train.max_minutes planned for a time budget (a fake clock), its schedule laid over
+the epochs that fit, the plan kept by a resumed run; the warning for a class never predicted."""
 
 import csv
+import json
 
 import pytest
 import tensorflow as tf
@@ -70,3 +72,102 @@ def test_one_assembly_for_training_and_trials(tmp_path):
             ] == ["NanGuard", "SilentClass"]
     assert [type(c).__name__ for c in make_callbacks(plain, 10, objective="val_score")[0]
             ] == ["ValidationScore", "NanGuard", "SilentClass"]
+
+def fake_clock(monkeypatch, seconds_per_call: float, fail_at: int | None = None):
+    """The budget's clock advanced by ``seconds_per_call`` at every reading; KeyboardInterrupt
+    at reading ``fail_at`` (a kill in the middle of the run)."""
+    from tf_medseg.training import callbacks
+    calls = {"n": 0}
+
+    def clock():
+        calls["n"] += 1
+        if fail_at is not None and calls["n"] >= fail_at:
+            raise KeyboardInterrupt("killed by the test")
+        return calls["n"] * seconds_per_call
+    monkeypatch.setattr(callbacks, "clock", clock)
+    return calls
+
+
+def history(run):
+    with (run / "history.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def budgeted(tmp_path, name, *extra):
+    # 6 steps an epoch (48 training slices, batch 8); a cap far above what fits.
+    return load_config("tiny.yaml", tiny_overrides(tmp_path) + [
+        f"train.run_dir={tmp_path / name}", "train.epochs=50", "train.max_minutes=1",
+        "train.learning_rate=0.01", "train.warmup_epochs=1", "train.overlay_slices=0",
+        "train.monitor=val_dice", "export.saved_model=false", *extra])
+
+
+def test_the_schedule_ends_where_the_budget_does(tmp_path, monkeypatch):
+    """One second a clock reading: epoch 1 reads it 8 times after the start (1 s a step from
+    the second step on, 1 s after the last step), so 7 more epochs of 7 s fit the 60 s:
+    8 epochs, and the linear decay reaches 0 at the last step of the 8th."""
+    fake_clock(monkeypatch, 1.0)
+    train(budgeted(tmp_path, "linear", "train.schedule=linear"), verbose=0)
+    run = tmp_path / "linear"
+    plan = json.loads((run / "budget.json").read_text())
+    assert plan["epochs"] == 8 and plan["steps"] == 48 and plan["steps_per_epoch"] == 6
+    assert plan["seconds_per_step"] == pytest.approx(1.0)
+    rows = history(run)
+    assert [int(r["epoch"]) for r in rows] == list(range(1, 9))
+    rates = [float(r["learning_rate"]) for r in rows]
+    assert rates[0] == pytest.approx(0.01)  # the warm-up's end
+    assert rates[-1] == pytest.approx(0.0, abs=1e-9)  # the schedule's end, at the budget's
+    # linear from the peak after the warm-up (6 steps) to 0 at step 48
+    assert rates[3] == pytest.approx(0.01 * (1 - (24 - 6) / 42), rel=1e-5)
+
+    # cosine ends at train.min_lr_fraction of the peak, over the same 8 epochs
+    fake_clock(monkeypatch, 1.0)
+    train(budgeted(tmp_path, "cosine"), verbose=0)
+    assert float(history(tmp_path / "cosine")[-1]["learning_rate"]) == pytest.approx(
+        0.01 * 0.05, rel=1e-5)
+
+
+@pytest.mark.slow
+def test_a_resumed_budgeted_run_trains_the_steps_of_an_uninterrupted_one(tmp_path,
+                                                                        monkeypatch):
+    fake_clock(monkeypatch, 1.0)
+    train(budgeted(tmp_path, "whole", "train.schedule=poly"), verbose=0)
+    whole = history(tmp_path / "whole")
+
+    # Killed at the start of epoch 4 (readings: 1 at the start, 8 in the measured epoch, then
+    # 1 at each epoch's start).
+    fake_clock(monkeypatch, 1.0, fail_at=1 + 8 + 3)
+    config = budgeted(tmp_path, "killed", "train.schedule=poly")
+    with pytest.raises(KeyboardInterrupt):
+        train(config, verbose=0)
+    assert len(history(tmp_path / "killed")) == 3
+    # Resumed on a machine now 100 times slower: measured again, one epoch would fit; the
+    # stored plan is kept instead.
+    fake_clock(monkeypatch, 100.0)
+    result = train(config, verbose=0)
+    resumed = history(tmp_path / "killed")
+    assert [int(r["epoch"]) for r in resumed] == list(range(1, 9))
+    assert result["epochs_trained"] == 8
+    assert [float(r["learning_rate"]) for r in resumed] == pytest.approx(
+        [float(r["learning_rate"]) for r in whole])
+    assert float(resumed[-1]["learning_rate"]) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_budget_that_fits_train_epochs_trains_them_all(tmp_path, monkeypatch, capsys):
+    fake_clock(monkeypatch, 1.0)
+    train(budgeted(tmp_path, "capped", "train.epochs=3", "train.schedule=linear"), verbose=1)
+    plan = json.loads((tmp_path / "capped" / "budget.json").read_text())
+    assert plan["epochs"] == 3 and plan["capped_by_train_epochs"] is True
+    assert float(history(tmp_path / "capped")[-1]["learning_rate"]) == pytest.approx(0.0,
+                                                                                   abs=1e-9)
+    assert "train.epochs (3) fit: training 3 epochs (18 steps)" in capsys.readouterr().out
+
+
+def test_silent_class_warns_once(capsys):
+    from tf_medseg.training.callbacks import SilentClass
+    cb = SilentClass(["liver", "brainstem"], patience=3)
+    for epoch, dice in enumerate([0.2, 0.0, 0.0, 0.0, 0.0, 0.0]):
+        cb.on_epoch_end(epoch, {"val_dice_liver": 0.9, "val_dice_brainstem": dice})
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out == ["warning: class brainstem has had validation Dice 0 for 3 epochs "
+                   "(epochs 2-4): the network predicts none of it; see docs/training.md "
+                   "(small organs)"]
