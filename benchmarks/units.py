@@ -226,6 +226,11 @@ def commit_result(path: Path, row: dict) -> None:
     message = (f"units: {row['table']} {row['variant']} fold {row['fold']}: Dice "
                f"{row.get('dice', float('nan')):.3f} in {row['minutes']:.1f} min")
     for attempt in range(5):  # another git command may hold the index for a moment
+        status = subprocess.run(["git", "status", "--porcelain", "--", str(rel)], cwd=ROOT,
+                                capture_output=True, text=True)
+        if status.returncode == 0 and not status.stdout.strip():
+            print(f"{rel}: committed already", flush=True)
+            return
         add = subprocess.run(["git", "add", "--", str(rel)], cwd=ROOT, capture_output=True,
                              text=True)
         done = add.returncode == 0 and subprocess.run(
