@@ -16,9 +16,9 @@ import yaml
 from conftest import ROOT, tiny_overrides
 
 
-def units(home, *args):
+def units(home, *args, module="benchmarks.units"):
     env = {**os.environ, "TF_MEDSEG_UNITS_DIR": str(home)}
-    return subprocess.run([sys.executable, "-m", "benchmarks.units", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=300, env=env)
 
 
@@ -56,7 +56,7 @@ def test_units_are_recorded_skipped_and_reported(tmp_path):
     again = units(home, "run", "tiny", "--folds", "0", "--only", "base", "wide")
     assert again.returncode == 0 and "==" not in again.stdout  # nothing left to start
 
-    report = units(home, "report", "tiny")
+    report = units(home, "tiny", module="benchmarks.unit_report")
     assert report.returncode == 0, report.stderr[-2000:]
     doc = (home / "measurements.md").read_text()
     assert doc.startswith("# M\n\nbefore\n<!-- units:tiny -->\n| configuration | folds |")

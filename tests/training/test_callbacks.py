@@ -64,7 +64,7 @@ def test_one_assembly_for_training_and_trials(tmp_path):
                                       outputs=[history])
     assert [type(c).__name__ for c in callbacks] == [
         "ValidationScore", "NanGuard", "PlateauWarmup", "ReduceLROnPlateau", "SilentClass",
-        "History", "EarlyStopping", "TimeBudget"]  # train.monitor val_score drives plateau and stopping
+        "History", "EarlyStopping", "TimeBudget"]  # val_score drives plateau and stopping
     assert isinstance(guard, NanGuard) and guard in callbacks
     plain = tiny.configured(load_config("tiny.yaml", tiny_overrides(tmp_path) + [
         "train.max_minutes=null"]))

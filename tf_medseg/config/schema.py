@@ -96,8 +96,7 @@ class DataConfig:
         ("case7_day0", "case81_day30"), "case-days left out (known faulty in the Kaggle data)")
     unmatched: Literal["error", "drop"] = field(
         "error", "a train.csv id without an image, or an image without rows: error (stop and "
-                 "name it) or drop (leave out the id, or the image's whole case-day, and "
-                 "report it)")
+                 "name it) or drop (leave out the id or case-day, and report it)")
     slice_axis: Union[Literal["auto"], int] = field(
         "auto", "the voxel axis (0, 1 or 2 of the stored volume: the file's order for NIfTI; "
                 "slices, rows, columns for the Kaggle layout) that 2D slices are cut across; "
@@ -249,11 +248,9 @@ class TrainConfig:
     epochs: int = field(20, "training epochs", min=1)
     steps_per_epoch: Optional[int] = field(None, "optional cap on steps per epoch", min=1,
                                             max=1_000_000)
-    val_steps: Optional[int] = field(
-        None, "optional cap on the validation batches of an epoch's validation pass (every "
-              "k-th batch, spread over all validation cases; nnU-Net takes 50): the epoch "
-              "logs' val_ figures; the kept model is scored on whole scans regardless",
-        min=1, max=1_000_000)
+    val_steps: Optional[int] = field(None, "optional cap on an epoch's validation batches (every "
+                                           "k-th, over all validation cases)", min=1,
+                                     max=1_000_000)
     learning_rate: float = field(1e-3, "peak learning rate (reached after the warm-up)",
                                   min=0.0)
     optimizer: Literal["adamw", "adam", "sgd"] = field(
@@ -262,13 +259,8 @@ class TrainConfig:
     weight_decay: float = field(1e-4, "adamw and sgd: weight decay (nnU-Net: 3e-5)", min=0.0)
     momentum: float = field(0.99, "sgd: Nesterov momentum", min=0.0, max=0.999)
     schedule: Literal["cosine", "poly", "linear", "step", "plateau", "constant"] = field(
-        "cosine", "learning-rate schedule after the warm-up: cosine (decay to "
-                  "train.min_lr_fraction over the remaining steps), poly (nnU-Net's: the peak "
-                  "times (1 - step / steps) ** 0.9, to 0 at the last step), linear (to 0 at "
-                  "the last step), step (times "
-                  "train.step_factor every train.step_epochs), plateau (times "
-                  "train.plateau_factor when train.monitor stalls for train.plateau_patience "
-                  "epochs) or constant")
+        "cosine", "after the warm-up: cosine (to train.min_lr_fraction), poly (nnU-Net's), "
+                  "linear, step, plateau or constant (docs/configuration.md)")
     warmup_epochs: float = field(1.0, "linear warm-up from 0 to the peak, in epochs (0 for "
                                        "none)", min=0.0, max=100_000.0)
     min_lr_fraction: float = field(0.05, "cosine: final learning rate as a fraction of the "
@@ -287,9 +279,7 @@ class TrainConfig:
     keep: Literal["best", "last"] = field(
         "best", "the model scored, written to metrics.json and exported: best (the epoch "
                 "train.monitor liked best) or last (the final epoch; for cross-validation "
-                "figures that are not chosen on the validation fold itself; no best "
-                "checkpoint is kept, and the whole-scan val_score is computed after an "
-                "epoch only where the plateau schedule or early stopping read it)")
+                "figures that are not chosen on the validation fold itself)")
     freeze_encoder_epochs: int = field(
         0, "with model.encoder: train the decoder only (the backbone frozen, its batch norm "
            "in inference mode) for this many first epochs, then everything", min=0)
@@ -306,10 +296,8 @@ class TrainConfig:
                     "Dice), or a mapping of names to weights, e.g. {bce: 0.5, tversky: 0.5}",
         check=_check_loss)
     overlap_absent: Literal["skip", "count"] = field(
-        "skip", "the overlap losses (dice, tversky, focal_tversky) of a class absent from a "
-                "batch: skip (left out of the class mean, as nnU-Net's Dice gives it no "
-                "gradient; small organs train) or count (its index 1 / (1 + FP): every batch "
-                "without the organ pushes against predicting it; the earlier behaviour)")
+        "skip", "overlap losses of a class absent from a batch: skip (left out of the class "
+                "mean, as nnU-Net) or count (1 / (1 + FP); the earlier behaviour)")
     tversky_fn_weight: float = field(
         0.7, "Tversky losses: weight of false negatives (alpha in Abraham & Khan 2019)",
         min=0.0)
@@ -336,12 +324,9 @@ class TrainConfig:
                               check=lambda v: (0 < v < 1, "must be between 0 and 1, both "
                                                           "excluded"))
     max_minutes: Optional[float] = field(
-        None, "optional time budget for the training epochs in minutes (of each trial under "
-              "--tune), > 0: after the first epoch the step rate and the validation time are "
-              "measured, the epochs that fit the budget fixed (at most train.epochs) and the "
-              "schedule's decay (cosine, poly, linear) laid over them, so the run ends where "
-              "its schedule ends; the choice is stored in the run folder (budget.json) and a "
-              "resumed run keeps it",
+        None, "optional time budget for training in minutes (of each trial under --tune), "
+              "> 0: the epochs that fit are fixed after the first, the schedule laid over "
+              "them (budget.json)",
         check=lambda v: (v > 0, "must be > 0 (null for no budget)"))
 
 

@@ -18,8 +18,9 @@ score: counted (``count``), its index is 1 / (1 + FP), which is perfect only whe
 pixel is predicted, and its steepest near there, so every batch without a small organ pushes
 hard against predicting it, and in a data set where most batches lack it the network learns to
 predict it nowhere (the head-and-neck organs at risk: docs/training.md). nnU-Net's Dice, with
-its smoothing of 1e-5, gives such a class a constant and no gradient; skipping it does the same. The Lovasz hinge is computed per
-image and class, as Berman et al. 2018 recommend for per-image IoU, and averaged.
+its smoothing of 1e-5, gives such a class a constant and no gradient; skipping it does the same.
+The Lovasz hinge is computed per image and class, as Berman et al. 2018 recommend for per-image
+IoU, and averaged.
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ def plan(config_path: str | None, overrides: Sequence[str] = (), out: str | None
     if config.train.max_minutes:  # what the budget buys each network, measured here
         import dataclasses
 
-        from tf_medseg.planning.budget import report
+        from tf_medseg.workflows.budget import report
         result = dataclasses.replace(result, budget=tuple(
             report(config, dataset, result.network_3d is not None)))
     if target is None:

@@ -1,4 +1,4 @@
-"""plan with train.max_minutes (tf_medseg/planning/budget.py): the planned 2D and 3D networks
+"""plan with train.max_minutes (tf_medseg/workflows/budget.py): the planned 2D and 3D networks
 timed here, and what the budget buys each."""
 
 import pytest

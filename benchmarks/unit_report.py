@@ -1,0 +1,131 @@
+"""The tables of ``benchmarks/units.py``, generated from the committed result files alone:
+the markdown of each table between its markers in ``docs/measurements.md`` and, where
+matplotlib is installed, ``docs/units_TABLE.png`` (mean Dice against training minutes).
+
+::
+
+    python -m benchmarks.unit_report [TABLE ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from benchmarks.folds import command
+from benchmarks.units import DOC, read_tables, recorded, table_of
+from tf_medseg.errors import MedsegError
+from tf_medseg.files import atomic_write
+
+
+def _mean(rows, key):
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _cell(value: float, digits: int = 1) -> str:
+    return f"{value:.{digits}f}" if np.isfinite(value) else "-"
+
+
+def markdown(table_name: str, table: dict) -> str:
+    """The table of one declared table, from its result files."""
+    results = {v: recorded(table_name, v) for v in table["variants"]}
+    results = {v: r for v, r in results.items() if r}
+    if not results:
+        return f"(no unit of {table_name} recorded yet)\n"
+    classes = [k[5:] for k in next(iter(next(iter(results.values())).values()))
+               if k.startswith("dice_")]
+    peers = [v for v in results if table["variants"][v]["side"] == "peer"]
+    head = ["configuration", "folds", *classes, "mean Dice", "vs peer, same folds",
+            "HD95 mm", "minutes a fold (training)", "steps"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for variant, rows in results.items():
+        folds = sorted(rows)
+        values = list(rows.values())
+        versus = ""
+        if peers and variant not in peers:
+            peer = results[peers[0]]
+            common = [k for k in folds if k in peer]
+            if common:
+                diff = np.mean([rows[k]["dice"] - peer[k]["dice"] for k in common])
+                versus = f"{diff:+.3f} ({len(common)})"
+        label = table["variants"][variant].get("label", variant)
+        cells = [label, ",".join(map(str, folds)),
+                 *(f"{_mean(values, f'dice_{c}'):.3f}" for c in classes),
+                 f"**{_mean(values, 'dice'):.3f}**", versus, _cell(_mean(values, 'hd95')),
+                 f"{_mean(values, 'minutes'):.1f} ({_cell(_mean(values, 'train_minutes'))})",
+                 f"{_mean(values, 'steps'):.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(table_name: str, table: dict, out: Path) -> bool:
+    """Mean Dice against training minutes, one point per configuration (matplotlib)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install matplotlib)", flush=True)
+        return False
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    any_point = False
+    for variant, spec in table["variants"].items():
+        rows = list(recorded(table_name, variant).values())
+        if not rows:
+            continue
+        any_point = True
+        x = _mean(rows, "train_minutes")
+        x = x if np.isfinite(x) else _mean(rows, "minutes")
+        y = _mean(rows, "dice")
+        ax.scatter([x], [y], marker="s" if spec["side"] == "peer" else "o")
+        ax.annotate(f"{spec.get('label', variant)} ({len(rows)})", (x, y), fontsize=7,
+                    xytext=(4, 3), textcoords="offset points")
+    if not any_point:
+        plt.close(fig)
+        return False
+    ax.set_xlabel("training minutes per fold (this CPU)")
+    ax.set_ylabel("mean 3-D Dice over the folds recorded")
+    ax.set_title(f"{table_name}: what a budget buys (folds recorded in brackets)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = out.with_suffix(".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, out)
+    return True
+
+
+def report(args) -> None:
+    tables = read_tables()
+    names = args.tables or list(tables)
+    text = DOC.read_text()
+    for name in names:
+        table = table_of(tables, name)
+        start, end = f"<!-- units:{name} -->", f"<!-- /units:{name} -->"
+        if start not in text or end not in text:
+            raise MedsegError(f"{DOC}: no markers {start} ... {end} for table {name}; add "
+                              f"them where the table belongs")
+        before, rest = text.split(start, 1)
+        _, after = rest.split(end, 1)
+        body = markdown(name, table)
+        if plot(name, table, DOC.parent / f"units_{name}.png"):
+            body += f"\n![{name}: mean Dice against training minutes](units_{name}.png)\n"
+        text = f"{before}{start}\n{body}{end}{after}"
+        print(body, flush=True)
+    atomic_write(DOC, text)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.unit_report",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("tables", nargs="*", help="the tables to regenerate (default: all)")
+    return command(parser, report, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
