@@ -83,14 +83,16 @@ def plot(table_name: str, table: dict, out: Path) -> bool:
         x = x if np.isfinite(x) else _mean(rows, "minutes")
         y = _mean(rows, "dice")
         ax.scatter([x], [y], marker="s" if spec["side"] == "peer" else "o")
-        ax.annotate(f"{spec.get('label', variant)} ({len(rows)})", (x, y), fontsize=7,
-                    xytext=(4, 3), textcoords="offset points")
+        ax.annotate(f"{variant} ({len(rows)})", (x, y), fontsize=7, xytext=(4, 3),
+                    textcoords="offset points")
     if not any_point:
         plt.close(fig)
         return False
-    ax.set_xlabel("training minutes per fold (this CPU)")
+    ax.set_xlabel("training minutes per fold, as the budget planned them (this CPU)")
+    ax.margins(x=0.25, y=0.15)
     ax.set_ylabel("mean 3-D Dice over the folds recorded")
-    ax.set_title(f"{table_name}: what a budget buys (folds recorded in brackets)")
+    ax.set_title(f"{table_name}: what a budget buys (folds recorded in brackets)",
+                 fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     tmp = out.with_suffix(".tmp.png")
