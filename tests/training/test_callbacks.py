@@ -73,17 +73,19 @@ def test_one_assembly_for_training_and_trials(tmp_path):
     assert [type(c).__name__ for c in make_callbacks(plain, 10, objective="val_score")[0]
             ] == ["ValidationScore", "NanGuard", "SilentClass"]
 
-def fake_clock(monkeypatch, seconds_per_call: float, fail_at: int | None = None):
-    """The budget's clock advanced by ``seconds_per_call`` at every reading; KeyboardInterrupt
-    at reading ``fail_at`` (a kill in the middle of the run)."""
+def fake_clock(monkeypatch, seconds_per_call: float, fail_at: int | None = None,
+               first: tuple[int, float] = (0, 0.0)):
+    """The budget's clock advanced by ``seconds_per_call`` at every reading (by first[1] at
+    the first first[0] readings); KeyboardInterrupt at reading ``fail_at`` (a kill)."""
     from tf_medseg.training import callbacks
-    calls = {"n": 0}
+    calls = {"n": 0, "t": 0.0}
 
     def clock():
         calls["n"] += 1
         if fail_at is not None and calls["n"] >= fail_at:
             raise KeyboardInterrupt("killed by the test")
-        return calls["n"] * seconds_per_call
+        calls["t"] += first[1] if calls["n"] <= first[0] else seconds_per_call
+        return calls["t"]
     monkeypatch.setattr(callbacks, "clock", clock)
     return calls
 
@@ -102,22 +104,23 @@ def budgeted(tmp_path, name, *extra):
 
 
 def test_the_schedule_ends_where_the_budget_does(tmp_path, monkeypatch):
-    """One second a clock reading: epoch 1 reads it 8 times after the start (1 s a step from
-    the second step on, 1 s after the last step), so 7 more epochs of 7 s fit the 60 s:
-    8 epochs, and the linear decay reaches 0 at the last step of the 8th."""
-    fake_clock(monkeypatch, 1.0)
+    """The clock read once at the start, 8 times an epoch while timing (its start, 6 steps,
+    its end). The first epoch (its pipeline cold) runs at 3 s a reading: 3 s a step, 21 s an
+    epoch, 36 s left: 2 epochs, provisionally. The second at 1 s a reading: 1 s a step, 7 s an
+    epoch, 28 s left: 4 more. 6 epochs, and the linear decay reaches 0 at the last step."""
+    fake_clock(monkeypatch, 1.0, first=(9, 3.0))
     train(budgeted(tmp_path, "linear", "train.schedule=linear"), verbose=0)
     run = tmp_path / "linear"
     plan = json.loads((run / "budget.json").read_text())
-    assert plan["epochs"] == 8 and plan["steps"] == 48 and plan["steps_per_epoch"] == 6
-    assert plan["seconds_per_step"] == pytest.approx(1.0)
+    assert plan["epochs"] == 6 and plan["steps"] == 36 and plan["steps_per_epoch"] == 6
+    assert plan["seconds_per_step"] == pytest.approx(1.0) and plan["measured_epochs"] == 2
     rows = history(run)
-    assert [int(r["epoch"]) for r in rows] == list(range(1, 9))
+    assert [int(r["epoch"]) for r in rows] == list(range(1, 7))
     rates = [float(r["learning_rate"]) for r in rows]
     assert rates[0] == pytest.approx(0.01)  # the warm-up's end
     assert rates[-1] == pytest.approx(0.0, abs=1e-9)  # the schedule's end, at the budget's
-    # linear from the peak after the warm-up (6 steps) to 0 at step 48
-    assert rates[3] == pytest.approx(0.01 * (1 - (24 - 6) / 42), rel=1e-5)
+    # linear from the peak after the warm-up (6 steps) to 0 at step 36
+    assert rates[3] == pytest.approx(0.01 * (1 - (24 - 6) / 30), rel=1e-5)
 
     # cosine ends at train.min_lr_fraction of the peak, over the same 8 epochs
     fake_clock(monkeypatch, 1.0)
@@ -133,9 +136,9 @@ def test_a_resumed_budgeted_run_trains_the_steps_of_an_uninterrupted_one(tmp_pat
     train(budgeted(tmp_path, "whole", "train.schedule=poly"), verbose=0)
     whole = history(tmp_path / "whole")
 
-    # Killed at the start of epoch 4 (readings: 1 at the start, 8 in the measured epoch, then
-    # 1 at each epoch's start).
-    fake_clock(monkeypatch, 1.0, fail_at=1 + 8 + 3)
+    # Killed at the start of epoch 4 (readings: 1 at the start, 8 in each of the 2 measured
+    # epochs, then 1 at each epoch's start).
+    fake_clock(monkeypatch, 1.0, fail_at=1 + 8 + 8 + 2)
     config = budgeted(tmp_path, "killed", "train.schedule=poly")
     with pytest.raises(KeyboardInterrupt):
         train(config, verbose=0)

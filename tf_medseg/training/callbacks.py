@@ -30,16 +30,20 @@ class TimeBudget(keras.callbacks.Callback):
     """``train.max_minutes``: the training planned for a time budget, not cut by it.
 
     A schedule that decays to its end within the budget beats one stopped part-way (Li, Yumer
-    and Ramanan, "Budgeted Training", ICLR 2020). So the first epoch this process trains is
-    timed: its steps (from the end of the second: the first ones trace the step function) and
-    what follows them (validation, the other callbacks). From that rate the epochs that fit
-    the rest of the budget are fixed (at most ``epochs``, at least the one trained), the
-    optimiser's decay is laid over their steps (:func:`~tf_medseg.training.optim.
-    set_schedule_length`) and the plan is handed to ``record`` (``budget.json`` in the run
-    folder). Training stops after the planned epochs, wherever the clock is. A ``planned``
-    plan (a resumed run's) is applied before the first step and nothing is measured, so a
-    resumed run trains the steps an uninterrupted one would.
+    and Ramanan, "Budgeted Training", ICLR 2020). So the first epochs this process trains are
+    timed: their steps (from the end of the second: the first ones trace the step function)
+    and what follows them (validation, the other callbacks). After the first, the epochs that
+    fit the rest of the budget at its rate are laid out provisionally; after the second,
+    whose input pipeline reads from a warm cache (the first one's fills it and runs slower),
+    they are fixed (at most ``epochs``, at least those trained), the optimiser's decay is laid
+    over their steps (:func:`~tf_medseg.training.optim.set_schedule_length`) and the plan is
+    handed to ``record`` (``budget.json`` in the run folder). Training stops after the
+    planned epochs, wherever the clock is. A ``planned`` plan (a resumed run's) is applied
+    before the first step and nothing is measured, so a resumed run trains the steps an
+    uninterrupted one would.
     """
+
+    MEASURED_EPOCHS = 2
 
     def __init__(self, minutes: float, epochs: int, steps_per_epoch: int, *,
                  planned: dict | None = None, record=None, verbose: int = 1):
@@ -47,6 +51,7 @@ class TimeBudget(keras.callbacks.Callback):
         self.seconds, self.epochs, self.steps = minutes * 60, int(epochs), int(steps_per_epoch)
         self.plan, self.record, self.verbose = planned, record, verbose
         self.marks: list[float] = []
+        self.measured = 0  # epochs timed so far
 
     def on_train_begin(self, logs=None):
         self.start = clock()
@@ -62,11 +67,15 @@ class TimeBudget(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if self.plan is None:
-            self.plan = self._measure(epoch)
-            self._apply(self.plan["epochs"])
-            if self.record is not None:
-                self.record(self.plan)
-        if epoch + 1 >= self.plan["epochs"]:
+            self.measured += 1
+            plan = self._measure(epoch)
+            self._apply(plan["epochs"])
+            if self.measured >= self.MEASURED_EPOCHS or plan["epochs"] <= epoch + 1:
+                self.plan = plan
+                self._announce(plan, epoch)
+                if self.record is not None:
+                    self.record(plan)
+        if self.plan is not None and epoch + 1 >= self.plan["epochs"]:
             self.model.stop_training = True
 
     def _measure(self, epoch: int) -> dict:
@@ -83,7 +92,13 @@ class TimeBudget(keras.callbacks.Callback):
                 "steps_per_epoch": self.steps, "steps": epochs * self.steps,
                 "seconds_per_step": round(per_step, 4),
                 "seconds_per_epoch": round(per_epoch, 2),
-                "capped_by_train_epochs": epochs == self.epochs and fits + epoch + 1 > epochs}
+                "capped_by_train_epochs": epochs == self.epochs and fits + epoch + 1 > epochs,
+                "measured_epochs": self.measured}
+        return plan
+
+    def _announce(self, plan: dict, epoch: int) -> None:
+        epochs, per_step, per_epoch = (plan["epochs"], plan["seconds_per_step"],
+                                       plan["seconds_per_epoch"])
         if self.verbose:
             why = (f"train.epochs ({self.epochs}) fit" if plan["capped_by_train_epochs"]
                    else f"{epochs} fit")
@@ -92,10 +107,10 @@ class TimeBudget(keras.callbacks.Callback):
                   f"{epochs} epochs ({plan['steps']} steps), the schedule laid over them",
                   flush=True)
             if epochs == epoch + 1 < self.epochs:
-                print(f"warning: train.max_minutes {self.seconds / 60:g} fits one epoch "
-                      f"only: the schedule ends after its warm-up; raise train.max_minutes "
-                      f"or lower train.steps_per_epoch", flush=True)
-        return plan
+                print(f"warning: train.max_minutes {self.seconds / 60:g} fits only the "
+                      f"{epochs} epoch(s) trained so far: the schedule ends early in its "
+                      f"decay; raise train.max_minutes or lower train.steps_per_epoch",
+                      flush=True)
 
     def _apply(self, epochs: int) -> None:
         from tf_medseg.training.optim import set_schedule_length
