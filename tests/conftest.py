@@ -157,7 +157,8 @@ def compiled(config, policy: str = "float32", jit: bool = False, steps: int = 10
     """:func:`network` built under ``policy`` and compiled (as ``Experiment.model``)."""
     from tf_medseg.training.optim import building, compile_model
     with building(policy, config.train.seed):
-        return compile_model(network(config, outputs), config.train, head, jit, steps)
+        return compile_model(network(config, outputs), config.train, head, jit, steps,
+                             metric="competition")
 
 
 def kaggle_trainer(model, config, strategy=None):

@@ -53,3 +53,21 @@ def test_a_trial_reuses_the_records_and_a_network_of_your_own_compiles(experimen
         own = keras.Model(inputs, keras.layers.Conv2D(trial.num_outputs, 1)(inputs))
     compiled = trial.compile(own, False, 4)
     assert compiled.loss.__name__.startswith("1bce") and compiled.optimizer is not None
+
+
+def test_val_steps_takes_every_kth_validation_batch(experiment, tmp_path):
+    """train.val_steps: a spread sample of the validation batches (every k-th), the whole set
+    when it is no longer than the cap."""
+    strategy = tf.distribute.get_strategy()
+    _, whole = experiment.datasets(strategy)
+    batches = [y.numpy() for _, y in whole]
+    capped = experiment.configured(load_config("tiny.yaml", tiny_overrides(tmp_path) + [
+        "data.context=[-1,0,1]", "train.val_steps=2"]))
+    _, sample = capped.datasets(strategy)
+    taken = [y.numpy() for _, y in sample]
+    k = -(-len(batches) // 2)
+    assert len(batches) > 2 and len(taken) == len(batches[::k]) <= 2
+    assert all(np.array_equal(a, b) for a, b in zip(taken, batches[::k]))
+    wide = experiment.configured(load_config("tiny.yaml", tiny_overrides(tmp_path) + [
+        "data.context=[-1,0,1]", f"train.val_steps={len(batches)}"]))
+    assert len(list(wide.datasets(strategy)[1])) == len(batches)

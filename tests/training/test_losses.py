@@ -83,8 +83,9 @@ def test_weighted_combination_from_the_config():
     config = load_config(None, ["train.loss={bce: 0.25, tversky: 2}",
                                 "train.tversky_fn_weight=0.6", "train.tversky_fp_weight=0.4"])
     expected = 0.25 * losses.bce(Y, LOGITS) + 2 * losses.tversky(0.6, 0.4)(Y, LOGITS)
-    assert float(losses.get_loss(config.train)(Y, LOGITS)) == pytest.approx(float(expected))
-    default = losses.get_loss(load_config(None).train)  # bce_dice = BCE + Dice
+    assert float(losses.get_loss(config.train, metric="volume")(Y, LOGITS)) == pytest.approx(
+        float(expected))
+    default = losses.get_loss(load_config(None).train, metric="volume")  # BCE + Dice
     assert float(default(Y, LOGITS)) == pytest.approx(
         float(losses.bce(Y, LOGITS) + losses.soft_dice(Y, LOGITS)))
 
@@ -137,3 +138,20 @@ def test_overlap_losses_skip_classes_absent_from_the_batch():
             value = losses.soft_dice(y, x, skip_absent=skip)
         grad = tape.gradient(value, x).numpy()[..., 1]
         assert bool(np.abs(grad).max() > 0) == has_gradient
+
+
+def test_auto_counts_absent_classes_for_the_competition_metric_only():
+    def mode(value):
+        return load_config(None, [f"train.overlap_absent={value}"]).train
+    assert losses.skips_absent(load_config(None).train, "volume")  # auto: nnU-Net's way
+    assert not losses.skips_absent(load_config(None).train, "competition")
+    assert losses.skips_absent(mode("skip"), "competition")
+    assert not losses.skips_absent(mode("count"), "volume")
+    y = np.concatenate([Y, np.zeros_like(Y)], axis=-1)
+    logits = np.concatenate([LOGITS, LOGITS], axis=-1)
+    volume = losses.get_loss(load_config(None, ["train.loss=dice"]).train, metric="volume")
+    kaggle = losses.get_loss(load_config(None, ["train.loss=dice"]).train,
+                             metric="competition")
+    assert float(volume(y, logits)) == pytest.approx(float(losses.soft_dice(y, logits)))
+    assert float(kaggle(y, logits)) == pytest.approx(
+        float(losses.soft_dice(y, logits, skip_absent=False)))

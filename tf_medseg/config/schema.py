@@ -295,9 +295,9 @@ class TrainConfig:
         "bce_dice", "a loss name (bce, dice, tversky, focal_tversky, lovasz; bce_dice is BCE + "
                     "Dice), or a mapping of names to weights, e.g. {bce: 0.5, tversky: 0.5}",
         check=_check_loss)
-    overlap_absent: Literal["skip", "count"] = field(
-        "skip", "overlap losses of a class absent from a batch: skip (left out of the class "
-                "mean, as nnU-Net) or count (1 / (1 + FP); the earlier behaviour)")
+    overlap_absent: Literal["auto", "skip", "count"] = field(
+        "auto", "overlap losses of a class absent from a batch: skip (left out of the mean, as "
+                "nnU-Net), count (1 / (1 + FP)) or auto (count for the competition metric)")
     tversky_fn_weight: float = field(
         0.7, "Tversky losses: weight of false negatives (alpha in Abraham & Khan 2019)",
         min=0.0)

@@ -125,7 +125,8 @@ class Experiment:
     def compile(self, model: keras.Model, jit: bool, steps_per_epoch: int) -> keras.Model:
         """``model`` compiled with the configured optimiser, schedule and loss."""
         from tf_medseg.training.optim import compile_model
-        return compile_model(model, self.config.train, self.head, jit, steps_per_epoch)
+        return compile_model(model, self.config.train, self.head, jit, steps_per_epoch,
+                             metric=self.labels.metric)
 
     def model(self, policy: str, jit: bool, steps_per_epoch: int) -> keras.Model:
         """The configured network built under ``policy`` and compiled; call it inside the

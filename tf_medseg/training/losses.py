@@ -209,10 +209,21 @@ def head_factors(model) -> list[tuple[int, ...]]:
     return factors
 
 
-def get_loss(train_config, output: str = "sigmoid") -> Callable:
+def skips_absent(train_config, metric: str) -> bool:
+    """``train.overlap_absent`` resolved for a data set scored by ``metric``: ``auto`` counts
+    absent classes for the competition metric (every slice is scored, and an organ predicted
+    on a slice without it costs that slice's Dice and the case's Hausdorff: the batch-level
+    pressure against false positives pays there) and skips them for volume data (Dice per case
+    and class: nnU-Net's way)."""
+    mode = train_config.overlap_absent
+    return mode == "skip" or (mode == "auto" and metric != "competition")
+
+
+def get_loss(train_config, output: str = "sigmoid", *, metric: str) -> Callable:
     """The loss function ``train.loss`` (and the Tversky keys) of a ``train:`` section, for
-    the model's ``output`` (sigmoid or softmax)."""
+    the model's ``output`` (sigmoid or softmax) and a data set scored by ``metric``
+    (competition or volume: :func:`skips_absent`)."""
     t = train_config
     return combined(loss_weights(t.loss), fn_weight=t.tversky_fn_weight,
                     fp_weight=t.tversky_fp_weight, gamma=t.focal_tversky_gamma,
-                    softmax=output == "softmax", skip_absent=t.overlap_absent == "skip")
+                    softmax=output == "softmax", skip_absent=skips_absent(t, metric))

@@ -167,9 +167,9 @@ def building(policy: str, seed: int):
 
 
 def compile_model(model: keras.Model, train_config, head: str, jit: bool,
-                  steps_per_epoch: int) -> keras.Model:
+                  steps_per_epoch: int, *, metric: str) -> keras.Model:
     """``model`` compiled with the configured optimiser, schedule and loss for its ``head``
-    (sigmoid or softmax); call it inside :func:`building` (a LossScaleOptimizer wraps the
+    (sigmoid or softmax) and the data set's ``metric`` (competition or volume); call it inside :func:`building` (a LossScaleOptimizer wraps the
     optimiser under mixed_float16) and the strategy's scope.
 
     With ``model.deep_supervision`` the model returns its heads as a list, main head first,
@@ -177,7 +177,7 @@ def compile_model(model: keras.Model, train_config, head: str, jit: bool,
     full-resolution head alone.
     """
     from tf_medseg.training.losses import deep_supervision, get_loss, head_factors
-    loss = get_loss(train_config, head)
+    loss = get_loss(train_config, head, metric=metric)
     if len(model.outputs) > 1:
         loss = deep_supervision(loss, head_factors(model))
     model.compile(optimizer=make_optimizer(train_config, steps_per_epoch), loss=loss,
