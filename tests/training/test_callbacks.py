@@ -98,31 +98,32 @@ def history(run):
 def budgeted(tmp_path, name, *extra):
     # 6 steps an epoch (48 training slices, batch 8); a cap far above what fits.
     return load_config("tiny.yaml", tiny_overrides(tmp_path) + [
-        f"train.run_dir={tmp_path / name}", "train.epochs=50", "train.max_minutes=1",
+        f"train.run_dir={tmp_path / name}", "train.epochs=50", "train.max_minutes=0.75",
         "train.learning_rate=0.01", "train.warmup_epochs=1", "train.overlay_slices=0",
         "train.monitor=val_dice", "export.saved_model=false", *extra])
 
 
 def test_the_schedule_ends_where_the_budget_does(tmp_path, monkeypatch):
-    """The clock read once at the start, 8 times an epoch while timing (its start, 6 steps,
-    its end). The first epoch (its pipeline cold) runs at 3 s a reading: 3 s a step, 21 s an
-    epoch, 36 s left: 2 epochs, provisionally. The second at 1 s a reading: 1 s a step, 7 s an
-    epoch, 28 s left: 4 more. 6 epochs, and the linear decay reaches 0 at the last step."""
+    """A 45 s budget; the clock read once at the start, 8 times an epoch while timing (its
+    start, 6 steps, its end). The first epoch (its pipeline cold) runs at 3 s a reading: 3 s a
+    step, 21 s an epoch, 21 s left: 1 more would fit. The second at 1 s a reading: 1 s a step,
+    7 s an epoch, 13 s left: 1 more. 3 epochs, the linear decay at 0 after the last."""
     fake_clock(monkeypatch, 1.0, first=(9, 3.0))
     train(budgeted(tmp_path, "linear", "train.schedule=linear"), verbose=0)
     run = tmp_path / "linear"
     plan = json.loads((run / "budget.json").read_text())
-    assert plan["epochs"] == 6 and plan["steps"] == 36 and plan["steps_per_epoch"] == 6
+    assert plan["epochs"] == 3 and plan["steps"] == 18 and plan["steps_per_epoch"] == 6
     assert plan["seconds_per_step"] == pytest.approx(1.0) and plan["measured_epochs"] == 2
     rows = history(run)
-    assert [int(r["epoch"]) for r in rows] == list(range(1, 7))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     rates = [float(r["learning_rate"]) for r in rows]
     assert rates[0] == pytest.approx(0.01)  # the warm-up's end
     assert rates[-1] == pytest.approx(0.0, abs=1e-9)  # the schedule's end, at the budget's
-    # linear from the peak after the warm-up (6 steps) to 0 at step 36
-    assert rates[3] == pytest.approx(0.01 * (1 - (24 - 6) / 30), rel=1e-5)
+    # until the plan is fixed, linear over the configured 50 epochs (300 steps); then to 0
+    # at step 18
+    assert rates[1] == pytest.approx(0.01 * (1 - (12 - 6) / 294), rel=1e-5)
 
-    # cosine ends at train.min_lr_fraction of the peak, over the same 8 epochs
+    # cosine ends at train.min_lr_fraction of the peak (6 epochs at 1 s a reading)
     fake_clock(monkeypatch, 1.0)
     train(budgeted(tmp_path, "cosine"), verbose=0)
     assert float(history(tmp_path / "cosine")[-1]["learning_rate"]) == pytest.approx(
@@ -148,8 +149,8 @@ def test_a_resumed_budgeted_run_trains_the_steps_of_an_uninterrupted_one(tmp_pat
     fake_clock(monkeypatch, 100.0)
     result = train(config, verbose=0)
     resumed = history(tmp_path / "killed")
-    assert [int(r["epoch"]) for r in resumed] == list(range(1, 9))
-    assert result["epochs_trained"] == 8
+    assert [int(r["epoch"]) for r in resumed] == list(range(1, 7))
+    assert result["epochs_trained"] == 6
     assert [float(r["learning_rate"]) for r in resumed] == pytest.approx(
         [float(r["learning_rate"]) for r in whole])
     assert float(resumed[-1]["learning_rate"]) == pytest.approx(0.0, abs=1e-9)

@@ -33,10 +33,11 @@ class TimeBudget(keras.callbacks.Callback):
     and Ramanan, "Budgeted Training", ICLR 2020). So the first epochs this process trains are
     timed: their steps (from the end of the second: the first ones trace the step function)
     and what follows them (validation, the other callbacks). After the first, the epochs that
-    fit the rest of the budget at its rate are laid out provisionally; after the second,
-    whose input pipeline reads from a warm cache (the first one's fills it and runs slower),
-    they are fixed (at most ``epochs``, at least those trained), the optimiser's decay is laid
-    over their steps (:func:`~tf_medseg.training.optim.set_schedule_length`) and the plan is
+    fit the rest of the budget at its rate are counted (if none does, training stops there);
+    after the second, whose input pipeline reads from a warm cache (the first one's fills it
+    and runs slower), they are fixed (at most ``epochs``, at least those trained), the
+    optimiser's decay, which has run on the configured length until then, is laid over their
+    steps (:func:`~tf_medseg.training.optim.set_schedule_length`) and the plan is
     handed to ``record`` (``budget.json`` in the run folder). Training stops after the
     planned epochs, wherever the clock is. A ``planned`` plan (a resumed run's) is applied
     before the first step and nothing is measured, so a resumed run trains the steps an
@@ -69,9 +70,9 @@ class TimeBudget(keras.callbacks.Callback):
         if self.plan is None:
             self.measured += 1
             plan = self._measure(epoch)
-            self._apply(plan["epochs"])
             if self.measured >= self.MEASURED_EPOCHS or plan["epochs"] <= epoch + 1:
                 self.plan = plan
+                self._apply(plan["epochs"])
                 self._announce(plan, epoch)
                 if self.record is not None:
                     self.record(plan)
