@@ -23,3 +23,10 @@ def test_main_output_of_deep_supervision():
     np.testing.assert_allclose(main(x), model(x)[0])
     plain = build_model(load_config("tiny.yaml").model, (32, 32, 1), 3)
     assert main_output(plain) is plain
+
+
+def test_a_network_of_your_own_is_its_own_main_output():
+    import keras
+    inputs = keras.Input((8, 8, 1))
+    own = keras.Model(inputs, keras.layers.Conv2D(3, 1, name="head")(inputs))
+    assert main_output(own) is own

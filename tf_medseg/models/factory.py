@@ -31,7 +31,11 @@ def build_model(model_config, input_shape: Sequence[int], num_outputs: int) -> k
 def main_output(model: keras.Model) -> keras.Model:
     """The model itself, or for a deep-supervision model (outputs listed, or concatenated for
     training) the same layers with only the full-resolution ``logits`` output, which is what
-    evaluation and export use."""
+    evaluation and export use. A network of your own with one output and no layer named
+    ``logits`` (the peer of ``benchmarks/``) is its own main output."""
+    names = {layer.name for layer in model.layers}
+    if "logits" not in names and len(model.outputs) == 1:
+        return model
     logits = model.get_layer("logits").output
     if len(model.outputs) == 1 and model.outputs[0].shape == logits.shape:
         return model
