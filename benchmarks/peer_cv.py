@@ -84,10 +84,9 @@ def train_peer(config, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     callbacks = [HistoryLog(out / "history.csv", 0)]
     if config.train.max_minutes:  # planned for the budget as ours is (budget.json)
-        from tf_medseg.training.callbacks import TimeBudget
-        callbacks.append(TimeBudget(
-            config.train.max_minutes, config.train.epochs, steps,
-            record=lambda plan: atomic_write(out / "budget.json", json.dumps(plan) + "\n")))
+        from tf_medseg.training.callbacks import TimeBudget, budget_recorder
+        callbacks.append(TimeBudget(config.train.max_minutes, config.train.epochs, steps,
+                                    record=budget_recorder(out)))
     fit(experiment.trainer(model, strategy), train_ds, val_ds, epochs=config.train.epochs,
         steps_per_epoch=config.train.steps_per_epoch, callbacks=callbacks, verbose=2)
     result, rows = experiment.score(model)

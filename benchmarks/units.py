@@ -175,9 +175,10 @@ def run_unit(table_name: str, variant: str, fold: int) -> dict:
     else:
         result = train(config, verbose=2)
     minutes = (time.perf_counter() - start) / 60
+    from tf_medseg.run_dir import BUDGET
     budget = {}
-    if (run_dir / "budget.json").is_file():
-        budget = json.loads((run_dir / "budget.json").read_text())
+    if (run_dir / BUDGET).is_file():
+        budget = json.loads((run_dir / BUDGET).read_text())
     from tf_medseg.training.checkpoints import read_history
     history = read_history(run_dir / "history.csv")
     steps_per_epoch = budget.get("steps_per_epoch") or config.train.steps_per_epoch

@@ -8,6 +8,7 @@ KerasTuner's own), early stopping, and the time budget.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -24,6 +25,17 @@ from tf_medseg.training.checkpoints import BestCheckpoint, HistoryLog, best_reco
 def clock() -> float:
     """The time budget's clock, in seconds (one place, so that a test can replace it)."""
     return time.monotonic()
+
+
+def budget_recorder(folder: Path):
+    """What :class:`TimeBudget` hands its plan to: ``budget.json`` in ``folder``, atomically
+    (a training's run folder; the peer's of ``benchmarks/``)."""
+    from tf_medseg.files import atomic_write
+    from tf_medseg.run_dir import BUDGET
+
+    def record(plan: dict) -> None:
+        atomic_write(Path(folder) / BUDGET, json.dumps(plan, indent=2) + "\n")
+    return record
 
 
 class TimeBudget(keras.callbacks.Callback):

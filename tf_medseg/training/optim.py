@@ -169,8 +169,9 @@ def building(policy: str, seed: int):
 def compile_model(model: keras.Model, train_config, head: str, jit: bool,
                   steps_per_epoch: int, *, metric: str) -> keras.Model:
     """``model`` compiled with the configured optimiser, schedule and loss for its ``head``
-    (sigmoid or softmax) and the data set's ``metric`` (competition or volume); call it inside :func:`building` (a LossScaleOptimizer wraps the
-    optimiser under mixed_float16) and the strategy's scope.
+    (sigmoid or softmax) and the data set's ``metric`` (competition or volume); call it
+    inside :func:`building` (a LossScaleOptimizer wraps the optimiser under mixed_float16)
+    and the strategy's scope.
 
     With ``model.deep_supervision`` the model returns its heads as a list, main head first,
     and the loss scores each at its resolution; :func:`tf_medseg.models.main_output` is the

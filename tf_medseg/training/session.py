@@ -49,7 +49,7 @@ from tf_medseg.run_dir import (
     is_cv_run,
     read_json,
 )
-from tf_medseg.training.callbacks import NanGuard
+from tf_medseg.training.callbacks import NanGuard, budget_recorder
 from tf_medseg.training.checkpoints import Backup, read_history
 from tf_medseg.training.experiment import Experiment
 from tf_medseg.training.loop import fit
@@ -116,9 +116,7 @@ def train(config: Config, verbose: int | None = None, overwrite: bool = False) -
             steps, objective=config.train.monitor if config.train.keep == "best" else None,
             outputs=outputs, verbose=int(session.chief),
             budget=stored_budget(session, initial_epoch),
-            record_budget=(lambda plan: atomic_write(
-                session.run_dir / BUDGET, json.dumps(plan, indent=2) + "\n"))
-            if session.chief else None)
+            record_budget=budget_recorder(session.run_dir) if session.chief else None)
         trainer = experiment.trainer(model, session.strategy)
         if not trained:
             fit(trainer, train_ds, val_ds, epochs=config.train.epochs,
