@@ -111,6 +111,7 @@ def test_3d_with_anisotropic_pooling(builder):
     import tf_medseg.models as models
     from tf_medseg.planning.topology import activation_elements
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    keras.utils.set_random_seed(0)
     try:
         # 8 slices: oneDNN's bfloat16 Conv3D filter gradient is NaN for a depth of 2 (with
         # batch 2, TF 2.21 on this CPU); the planner keeps every feature map >= 4 a side
@@ -129,8 +130,9 @@ def test_3d_with_anisotropic_pooling(builder):
         model.compile(optimizer="adam", loss=keras.losses.BinaryCrossentropy(from_logits=True))
         x = np.random.default_rng(0).normal(size=(2, 8, 32, 32, 2)).astype("float32")
         y = (x[..., :1] > 0).repeat(3, axis=-1).astype("float32")
-        first = model.evaluate(x, y, verbose=0)
-        model.fit(x, y, epochs=3, verbose=0)
-        assert model.evaluate(x, y, verbose=0) < first
+        # the training loss, not evaluate(): after a few steps the normalisation's moving
+        # statistics are still near their start, so an inference-mode loss may rise (CI saw it)
+        history = model.fit(x, y, epochs=6, verbose=0).history["loss"]
+        assert np.all(np.isfinite(history)) and min(history[-2:]) < history[0]
     finally:
         keras.mixed_precision.set_global_policy("float32")
