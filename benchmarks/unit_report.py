@@ -31,6 +31,13 @@ def _cell(value: float, digits: int = 1) -> str:
     return f"{value:.{digits}f}" if np.isfinite(value) else "-"
 
 
+def _spread(rows: list) -> str:
+    """`` ± sd`` of the folds' mean Dice (the sample standard deviation), where there are two
+    folds or more."""
+    dice = [r["dice"] for r in rows if r.get("dice") is not None]
+    return f" ± {np.std(dice, ddof=1):.3f}" if len(dice) > 1 else ""
+
+
 def markdown(table_name: str, table: dict) -> str:
     """The table of one declared table, from its result files."""
     results = {v: recorded(table_name, v) for v in table["variants"]}
@@ -40,7 +47,8 @@ def markdown(table_name: str, table: dict) -> str:
     classes = [k[5:] for k in next(iter(next(iter(results.values())).values()))
                if k.startswith("dice_")]
     peers = [v for v in results if table["variants"][v]["side"] == "peer"]
-    head = ["configuration", "folds", *classes, "mean Dice", "vs peer, same folds",
+    head = ["configuration", "folds", *classes, "mean Dice ± sd of folds",
+            "vs peer, same folds",
             "HD95 mm", "minutes a fold (training)", "steps"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for variant, rows in results.items():
@@ -56,7 +64,8 @@ def markdown(table_name: str, table: dict) -> str:
         label = table["variants"][variant].get("label", variant)
         cells = [label, ",".join(map(str, folds)),
                  *(f"{_mean(values, f'dice_{c}'):.3f}" for c in classes),
-                 f"**{_mean(values, 'dice'):.3f}**", versus, _cell(_mean(values, 'hd95')),
+                 f"**{_mean(values, 'dice'):.3f}**" + _spread(values), versus,
+                 _cell(_mean(values, 'hd95')),
                  f"{_mean(values, 'minutes'):.1f} ({_cell(_mean(values, 'train_minutes'))})",
                  f"{_mean(values, 'steps'):.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -82,7 +91,9 @@ def plot(table_name: str, table: dict, out: Path) -> bool:
         x = _mean(rows, "train_minutes")
         x = x if np.isfinite(x) else _mean(rows, "minutes")
         y = _mean(rows, "dice")
-        ax.scatter([x], [y], marker="s" if spec["side"] == "peer" else "o")
+        dice = [r["dice"] for r in rows if r.get("dice") is not None]
+        ax.errorbar([x], [y], yerr=[np.std(dice, ddof=1)] if len(dice) > 1 else None,
+                    fmt="s" if spec["side"] == "peer" else "o", capsize=3)
         ax.annotate(f"{variant} ({len(rows)})", (x, y), fontsize=7, xytext=(4, 3),
                     textcoords="offset points")
     if not any_point:
@@ -91,7 +102,8 @@ def plot(table_name: str, table: dict, out: Path) -> bool:
     ax.set_xlabel("training minutes per fold, as the budget planned them (this CPU)")
     ax.margins(x=0.25, y=0.15)
     ax.set_ylabel("mean 3-D Dice over the folds recorded")
-    ax.set_title(f"{table_name}: what a budget buys (folds recorded in brackets)",
+    ax.set_title(f"{table_name}: what a budget buys (folds recorded in brackets, bars: sd "
+                 f"of folds)",
                  fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -18,7 +18,11 @@ of one unit's minutes, used until a unit of it has been measured).
 there yet and whose expected minutes (the median of that variant's recorded units, else the
 declared estimate) fit in what is left of ``--budget-minutes``; it starts nothing it does not
 expect to finish. A unit trains into ``runs/units/TABLE/VARIANT/fold_K`` (resumed if an
-earlier attempt was interrupted) with the last epoch kept, and writes
+earlier attempt was interrupted) with the last epoch kept. A variant's first unit plans the
+table's time budget (``train.max_minutes``: the epochs that fit, measured on this machine); its
+other folds train the same epochs and schedule (``train.epochs``, no budget), so that the folds
+of a row are alike and a unit that shares the machine with other work takes longer instead of
+training less (``--measure``: every unit plans its own). Each unit writes
 ``benchmarks/results/TABLE/VARIANT/fold_K.json``: per class 3-D Dice and HD95, the minutes
 (training and in all), the epochs and steps trained, the time budget's plan, the config's
 digest, the commit and the machine. With ``--commit`` each result file is committed on its own
@@ -34,6 +38,7 @@ minutes per configuration.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -156,8 +161,22 @@ def machine() -> dict:
             "jit_compile": jit}
 
 
-def run_unit(table_name: str, variant: str, fold: int) -> dict:
-    """Train and score one unit (in this process) and write its result file."""
+def planned_unit(table: str, variant: str, fold: int) -> dict | None:
+    """The recorded unit of ``variant`` whose time budget fixes the steps of its other folds:
+    the lowest fold measured on its own (None before the first)."""
+    for k, row in sorted(recorded(table, variant).items()):
+        plan = row.get("budget") or {}
+        if k != fold and "fixed_by_fold" not in plan and isinstance(plan.get("epochs"), int) \
+                and plan.get("steps_per_epoch"):
+            return row
+    return None
+
+
+def run_unit(table_name: str, variant: str, fold: int, measure: bool = False) -> dict:
+    """Train and score one unit (in this process) and write its result file. A variant's first
+    unit plans its time budget (``train.max_minutes``: the epochs that fit on this machine);
+    its other folds train those epochs (same steps, same schedule, whatever else the machine
+    is doing), unless ``measure`` (each unit planned on its own)."""
     from tf_medseg.config import load_config
     from tf_medseg.planning.planner import planned_config
     from tf_medseg.training import train
@@ -167,6 +186,14 @@ def run_unit(table_name: str, variant: str, fold: int) -> dict:
                        else table["config"], overrides(table, variant))
     run_dir = RUNS / table_name / variant / f"fold_{fold}"
     config = fold_config(base, fold, run_dir)
+    reference = None if measure else planned_unit(table_name, variant, fold)
+    if reference is not None and config.train.max_minutes:
+        config = dataclasses.replace(config, train=dataclasses.replace(
+            config.train, max_minutes=None, epochs=reference["budget"]["epochs"],
+            steps_per_epoch=reference["budget"]["steps_per_epoch"]))
+        print(f"{table_name} {variant} fold {fold}: the {reference['budget']['epochs']} epochs "
+              f"({reference['budget']['steps']} steps) fold {reference['fold']}'s time budget "
+              f"fixed", flush=True)
     start = time.perf_counter()
     if spec["side"] == "peer":
         from benchmarks.peer_cv import train_peer
@@ -177,7 +204,9 @@ def run_unit(table_name: str, variant: str, fold: int) -> dict:
     minutes = (time.perf_counter() - start) / 60
     from tf_medseg.run_dir import BUDGET
     budget = {}
-    if (run_dir / BUDGET).is_file():
+    if reference is not None:
+        budget = {**reference["budget"], "fixed_by_fold": reference["fold"]}
+    elif (run_dir / BUDGET).is_file():
         budget = json.loads((run_dir / BUDGET).read_text())
     from tf_medseg.training.checkpoints import read_history
     history = read_history(run_dir / "history.csv")
@@ -261,7 +290,8 @@ def run(args) -> list:
         if args.dry_run:
             continue
         proc = subprocess.run([sys.executable, "-m", "benchmarks.units", "unit", args.table,
-                               variant, str(fold)], cwd=ROOT)
+                               variant, str(fold), *(["--measure"] if args.measure else [])],
+                              cwd=ROOT)
         path = result_path(args.table, variant, fold)
         if proc.returncode != 0 or not path.is_file():
             print(f"-- {args.table} {variant} fold {fold}: failed (exit {proc.returncode}); "
@@ -298,10 +328,14 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--folds", nargs="+", type=int, help="these folds only")
     r.add_argument("--commit", action="store_true", help="commit each result file as it lands")
     r.add_argument("--dry-run", action="store_true", help="say what would start")
+    measure = ("plan every unit's time budget on its own (default: a variant's first unit "
+               "plans it, its other folds train the same steps)")
+    r.add_argument("--measure", action="store_true", help=measure)
     u = sub.add_parser("unit", help="train and record one unit in this process")
     u.add_argument("table")
     u.add_argument("variant")
     u.add_argument("fold", type=int)
+    u.add_argument("--measure", action="store_true", help=measure)
     sub.add_parser("status").add_argument("tables", nargs="*")
     return p
 
@@ -311,7 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.what == "run":
             return run(args)
         if args.what == "unit":
-            return run_unit(args.table, args.variant, args.fold)
+            return run_unit(args.table, args.variant, args.fold, args.measure)
         return status(args)
     return command(_parser(), dispatch, argv)
 

@@ -1,6 +1,7 @@
 """benchmarks/units.py: a table measured one unit (variant x fold) at a time, each result in
 its own file, units already recorded skipped, units that do not fit the minutes left not
-started, the document's table generated from the files alone."""
+started, a variant's other folds trained for the steps its first fold's budget fixed, the
+document's table generated from the files alone."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import yaml
 
@@ -56,13 +58,24 @@ def test_units_are_recorded_skipped_and_reported(tmp_path):
     again = units(home, "run", "tiny", "--folds", "0", "--only", "base", "wide")
     assert again.returncode == 0 and "==" not in again.stdout  # nothing left to start
 
+    # fold 1 trains the epochs fold 0's budget fixed (no budget of its own)
+    other = units(home, "run", "tiny", "--folds", "1", "--only", "base")
+    assert other.returncode == 0, other.stderr[-3000:]
+    row = json.loads((home / "results" / "tiny" / "base" / "fold_1.json").read_text())
+    assert row["budget"] == {**rows["base"]["budget"], "fixed_by_fold": 0}
+    assert row["epochs"] == rows["base"]["epochs"] and row["steps"] == rows["base"]["steps"]
+    assert not (home / "runs" / "tiny" / "base" / "fold_1" / "budget.json").exists()
+
     report = units(home, "tiny", module="benchmarks.unit_report")
     assert report.returncode == 0, report.stderr[-2000:]
     doc = (home / "measurements.md").read_text()
     assert doc.startswith("# M\n\nbefore\n<!-- units:tiny -->\n| configuration | folds |")
     assert doc.endswith("<!-- /units:tiny -->\nafter\n") and "\nold\n" not in doc
-    base_line = next(line for line in doc.splitlines() if line.startswith("| base | 0 |"))
-    assert f"**{rows['base']['dice']:.3f}**" in base_line
+    base_line = next(line for line in doc.splitlines() if line.startswith("| base | 0,1 |"))
+    dice = [rows["base"]["dice"], row["dice"]]
+    assert f"**{np.mean(dice):.3f}** ± {np.std(dice, ddof=1):.3f} |" in base_line
+    wide_line = next(line for line in doc.splitlines() if line.startswith("| wide | 0 |"))
+    assert f"**{rows['wide']['dice']:.3f}** |" in wide_line
 
     bad = units(home, "run", "tiny", "--only", "nope")
     assert bad.returncode == 2 and bad.stderr.strip() == (
