@@ -80,3 +80,20 @@ def test_only_regular_files_are_inputs(tmp_path):
     (tmp_path / "f").write_text("x")
     assert regular_file(tmp_path / "f") and not regular_file(tmp_path / "fifo")
     assert not regular_file(tmp_path) and not regular_file(tmp_path / "missing")
+
+
+def test_names_from_data_are_plain_children_and_uids_are_uids():
+    from tf_medseg.files import name_problem, plain_name, uid_problem
+    for uid in ("1.2.840.10008.5.1.4.1.1.4", "1.2.3.0045", "0"):
+        assert uid_problem(uid) is None
+    for bad in ("", None, "1..2", ".1", "1.", "../1", "1.2/3", "/1.2", "1.2\0", "1 2",
+                "1" * 65, "1.2.3\n"):
+        assert uid_problem(bad), bad
+    for name in ("case_001.nii.gz", "RS_1.2.3.dcm", "Patient^Name 2", "é"):
+        assert name_problem(name) is None and plain_name(name, "x") == name
+    for bad in ("", ".", "..", ".hidden", "a/b", "/etc", "..\\x", "a\0b", "a\tb",
+                "x" * 256, "é" * 128):
+        assert name_problem(bad), bad
+    with pytest.raises(MedsegError, match=r"^series 1\.2: the name '\.\./x' holds a path "
+                                          r"separator or NUL; it would name a file: refused$"):
+        plain_name("../x", "series 1.2")

@@ -9,12 +9,18 @@ through, so the file behind it is untouched.
 
 :func:`check_outside` keeps outputs off inputs: an output equal to, or inside, an input folder
 is refused before any work.
+
+Names that come from data (a series' UID, a case's name, an entry of an earlier manifest) name a
+file or folder only through :func:`plain_name` (one path component, nothing that climbs out of
+the folder) and, for DICOM UIDs, :func:`uid_problem` (digits and dots, at most 64 characters):
+the one rule predict, the DICOM node, the training sources and the writers share.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -24,6 +30,11 @@ from typing import IO, Iterator
 from tf_medseg.errors import MedsegError
 
 PARTIAL = ".partial-"  # prefix of every temporary name (never trusted, safe to remove)
+# A DICOM UID as it may name a file: digits in components separated by dots (PS3.5 9.1; leading
+# zeros, which the standard forbids but archives hold, are let through: they name nothing
+# dangerous), at most 64 characters.
+UID = re.compile(r"[0-9]+(\.[0-9]+)*")
+MAX_NAME = 255  # bytes in one path component (ext4, XFS, APFS, NTFS in UTF-16 units)
 
 
 def _umask() -> int:
@@ -163,3 +174,40 @@ def regular_file(path: str | os.PathLike) -> bool:
         return stat.S_ISREG(os.stat(path).st_mode)
     except OSError:
         return False
+
+
+def uid_problem(value) -> str | None:
+    """Why ``value`` (a received UID) is not a DICOM UID that may name a file, or None."""
+    text = "" if value is None else str(value)
+    if not text:
+        return "is empty"
+    if len(text) > 64 or not UID.fullmatch(text):
+        shown = text if len(text) <= 70 else text[:67] + "..."
+        return f"{shown!r} is not a UID (digits and dots, at most 64 characters)"
+    return None
+
+
+def name_problem(name) -> str | None:
+    """Why ``name`` may not name an entry of a folder (a value from data, a manifest or a
+    peer), or None: it must be one plain path component, not hidden, not a temporary."""
+    if not isinstance(name, str) or not name:
+        return "is empty" if name == "" else f"{name!r} is not a name"
+    shown = repr(name if len(name) <= 70 else name[:67] + "...")
+    if "/" in name or "\\" in name or "\0" in name:
+        return f"{shown} holds a path separator or NUL"
+    if name.startswith("."):
+        return f"{shown} starts with a dot (., .. and hidden names are never written)"
+    if any(ord(c) < 32 for c in name):
+        return f"{shown} holds a control character"
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME:
+        return f"{shown} is longer than {MAX_NAME} bytes"
+    return None
+
+
+def plain_name(name, what: str) -> str:
+    """``name`` if it may name an entry of a folder (:func:`name_problem`); a one-line
+    MedsegError naming ``what`` otherwise."""
+    problem = name_problem(name)
+    if problem:
+        raise MedsegError(f"{what}: the name {problem}; it would name a file: refused")
+    return name

@@ -102,6 +102,39 @@ def test_a_dicom_series_is_predicted_as_the_nifti_it_came_from(ball_model, tmp_p
         "Ball_Auto", "box"]
 
 
+def test_a_series_uid_that_is_not_a_uid_names_nothing(ball_model, tmp_path, capfd):
+    """A series whose SeriesInstanceUID climbs out of --output (or is empty) is skipped with a
+    note naming its folder; the honest series beside it is contoured; nothing is written
+    outside --output, and --overwrite then removes nothing above it."""
+    import pydicom
+    export, root = ball_model
+    source = nib.load(root / "imagesTr" / "case_001_0000.nii.gz")
+    nifti = tmp_path / "case_001_0000.nii.gz"
+    nib.save(nib.Nifti1Image(np.rint(source.get_fdata()).astype(np.uint16), source.affine),
+             nifti)
+    good = write_from_nifti(tmp_path / "in" / "good", nifti)
+    for name, uid in (("climbs", "../../outside"), ("absolute", "/tmp/x"), ("empty", "")):
+        write_from_nifti(tmp_path / "in" / name, nifti)
+        for path in (tmp_path / "in" / name).iterdir():
+            ds = pydicom.dcmread(path)
+            ds.SeriesInstanceUID = uid
+            ds.save_as(path)
+    out = tmp_path / "deep" / "out"
+    (tmp_path / "deep").mkdir()
+    (tmp_path / "deep" / "keep.txt").write_text("a user's file")
+    for overwrite in (False, True):
+        summary = predict(export, tmp_path / "in", out, progress=False, overwrite=overwrite)
+        assert summary["files"] == [f"RS_{good['series']}.dcm"], summary
+    err = capfd.readouterr().err
+    assert "climbs: a series skipped, its SeriesInstanceUID '../../outside' is not a UID" in err
+    assert "absolute: a series skipped, its SeriesInstanceUID '/tmp/x' is not a UID" in err
+    assert "empty: a series skipped, it has no SeriesInstanceUID" in err
+    assert sorted(p.name for p in (tmp_path / "deep").iterdir()) == ["keep.txt", "out"]
+    assert sorted(p.name for p in out.iterdir()) == ["RS_" + good["series"] + ".dcm",
+                                                     "prediction.json"]
+    assert not (tmp_path / "outside").exists() and not (tmp_path / "outside.dcm").exists()
+
+
 def test_output_formats_that_do_not_fit_the_input_are_refused(ball_model, tmp_path):
     from tf_medseg.errors import MedsegError
     export, root = ball_model

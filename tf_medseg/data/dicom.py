@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from tf_medseg.errors import DataError
+from tf_medseg.files import uid_problem
 
 IMAGE_MODALITIES = ("MR", "CT")
 NOT_IMAGES = {"RTSTRUCT": "an RT structure set", "SEG": "a segmentation", "SR": "a report",
@@ -164,6 +165,12 @@ def find_series(root) -> tuple[list[DicomSeries], list[str]]:
                      f"{not_dicom[0]})")
     series = []
     for uid, members in sorted(groups.items()):
+        problem = ("it has no SeriesInstanceUID" if uid.startswith("(no series UID)")
+                   else f"its SeriesInstanceUID {uid_problem(uid)}" if uid_problem(uid)
+                   else None)
+        if problem:  # the UID names the case and its outputs: nothing but a UID may
+            notes.append(f"{members[0][0].parent}: a series skipped, {problem}")
+            continue
         result = _series(uid, members)
         if isinstance(result, str):
             notes.append(f"series {uid} ({members[0][0].parent}): skipped, {result}")

@@ -29,16 +29,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 import queue
-import re
 import shutil
 import threading
 import time
 from pathlib import Path
 
 from tf_medseg.errors import MedsegError
+from tf_medseg.files import uid_problem
 
 LOG = logging.getLogger("tf_medseg.dicom_node")
-UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 QUEUE_SIZE = 16  # complete series waiting to be contoured
 BACKOFF = (1.0, 60.0)  # first retry after 1 s, doubling up to 60 s
 FAILURE_CANNOT_UNDERSTAND = 0xC210
@@ -81,9 +80,9 @@ def check_instance(ds) -> str | None:
     if "PixelData" not in ds:
         return "no pixel data"
     for key in ("SOPInstanceUID", "SeriesInstanceUID"):  # they name files: nothing but a UID
-        uid = str(ds.get(key))
-        if not UID.fullmatch(uid) or len(uid) > 64:
-            return f"{key} {uid[:70]!r} is not a UID"
+        problem = uid_problem(ds.get(key))
+        if problem:
+            return f"{key} {problem}"
     return None
 
 
@@ -269,7 +268,7 @@ class DicomNode:
         it is found)."""
         done = time.monotonic() - self.series_timeout
         for folder in sorted(self.incoming.iterdir()) if self.incoming.is_dir() else ():
-            if folder.is_dir() and UID.fullmatch(folder.name):
+            if folder.is_dir() and uid_problem(folder.name) is None:
                 self._arrived[folder.name] = (done, done, sum(1 for _ in folder.iterdir()))
 
     def start(self) -> None:

@@ -64,3 +64,14 @@ def test_bad_maps_and_archives_are_one_line(tmp_path):
     shutil.rmtree(tmp_path / "a" / "images")
     with pytest.raises(DataError, match="no image series with an RTSTRUCT or SEG"):
         index_dicom(tmp_path, ROI_MAP)
+
+
+def test_case_names_from_headers_are_plain_names(tmp_path):
+    """PatientIDs that would climb out of a folder or hide a file name plain cases."""
+    shape = (4, 8, 8)
+    volume = np.random.default_rng(0).integers(0, 900, shape).astype(np.uint16)
+    stomach = _box(shape, (1, 3), (2, 6), (2, 6))
+    for k, patient in enumerate(("../../etc", "..", ".hidden/x")):
+        write_study(tmp_path / str(k), volume, {"Stomach": stomach}, patient=patient, seed=k)
+    names = sorted(c.case for c in index_dicom(tmp_path, {"stomach": "Stomach"}).cases)
+    assert names == ["_.._etc_2", "_2", "hidden_x_2"], names  # no separator, no dot first

@@ -72,3 +72,22 @@ def test_class_folders_are_one_entry(tmp_path):
     (out / "ball" / "x.png").write_bytes(b"png")
     publish(out, ["ball/x.png"], {})
     assert json.loads((out / MARK).read_text())["entries"] == ["ball"]
+
+
+def test_a_manifest_naming_anything_but_plain_children_is_not_predicts(tmp_path):
+    """A manifest listing "..", "/" or "a/b" (planted, or written by an older predict from a
+    hostile series UID) makes the folder a stranger's: refused, and nothing above it removed."""
+    above = tmp_path / "keep"
+    above.mkdir()
+    (above / "scan.dcm").write_bytes(b"scanner")
+    out = tmp_path / "pred"
+    out.mkdir()
+    (out / "a.dcm").write_bytes(b"old")
+    for bad in ("..", "../keep", "/", "/etc", "a/b", ".hidden", ""):
+        (out / MARK).write_text(json.dumps({"written_by": "tf_medseg predict",
+                                            "entries": ["a.dcm", bad]}))
+        assert "holds files predict did not write" in _refused(out, "folder", True)
+    # a prediction that names an entry outside the folder is refused before any removal
+    with pytest.raises(MedsegError, match=r"output .*: the name '\.\.' starts with a dot"):
+        publish(out, ["../keep/x.dcm"], {})
+    assert (above / "scan.dcm").read_bytes() == b"scanner" and (out / "a.dcm").is_file()

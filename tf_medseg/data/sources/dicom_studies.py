@@ -29,6 +29,7 @@ from tf_medseg.data import dicom
 from tf_medseg.data.labels import LabelSchema
 from tf_medseg.data.sources.volume_index import CaseFiles, SourceIndex, _group_of
 from tf_medseg.errors import ConfigError, DataError
+from tf_medseg.files import plain_name
 
 STRUCTURES = ("RTSTRUCT", "SEG")
 SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -90,10 +91,12 @@ def index_dicom(root: Path, roi_map, group_pattern: str | None = None) -> Source
             raise DataError(f"{found[0]} and {found[1]}: two structure sets of series {s.uid}; "
                             f"keep one of them in data.root")
         patient = str(s.header.get("PatientID", "") or "anonymous")
+        # the header's values, made a plain name (files.plain_name: no separator, no dot first)
         name = SAFE.sub("_", f"{patient}_{s.header.get('SeriesNumber', '') or 'series'}")
+        name = name.lstrip(".")[:200] or "series"
         if name in names:
             name = f"{name}_{s.uid[-8:]}"
-        names.add(name)
+        names.add(plain_name(name, f"series {s.uid} ({s.frames[0].path.parent})"))
         group = _group_of(name, group_pattern, found[0]) if group_pattern else patient
         cases.append(CaseFiles(name, group, tuple(dict.fromkeys(f.path for f in s.frames)),
                                found[0]))

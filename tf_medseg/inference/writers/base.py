@@ -6,6 +6,17 @@ from pathlib import Path
 
 import numpy as np
 
+from tf_medseg.files import plain_name
+
+
+def entry(folder: Path, *parts: str) -> Path:
+    """``folder/part/...``, each part checked as a name from data may be
+    (:func:`tf_medseg.files.plain_name`): a case's name (a series' UID, a file's stem) or a
+    class's name never climbs out of ``folder``."""
+    for part in parts:
+        plain_name(part, f"output {folder}")
+    return folder.joinpath(*parts)
+
 
 class Writer:
     """The interface every output format implements."""

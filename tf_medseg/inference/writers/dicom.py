@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tf_medseg.inference.writers.base import Writer
+from tf_medseg.inference.writers.base import Writer, entry
 from tf_medseg.inference.writers.nifti import paint, write_npz
 
 
@@ -32,11 +32,11 @@ class DicomWriter(Writer):
     def write(self, case, image, probs, masks) -> None:
         self.output.mkdir(parents=True, exist_ok=True)
         name = f"{self.prefix}{case.name}{self.ending}"
-        self.encode(case, np.asarray(masks, bool), self.output / name)
+        self.encode(case, np.asarray(masks, bool), entry(self.output, name))
         self.files.append(name)
         self.written.append(name)
         if self.probabilities:
-            write_npz(self.output / f"{case.name}.npz", case.turn.inverse(probs),
+            write_npz(entry(self.output, f"{case.name}.npz"), case.turn.inverse(probs),
                       self.contract.classes)
             self.written.append(f"{case.name}.npz")
 

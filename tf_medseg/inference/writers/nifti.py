@@ -11,7 +11,7 @@ import numpy as np
 
 from tf_medseg.data.sources.volume_index import file_ending
 from tf_medseg.files import atomic_open, temporary_path
-from tf_medseg.inference.writers.base import Writer
+from tf_medseg.inference.writers.base import Writer, entry
 
 
 def paint(masks: np.ndarray, labels) -> np.ndarray:
@@ -50,12 +50,12 @@ class NiftiWriter(Writer):
         out.header.set_slope_inter(1.0, 0.0)
         name = case.name + case.ending
         # nibabel picks gzip by the name's ending, so the temporary name keeps it.
-        with temporary_path(self.output / name, file_ending(name)) as tmp:
+        with temporary_path(entry(self.output, name), file_ending(name)) as tmp:
             nib.save(out, str(tmp))
         self.files.append(name)
         self.written.append(name)
         if self.probabilities:
-            write_npz(self.output / f"{case.name}.npz", probs.reshape(*file_shape, -1),
+            write_npz(entry(self.output, f"{case.name}.npz"), probs.reshape(*file_shape, -1),
                       self.contract.classes)
             self.written.append(f"{case.name}.npz")
 

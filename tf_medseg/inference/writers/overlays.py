@@ -11,6 +11,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from tf_medseg.inference.writers.base import entry
+
 COLOURS = {"large_bowel": (230, 159, 0), "small_bowel": (86, 180, 233),
            "stomach": (0, 158, 115)}  # RGB
 # Other data sets' classes, in their order: the Okabe-Ito palette, then more.
@@ -83,6 +85,6 @@ class OverlayWriter:
         scale = float(np.percentile(first, 99.5)) or 1.0
         for i in range(len(first)):
             name = case.ids[i] if case.ids else f"{case.name}_slice{i:04d}"
-            write_png(self.folder / f"{name}.png",
+            write_png(entry(self.folder, f"{name}.png"),
                       contours(to_grey(first[i], scale), masks[i], self.contract.classes))
             self.written.append(f"{name}.png")

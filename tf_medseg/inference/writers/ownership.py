@@ -4,8 +4,10 @@
 A folder of label maps or overlays that predict writes gets a ``prediction.json`` listing the
 entries it wrote (and the models and input); a later predict may replace that folder's
 entries when asked to, and refuses any other non-empty folder, so ``--output DS/labelsTr``
-never replaces ground truth. A submission CSV is recognised by its header
-(``id,class,predicted``); any other existing file, a symlink, a device or a FIFO is refused.
+never replaces ground truth. The manifest's entries are plain names in the folder (anything
+else makes it a stranger's folder), so a replacement removes nothing above it. A submission
+CSV is recognised by its header (``id,class,predicted``); any other existing file, a symlink,
+a device or a FIFO is refused.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import stat
 from pathlib import Path
 
 from tf_medseg.errors import MedsegError
-from tf_medseg.files import PARTIAL, atomic_write
+from tf_medseg.files import PARTIAL, atomic_write, name_problem, plain_name
 
 MARK = "prediction.json"
 SUBMISSION_HEADER = "id,class,predicted"
@@ -37,7 +39,8 @@ def earlier_entries(folder: Path) -> list[str] | None:
     if not isinstance(data, dict) or data.get("written_by") != "tf_medseg predict":
         return None
     entries = data.get("entries")
-    if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+    # each a plain name in the folder: a manifest naming "..", "/" or "a/b" is not predict's
+    if not isinstance(entries, list) or any(name_problem(e) for e in entries):
         return None
     return entries
 
@@ -88,9 +91,11 @@ def publish(folder: Path, written: list[str], info: dict) -> None:
     """After a prediction into ``folder``: remove the entries an earlier prediction wrote that
     this one did not (so the folder holds one prediction), then write ``prediction.json``."""
     folder.mkdir(parents=True, exist_ok=True)
-    entries = sorted({Path(name).parts[0] for name in written})
+    entries = sorted({name.split("/")[0] for name in written})
+    for name in entries:
+        plain_name(name, f"output {folder}")
     for stale in sorted(set(earlier_entries(folder) or []) - set(entries) - {MARK}):
-        target = folder / stale
+        target = folder / stale  # a plain child (earlier_entries): nothing above the folder
         if target.is_symlink() or target.is_file():
             target.unlink()
         elif target.is_dir():

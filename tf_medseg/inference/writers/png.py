@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from tf_medseg.files import atomic_png
-from tf_medseg.inference.writers.base import Writer
+from tf_medseg.inference.writers.base import Writer, entry
 from tf_medseg.inference.writers.nifti import paint, write_npz
 
 
@@ -25,16 +25,16 @@ class PngWriter(Writer):
         masks, probs = masks[:, :, 0], probs[:, :, 0]  # (H, W, 1, K) -> (H, W, K)
         labels = self.contract.labels
         if labels.exclusive:
-            self._png(self.output / f"{case.name}.png", paint(masks, labels))
+            self._png(entry(self.output, f"{case.name}.png"), paint(masks, labels))
             self.written.append(f"{case.name}.png")
         else:
             for k, cls in enumerate(labels.classes):
-                self._png(self.output / cls / f"{case.name}.png",
+                self._png(entry(self.output, cls, f"{case.name}.png"),
                           (masks[..., k] * 255).astype(np.uint8))
                 self.written.append(f"{cls}/{case.name}.png")
         self.files.append(f"{case.name}.png")
         if self.probabilities:
-            write_npz(self.output / f"{case.name}.npz", probs, labels.classes)
+            write_npz(entry(self.output, f"{case.name}.npz"), probs, labels.classes)
             self.written.append(f"{case.name}.npz")
 
     def close(self) -> dict:
