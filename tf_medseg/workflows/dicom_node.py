@@ -13,12 +13,15 @@ serving. A series is complete when no new instance of it has arrived for ``--ser
 seconds; complete series wait in a bounded queue and are contoured one at a time by the same
 predictor and writer as ``predict`` (:mod:`tf_medseg.inference.predict`): ``DIR/RS_SERIESUID.dcm``
 (or a SEG), after which the images move to ``DIR/received/SERIESUID/``. With ``--send-to``, each
-structure set is also placed in ``DIR/outbox/`` and sent there with C-STORE, retried with
-backoff (1 s doubling to 60 s) until the destination takes it; only then does it leave the
-outbox, so nothing is dropped, and a node restarted over the same DIR contours the series left
-in ``incoming/`` and sends what is left in ``outbox/``. SIGTERM or SIGINT stop it cleanly: no
-new association, the series being contoured is finished, every file is written under a
-temporary name and renamed, so nothing is half-written.
+structure set is also placed in ``DIR/outbox/`` and sent there with C-STORE (proposing the SOP
+class the file holds: RT Structure Set, Segmentation or Label Map Segmentation). Success and
+Warning statuses deliver it (it leaves the outbox); a failure that a retry will not change
+(:func:`store_outcome`) three times moves it to ``DIR/undeliverable/`` beside a
+``.reason.txt``; anything else (no association, out of resources, a timeout) is retried with
+backoff (1 s doubling to 60 s). Nothing is dropped: a node restarted over the same DIR
+contours the series left in ``incoming/`` and sends what is left in ``outbox/``. SIGTERM or
+SIGINT stop it cleanly: no new association, the series being contoured is finished, every
+file is written under a temporary name and renamed, so nothing is half-written.
 
 One log line per series: its slices and instances, the seconds over which they arrived, from
 the last to the start of contouring, to contour it, and to send it.
@@ -40,10 +43,31 @@ from tf_medseg.files import uid_problem
 LOG = logging.getLogger("tf_medseg.dicom_node")
 QUEUE_SIZE = 16  # complete series waiting to be contoured
 BACKOFF = (1.0, 60.0)  # first retry after 1 s, doubling up to 60 s
+REFUSALS = 3  # failures that will not change before a file goes to undeliverable/
 FAILURE_CANNOT_UNDERSTAND = 0xC210
 FAILURE_NOT_IMAGE = 0xA900  # dataset does not match SOP class
 STORAGE = ("MRImageStorage", "EnhancedMRImageStorage", "CTImageStorage",
            "EnhancedCTImageStorage")
+
+
+def store_outcome(status: int) -> tuple[str, str]:
+    """What a C-STORE response status means for the file sent (PS3.4 Annex B.2.3, PS3.7 C):
+    ``delivered`` for Success and Warning (0x0001, 0xB000-0xBFFF: stored, perhaps coerced),
+    ``refused`` for a failure that a retry will not change (0xA900-0xA9FF: the data set does
+    not match its SOP class; 0xC000-0xCFFF: cannot understand; 0x0122 SOP class not
+    supported; 0x0124 not authorised), ``retry`` for the rest (0xA700-0xA7FF: out of
+    resources, and any other)."""
+    code = f"0x{status:04X}"
+    if status == 0x0000:
+        return "delivered", "Success"
+    if status == 0x0001 or 0xB000 <= status <= 0xBFFF:
+        return "delivered", f"Warning {code}: stored"
+    if 0xA900 <= status <= 0xA9FF or 0xC000 <= status <= 0xCFFF or status in (0x0122,
+                                                                               0x0124):
+        return "refused", f"Failure {code}"
+    if 0xA700 <= status <= 0xA7FF:
+        return "retry", f"Failure {code}: out of resources"
+    return "retry", f"status {code}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,48 +240,82 @@ class DicomNode:
 
     # ------------------------------------------------------------------ sending
 
-    def _send(self, path: Path) -> bool:
+    def _send(self, path: Path) -> tuple[str, str]:
+        """C-STORE ``path`` to the destination, proposing the SOP class the file holds:
+        (``delivered`` | ``refused`` | ``retry``, what the destination answered)."""
+        import pydicom
+        from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
         from pynetdicom import AE
-        from pynetdicom.sop_class import RTStructureSetStorage, SegmentationStorage
+        sop_class = str(pydicom.dcmread(path, stop_before_pixels=True,
+                                        specific_tags=["SOPClassUID"]).SOPClassUID)
         ae = AE(ae_title=self.ae_title)
-        ae.add_requested_context(RTStructureSetStorage)
-        ae.add_requested_context(SegmentationStorage)
+        ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
         assoc = ae.associate(self.send_to.host, self.send_to.port,
                              ae_title=self.send_to.ae_title)
+        refused = f"it accepts no presentation context for SOP class {sop_class}"
         if not assoc.is_established:
-            return False
+            if assoc.rejected_contexts and not assoc.accepted_contexts:
+                return "refused", refused  # it answered, refusing the class (then aborted)
+            return "retry", "no association (unreachable, rejected or aborted)"
         try:
+            if not any(c.abstract_syntax == sop_class for c in assoc.accepted_contexts):
+                return "refused", refused
             status = assoc.send_c_store(path)
-            return bool(status) and status.Status == 0x0000
+            if not status or "Status" not in status:
+                return "retry", "no C-STORE response (timeout or abort)"
+            return store_outcome(int(status.Status))
         finally:
-            assoc.release()
+            if assoc.is_established:
+                assoc.release()
+
+    def send_due(self, tries: dict) -> None:
+        """One pass over the outbox: send each file whose retry is due. ``tries`` (kept by the
+        caller) maps a file to (next attempt, delay, failures that will not change)."""
+        pending = sorted(self.outbox.glob("*.dcm")) if self.outbox.is_dir() else []
+        for path in pending:
+            due, delay, refusals = tries.get(path.name, (0.0, BACKOFF[0], 0))
+            if time.monotonic() < due or self.stop.is_set():
+                continue
+            start = time.perf_counter()
+            try:
+                outcome, answer = self._send(path)
+            except Exception as exc:  # noqa: BLE001  network and file errors of many kinds
+                outcome, answer = "retry", str(exc).splitlines()[0][:200] if str(exc) else (
+                    type(exc).__name__)
+            if outcome == "delivered":
+                path.unlink()
+                tries.pop(path.name, None)
+                self.sent.append(path.name)
+                LOG.info("%s sent to %s in %.1f s (%s)", path.name, self.send_to,
+                         time.perf_counter() - start, answer)
+                continue
+            refusals += outcome == "refused"
+            if refusals >= REFUSALS:
+                self._undeliverable(path, answer)
+                tries.pop(path.name, None)
+                continue
+            LOG.warning("%s: %s did not take it (%s); retrying in %.0f s (kept in %s)",
+                        path.name, self.send_to, answer, delay, self.outbox)
+            tries[path.name] = (time.monotonic() + delay, min(delay * 2, BACKOFF[1]), refusals)
+
+    def _undeliverable(self, path: Path, answer: str) -> None:
+        """A file the destination refused REFUSALS times with a failure that will not change:
+        moved to ``undeliverable/`` beside the reason, never retried."""
+        from tf_medseg.files import atomic_write
+        folder = self.output / "undeliverable"
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(folder / f"{path.name}.reason.txt",
+                     f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {self.send_to} refused "
+                     f"{path.name} {REFUSALS} times: {answer}\n")
+        path.rename(folder / path.name)
+        LOG.error("%s: %s refused it %d times (%s): moved to %s, not retried", path.name,
+                  self.send_to, REFUSALS, answer, folder)
 
     def _sender(self) -> None:
-        delays: dict[str, tuple[float, float]] = {}  # name: (next attempt, delay)
+        tries: dict[str, tuple[float, float, int]] = {}
         while not self.stop.is_set():
-            pending = sorted(p for p in self.outbox.glob("*.dcm")) if self.outbox.is_dir() else []
-            now = time.monotonic()
-            for path in pending:
-                due, delay = delays.get(path.name, (0.0, BACKOFF[0]))
-                if now < due or self.stop.is_set():
-                    continue
-                start = time.perf_counter()
-                try:
-                    ok = self._send(path)
-                except Exception as exc:  # noqa: BLE001  network errors of many kinds
-                    LOG.warning("sending %s to %s: %s", path.name, self.send_to, exc)
-                    ok = False
-                if ok:
-                    path.unlink()
-                    delays.pop(path.name, None)
-                    self.sent.append(path.name)
-                    LOG.info("%s sent to %s in %.1f s", path.name, self.send_to,
-                             time.perf_counter() - start)
-                else:
-                    LOG.warning("%s: %s did not take it; retrying in %.0f s (kept in %s)",
-                                path.name, self.send_to, delay, self.outbox)
-                    delays[path.name] = (time.monotonic() + delay, min(delay * 2, BACKOFF[1]))
+            self.send_due(tries)
             self._wake.wait(0.5)
             self._wake.clear()
 
