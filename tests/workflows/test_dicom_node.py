@@ -213,6 +213,7 @@ def test_sending_follows_the_standards_statuses(tiny_export, tmp_path):
     refuses it."""
     from pynetdicom import AE, evt
     from pynetdicom.sop_class import LabelMapSegmentationStorage, RTStructureSetStorage
+
     from tf_medseg.workflows.dicom_node import DicomNode, store_outcome
     assert store_outcome(0xB007) == ("delivered", "Warning 0xB007: stored")
     assert store_outcome(0xC123)[0] == store_outcome(0x0122)[0] == "refused"
