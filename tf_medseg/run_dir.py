@@ -99,8 +99,8 @@ class RunLock:
     and command). A second process stops at once with one line naming the owner; the lock of a
     process that died is released by the system and taken over."""
 
-    def __init__(self, run_dir: Path):
-        self.path, self.file = run_dir / LOCK, None
+    def __init__(self, run_dir: Path, elsewhere: str = "use another train.run_dir"):
+        self.path, self.file, self.elsewhere = run_dir / LOCK, None, elsewhere
 
     def acquire(self) -> None:
         if fcntl is None:
@@ -121,7 +121,7 @@ class RunLock:
                 owner = f.read().strip() or "another process"
                 f.close()
                 raise MedsegError(f"{self.path.parent}: in use by {owner}; wait for it to "
-                                  f"finish (or stop it), or use another train.run_dir") from None
+                                  f"finish (or stop it), or {self.elsewhere}") from None
             try:
                 same = os.stat(self.path).st_ino == os.fstat(f.fileno()).st_ino
             except FileNotFoundError:

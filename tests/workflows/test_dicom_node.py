@@ -180,10 +180,10 @@ def test_a_restarted_node_queues_what_it_left_and_sends_its_outbox(tiny_export, 
     tps.add_supported_context(RTStructureSetStorage)
     server = tps.start_server(("127.0.0.1", port), block=False, evt_handlers=[
         (evt.EVT_C_STORE, lambda event: received.append(event.dataset) or 0x0000)])
-    sender = threading.Thread(target=node._sender)
+    sender = threading.Thread(target=node.sender.run)
     sender.start()
     try:
-        _wait(lambda: node.sent == ["RS_1.2.3.dcm"], 60, "the outbox to be sent")
+        _wait(lambda: node.sender.sent == ["RS_1.2.3.dcm"], 60, "the outbox to be sent")
     finally:
         node.stop.set()
         sender.join(timeout=30)
@@ -192,82 +192,54 @@ def test_a_restarted_node_queues_what_it_left_and_sends_its_outbox(tiny_export, 
     assert not list((tmp_path / "node" / "outbox").iterdir())
 
 
-def _object(path, sop_class: str) -> str:
-    """A small object of ``sop_class`` (what the node's outbox holds), written with pydicom."""
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = sop_class, generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, meta.MediaStorageSOPInstanceUID
-    ds.Modality, ds.PatientID = "RTSTRUCT", "TEST001"
-    ds.save_as(path, enforce_file_format=True)
-    return ds.SOPInstanceUID
+def test_one_node_a_folder_a_worker_that_survives_and_an_echo_that_tells(tiny_export, tmp_path,
+                                                                          caplog, monkeypatch):
+    import logging
 
+    from pynetdicom.sop_class import Verification
 
-def test_sending_follows_the_standards_statuses(tiny_export, tmp_path):
-    """Success and Warning deliver; a failure that will not change goes to undeliverable/
-    after three tries, with its reason; out of resources is retried; a Label Map SEG is sent
-    with its own SOP class proposed; a destination that accepts no context for a class
-    refuses it."""
-    from pynetdicom import AE, evt
-    from pynetdicom.sop_class import LabelMapSegmentationStorage, RTStructureSetStorage
-
-    from tf_medseg.workflows.dicom_node import DicomNode, store_outcome
-    assert store_outcome(0xB007) == ("delivered", "Warning 0xB007: stored")
-    assert store_outcome(0xC123)[0] == store_outcome(0x0122)[0] == "refused"
-    assert store_outcome(0xA700)[0] == store_outcome(0x0110)[0] == "retry"
+    from tf_medseg.errors import MedsegError
+    from tf_medseg.workflows.dicom_node import DicomNode
+    caplog.set_level(logging.INFO, logger="tf_medseg.dicom_node")
     port = _free_port()
-    node = DicomNode(tiny_export, tmp_path / "out", send_to=Destination("PLAN", "127.0.0.1",
-                                                                          port))
-    node.outbox.mkdir(parents=True)
-    statuses, received = {}, []
-    for name, status, sop_class in (("RS_ok.dcm", 0x0000, RTStructureSetStorage),
-                                    ("RS_warn.dcm", 0xB000, RTStructureSetStorage),
-                                    ("RS_bad.dcm", 0xA900, RTStructureSetStorage),
-                                    ("RS_busy.dcm", 0xA700, RTStructureSetStorage),
-                                    ("SEG_map.dcm", 0x0000, LabelMapSegmentationStorage)):
-        statuses[_object(node.outbox / name, sop_class)] = (name, status)
-
-    def handle(event):
-        name, status = statuses[event.request.AffectedSOPInstanceUID]
-        received.append(name)
-        return status
-    ae = AE(ae_title="PLAN")
-    ae.add_supported_context(RTStructureSetStorage)
-    ae.add_supported_context(LabelMapSegmentationStorage)
-    server = ae.start_server(("127.0.0.1", port), block=False,
-                             evt_handlers=[(evt.EVT_C_STORE, handle)])
+    node = DicomNode(tiny_export, tmp_path / "out", host="127.0.0.1", port=port)
+    node.start()
     try:
-        tries = {}
-        for _ in range(4):  # four passes, each retry made due at once
-            node.send_due(tries)
-            tries = {k: (0.0, delay, refusals) for k, (_, delay, refusals) in tries.items()}
-    finally:
-        server.shutdown()
-    assert sorted(node.sent) == ["RS_ok.dcm", "RS_warn.dcm", "SEG_map.dcm"]
-    assert sorted(received) == ["RS_bad.dcm"] * 3 + ["RS_busy.dcm"] * 4 + [
-        "RS_ok.dcm", "RS_warn.dcm", "SEG_map.dcm"]
-    assert sorted(p.name for p in node.outbox.iterdir()) == ["RS_busy.dcm"]  # still tried
-    dead = tmp_path / "out" / "undeliverable"
-    assert sorted(p.name for p in dead.iterdir()) == ["RS_bad.dcm", "RS_bad.dcm.reason.txt"]
-    assert "refused RS_bad.dcm 3 times: Failure 0xA900" in (
-        dead / "RS_bad.dcm.reason.txt").read_text()
+        other = DicomNode(tiny_export, tmp_path / "out", host="127.0.0.1", port=_free_port())
+        with pytest.raises(MedsegError, match=r"out: in use by process \d+ .*; wait for it to "
+                                              r"finish \(or stop it\), or give another --output"):
+            other.start()
+        calls = []
 
-    # a destination without a context for the SEG's class: refused, never retried for ever
-    ae = AE(ae_title="PLAN")
-    ae.add_supported_context(RTStructureSetStorage)
-    _object(node.outbox / "SEG_again.dcm", LabelMapSegmentationStorage)
-    server = ae.start_server(("127.0.0.1", port), block=False,
-                             evt_handlers=[(evt.EVT_C_STORE, handle)])
-    try:
-        tries = {}
-        for _ in range(3):
-            node.send_due(tries)
-            tries = {k: (0.0, delay, refusals) for k, (_, delay, refusals) in tries.items()}
+        def full_disk(predictor, series):
+            calls.append(series)
+            raise OSError(28, "No space left on device")
+        node._contour = full_disk
+        node.jobs.put("1.2.3")
+        node.jobs.put("1.2.4")
+        _wait(lambda: calls == ["1.2.3", "1.2.4"], 60, "the worker to go on after a failure")
+        assert node.working() is None
+        assoc = _client("SCANNER", port, [Verification])
+        assert assoc.send_c_echo().Status == 0x0000
+        assoc.release()
     finally:
-        server.shutdown()
-    assert "it accepts no presentation context for SOP class 1.2.840.10008.5.1.4.1.1.66.7" in (
-        dead / "SEG_again.dcm.reason.txt").read_text()
-    assert sorted(p.name for p in node.outbox.iterdir()) == ["RS_busy.dcm"]
+        node.shutdown()
+    assert "series 1.2.3: [Errno 28] No space left on device; its images stay in" in caplog.text
+
+    # a model that cannot be loaded: the node answers, and its C-ECHO says it cannot work
+    from tf_medseg.inference.predictor import Predictor
+
+    def unloadable(models):
+        raise OSError("saved_model.pb: truncated")
+    monkeypatch.setattr(Predictor, "load", staticmethod(unloadable))
+    node = DicomNode(tiny_export, tmp_path / "out", host="127.0.0.1", port=port)
+    node.start()  # the lock of the first node was released at its shutdown
+    try:
+        _wait(lambda: node.working() is not None, 30, "the worker to report")
+        assoc = _client("SCANNER", port, [Verification])
+        assert assoc.send_c_echo().Status == 0xC000
+        assoc.release()
+    finally:
+        node.shutdown()
+    assert "C-ECHO from SCANNER answered with a failure: the model could not be loaded " \
+           "(saved_model.pb: truncated)" in caplog.text

@@ -16,9 +16,9 @@ predictor and writer as ``predict`` (:mod:`tf_medseg.inference.predict`): ``DIR/
 structure set is also placed in ``DIR/outbox/`` and sent there with C-STORE (proposing the SOP
 class the file holds: RT Structure Set, Segmentation or Label Map Segmentation). Success and
 Warning statuses deliver it (it leaves the outbox); a failure that a retry will not change
-(:func:`store_outcome`) three times moves it to ``DIR/undeliverable/`` beside a
-``.reason.txt``; anything else (no association, out of resources, a timeout) is retried with
-backoff (1 s doubling to 60 s). Nothing is dropped: a node restarted over the same DIR
+(:mod:`tf_medseg.workflows.dicom_sender`) three times moves it to ``DIR/undeliverable/``
+beside a ``.reason.txt``; anything else (no association, out of resources, a timeout) is
+retried with backoff (1 s doubling to 60 s). Nothing is dropped: a node restarted over the same DIR
 contours the series left in ``incoming/`` and sends what is left in ``outbox/``. SIGTERM or
 SIGINT stop it cleanly: no new association, the series being contoured is finished, every
 file is written under a temporary name and renamed, so nothing is half-written.
@@ -39,35 +39,18 @@ from pathlib import Path
 
 from tf_medseg.errors import MedsegError
 from tf_medseg.files import uid_problem
+from tf_medseg.workflows.dicom_sender import Sender
 
 LOG = logging.getLogger("tf_medseg.dicom_node")
 QUEUE_SIZE = 16  # complete series waiting to be contoured
-BACKOFF = (1.0, 60.0)  # first retry after 1 s, doubling up to 60 s
-REFUSALS = 3  # failures that will not change before a file goes to undeliverable/
 FAILURE_CANNOT_UNDERSTAND = 0xC210
 FAILURE_NOT_IMAGE = 0xA900  # dataset does not match SOP class
 STORAGE = ("MRImageStorage", "EnhancedMRImageStorage", "CTImageStorage",
            "EnhancedCTImageStorage")
 
 
-def store_outcome(status: int) -> tuple[str, str]:
-    """What a C-STORE response status means for the file sent (PS3.4 Annex B.2.3, PS3.7 C):
-    ``delivered`` for Success and Warning (0x0001, 0xB000-0xBFFF: stored, perhaps coerced),
-    ``refused`` for a failure that a retry will not change (0xA900-0xA9FF: the data set does
-    not match its SOP class; 0xC000-0xCFFF: cannot understand; 0x0122 SOP class not
-    supported; 0x0124 not authorised), ``retry`` for the rest (0xA700-0xA7FF: out of
-    resources, and any other)."""
-    code = f"0x{status:04X}"
-    if status == 0x0000:
-        return "delivered", "Success"
-    if status == 0x0001 or 0xB000 <= status <= 0xBFFF:
-        return "delivered", f"Warning {code}: stored"
-    if 0xA900 <= status <= 0xA9FF or 0xC000 <= status <= 0xCFFF or status in (0x0122,
-                                                                               0x0124):
-        return "refused", f"Failure {code}"
-    if 0xA700 <= status <= 0xA7FF:
-        return "retry", f"Failure {code}: out of resources"
-    return "retry", f"status {code}"
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,9 +120,9 @@ class DicomNode:
         # series: (first arrival, last arrival, instances)
         self._arrived: dict[str, tuple[float, float, int]] = {}
         self._queued: set[str] = set()
-        self._wake = threading.Event()  # the sender: something new in the outbox
         self.server = None
-        self.sent: list[str] = []  # structure sets sent, in order (for the tests)
+        self.sender = Sender(self.outbox, self.output / "undeliverable", ae_title, send_to,
+                             self.stop) if send_to is not None else None
 
     # ------------------------------------------------------------------ receiving
 
@@ -215,7 +198,7 @@ class DicomNode:
             self.outbox.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(self.output / name, self.outbox / f".partial-{name}")
             (self.outbox / f".partial-{name}").rename(self.outbox / name)
-            self._wake.set()
+            self.sender.wake.set()
         LOG.info("series %s: %d slices (%d instance(s) received over %.1f s, contouring began "
                  "%.1f s after the last) contoured in %.1f s -> %s", series,
                  len(case.series.frames), count, last - first, waited, seconds,
@@ -229,95 +212,46 @@ class DicomNode:
         folder.rename(target)
 
     def _worker(self) -> None:
+        """Contour the queued series one at a time; nothing that goes wrong with one series
+        stops it (it is logged, and the series' images stay where they are)."""
         from tf_medseg.inference.predictor import Predictor
-        predictor = Predictor.load(self.models)
+        try:
+            predictor = Predictor.load(self.models)
+        except Exception as exc:  # noqa: BLE001  the node answers, and says it cannot contour
+            self.trouble = f"the model could not be loaded ({_first_line(exc)})"
+            LOG.error("contouring stopped: %s", self.trouble)
+            return
         while not self.stop.is_set():  # what is queued at a stop waits in incoming/
             try:
                 series = self.jobs.get(timeout=0.2)
             except queue.Empty:
                 continue
-            self._contour(predictor, series)
+            try:
+                self._contour(predictor, series)
+            except Exception as exc:  # noqa: BLE001  a full disk, a vanished folder, ...
+                LOG.error("series %s: %s; its images stay in %s (contoured again at the next "
+                          "start)", series, _first_line(exc), self.incoming / series)
+
+    def working(self) -> str | None:
+        """Why the node cannot do its work (contour, send), or None while it can."""
+        if getattr(self, "trouble", None):
+            return self.trouble
+        for thread in getattr(self, "_threads", ()):
+            if not thread.is_alive() and not self.stop.is_set():
+                return f"its {thread.name} thread has stopped"
+        return None
+
+    def handle_echo(self, event) -> int:
+        """C-ECHO: Success while the node can contour and send, else a failure (0xC000), so
+        that a monitoring echo sees a node that only still answers."""
+        trouble = self.working()
+        if trouble:
+            LOG.warning("C-ECHO from %s answered with a failure: %s",
+                        str(getattr(event.assoc.requestor, "ae_title", "")).strip(), trouble)
+            return 0xC000
+        return 0x0000
 
     # ------------------------------------------------------------------ sending
-
-    def _send(self, path: Path) -> tuple[str, str]:
-        """C-STORE ``path`` to the destination, proposing the SOP class the file holds:
-        (``delivered`` | ``refused`` | ``retry``, what the destination answered)."""
-        import pydicom
-        from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-        from pynetdicom import AE
-        sop_class = str(pydicom.dcmread(path, stop_before_pixels=True,
-                                        specific_tags=["SOPClassUID"]).SOPClassUID)
-        ae = AE(ae_title=self.ae_title)
-        ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
-        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
-        assoc = ae.associate(self.send_to.host, self.send_to.port,
-                             ae_title=self.send_to.ae_title)
-        refused = f"it accepts no presentation context for SOP class {sop_class}"
-        if not assoc.is_established:
-            if assoc.rejected_contexts and not assoc.accepted_contexts:
-                return "refused", refused  # it answered, refusing the class (then aborted)
-            return "retry", "no association (unreachable, rejected or aborted)"
-        try:
-            if not any(c.abstract_syntax == sop_class for c in assoc.accepted_contexts):
-                return "refused", refused
-            status = assoc.send_c_store(path)
-            if not status or "Status" not in status:
-                return "retry", "no C-STORE response (timeout or abort)"
-            return store_outcome(int(status.Status))
-        finally:
-            if assoc.is_established:
-                assoc.release()
-
-    def send_due(self, tries: dict) -> None:
-        """One pass over the outbox: send each file whose retry is due. ``tries`` (kept by the
-        caller) maps a file to (next attempt, delay, failures that will not change)."""
-        pending = sorted(self.outbox.glob("*.dcm")) if self.outbox.is_dir() else []
-        for path in pending:
-            due, delay, refusals = tries.get(path.name, (0.0, BACKOFF[0], 0))
-            if time.monotonic() < due or self.stop.is_set():
-                continue
-            start = time.perf_counter()
-            try:
-                outcome, answer = self._send(path)
-            except Exception as exc:  # noqa: BLE001  network and file errors of many kinds
-                outcome, answer = "retry", str(exc).splitlines()[0][:200] if str(exc) else (
-                    type(exc).__name__)
-            if outcome == "delivered":
-                path.unlink()
-                tries.pop(path.name, None)
-                self.sent.append(path.name)
-                LOG.info("%s sent to %s in %.1f s (%s)", path.name, self.send_to,
-                         time.perf_counter() - start, answer)
-                continue
-            refusals += outcome == "refused"
-            if refusals >= REFUSALS:
-                self._undeliverable(path, answer)
-                tries.pop(path.name, None)
-                continue
-            LOG.warning("%s: %s did not take it (%s); retrying in %.0f s (kept in %s)",
-                        path.name, self.send_to, answer, delay, self.outbox)
-            tries[path.name] = (time.monotonic() + delay, min(delay * 2, BACKOFF[1]), refusals)
-
-    def _undeliverable(self, path: Path, answer: str) -> None:
-        """A file the destination refused REFUSALS times with a failure that will not change:
-        moved to ``undeliverable/`` beside the reason, never retried."""
-        from tf_medseg.files import atomic_write
-        folder = self.output / "undeliverable"
-        folder.mkdir(parents=True, exist_ok=True)
-        atomic_write(folder / f"{path.name}.reason.txt",
-                     f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {self.send_to} refused "
-                     f"{path.name} {REFUSALS} times: {answer}\n")
-        path.rename(folder / path.name)
-        LOG.error("%s: %s refused it %d times (%s): moved to %s, not retried", path.name,
-                  self.send_to, REFUSALS, answer, folder)
-
-    def _sender(self) -> None:
-        tries: dict[str, tuple[float, float, int]] = {}
-        while not self.stop.is_set():
-            self.send_due(tries)
-            self._wake.wait(0.5)
-            self._wake.clear()
 
     # ------------------------------------------------------------------ running
 
@@ -332,7 +266,17 @@ class DicomNode:
     def start(self) -> None:
         """Start listening, contouring and sending (returns at once)."""
         from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt, sop_class
-        self.output.mkdir(parents=True, exist_ok=True)
+
+        from tf_medseg.run_dir import RunLock
+        try:
+            self.output.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise MedsegError(f"--output {self.output}: cannot be created ({exc.strerror})"
+                              ) from None
+        # one node a folder (a second would contour and send the same series); a folder it
+        # cannot write stops here, before "listening"
+        self._folder_lock = RunLock(self.output, "give another --output")
+        self._folder_lock.acquire()
         self.resume()
         ae = AE(ae_title=self.ae_title)
         for name in STORAGE:
@@ -341,10 +285,11 @@ class DicomNode:
         if self.allow:
             ae.require_calling_aet = list(self.allow)
         self.server = ae.start_server((self.host, self.port), block=False,
-                                      evt_handlers=[(evt.EVT_C_STORE, self.handle_store)])
+                                      evt_handlers=[(evt.EVT_C_STORE, self.handle_store),
+                                                    (evt.EVT_C_ECHO, self.handle_echo)])
         self._threads = [threading.Thread(target=self._worker, name="contour", daemon=True)]
         if self.send_to is not None:
-            self._threads.append(threading.Thread(target=self._sender, name="send",
+            self._threads.append(threading.Thread(target=self.sender.run, name="send",
                                                   daemon=True))
         for thread in self._threads:
             thread.start()
@@ -369,4 +314,6 @@ class DicomNode:
             self.server.shutdown()
         for thread in getattr(self, "_threads", ()):
             thread.join(timeout=600)
+        if getattr(self, "_folder_lock", None) is not None:
+            self._folder_lock.release()
         LOG.info("stopped")
