@@ -105,3 +105,35 @@ def test_an_enhanced_multi_frame_image_is_ordered_by_its_functional_groups(tmp_p
 def test_not_a_folder_is_one_line(tmp_path):
     with pytest.raises(DataError, match=r"--input .*nope: not a folder"):
         find_series(tmp_path / "nope")
+
+
+@pytest.mark.parametrize("tag, value, reason", [
+    ("PixelSpacing", [0.0, 1.0], "PixelSpacing [0.0, 1.0] mm is not two sizes in (0, 100] mm"),
+    ("PixelSpacing", [-0.8, 0.9], "PixelSpacing [-0.8, 0.9] mm is not two sizes"),
+    ("PixelSpacing", [500.0, 0.9], "PixelSpacing [500.0, 0.9] mm is not two sizes"),
+    ("PixelSpacing", ["inf", 0.9], "is not 2 finite number(s)"),
+    ("PixelSpacing", ["nan", 0.9], "is not 2 finite number(s)"),
+    ("PixelSpacing", [0.9], "PixelSpacing '0.9' is not 2 finite number(s)"),
+    ("ImagePositionPatient", ["nan", 0, 0], "ImagePositionPatient"),
+    ("ImageOrientationPatient", [0, 0, 0, 0, 0, 0], "is not two orthogonal unit directions"),
+    ("ImageOrientationPatient", [1, 0, 0, 1, 0, 0], "is not two orthogonal unit directions"),
+    ("RescaleSlope", 0, "RescaleSlope 0 (every pixel would be the intercept)"),
+    ("RescaleSlope", "nan", "RescaleSlope 'nan' is not 1 finite number(s)"),
+    ("RescaleIntercept", "inf", "RescaleIntercept 'inf' is not 1 finite number(s)"),
+    ("PhotometricInterpretation", "RGB", "colour images (RGB, 1 samples a pixel)"),
+])
+def test_geometry_and_rescale_that_cannot_be_right_are_refused_naming_the_tag(
+        tmp_path, tag, value, reason):
+    """One broken slice: the series is skipped with a note naming the file and the value, never
+    a traceback or a volume placed or scaled wrongly."""
+    write_series(tmp_path / "in", np.ones((3, 8, 8), np.uint16), tilt=0.0)
+    path = sorted((tmp_path / "in").iterdir())[1]
+    ds = pydicom.dcmread(path)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns of the invalid DS values we write
+        setattr(ds, tag, value)
+        ds.save_as(path)
+    series, notes = find_series(tmp_path / "in")
+    assert series == [] and len(notes) == 1, notes
+    assert f"{path.name}: " in notes[0] and reason in notes[0], notes[0]

@@ -135,6 +135,33 @@ def test_a_series_uid_that_is_not_a_uid_names_nothing(ball_model, tmp_path, capf
     assert not (tmp_path / "outside").exists() and not (tmp_path / "outside.dcm").exists()
 
 
+def test_a_ct_series_is_not_given_to_an_mr_model(ball_model, tmp_path):
+    """The export states its channel (T2): a CT series is refused in one line naming it,
+    never contoured into an empty structure set."""
+    import pydicom
+
+    from tf_medseg.errors import DataError
+    from tf_medseg.inference.inputs import expected_modality
+    assert [expected_modality(c) for c in ("CT", "ct", "T2", "t1-ce", "MRI", "FLAIR", "0",
+                                           "image")] == ["CT", "CT", "MR", "MR", "MR", "MR",
+                                                         None, None]
+    export, root = ball_model
+    source = nib.load(root / "imagesTr" / "case_001_0000.nii.gz")
+    nifti = tmp_path / "case_001_0000.nii.gz"
+    nib.save(nib.Nifti1Image(np.rint(source.get_fdata()).astype(np.uint16), source.affine),
+             nifti)
+    info = write_from_nifti(tmp_path / "ct", nifti)
+    for path in (tmp_path / "ct").iterdir():
+        ds = pydicom.dcmread(path)
+        ds.Modality = "CT"
+        ds.save_as(path)
+    with pytest.raises(DataError, match=rf"no DICOM image series to predict \(series "
+                                        rf"{info['series']} \(.*ct\): skipped, it is CT but "
+                                        rf"the model was trained on MR \(channel T2\)\)"):
+        predict(export, tmp_path / "ct", tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
 def test_output_formats_that_do_not_fit_the_input_are_refused(ball_model, tmp_path):
     from tf_medseg.errors import MedsegError
     export, root = ball_model

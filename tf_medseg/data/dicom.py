@@ -229,8 +229,50 @@ def _float(value, default: float) -> float:
         return default
 
 
+def _numbers(value, count: int, name: str) -> tuple[float, ...] | str:
+    """``count`` finite numbers of a header value, or why it is not that."""
+    try:
+        values = tuple(float(v) for v in (value if hasattr(value, "__len__") and not
+                                          isinstance(value, str) else [value]))
+    except (TypeError, ValueError):
+        values = ()
+    if len(values) != count or not all(np.isfinite(values)):
+        return f"{name} {str(value)[:60]!r} is not {count} finite number(s)"
+    return values
+
+
+def _frame(path: Path, n, sop_uid: str, position, orientation, spacing, slope, intercept
+           ) -> Frame | str:
+    """One frame with its geometry and rescale checked, or why they cannot place it: a
+    position of 3 finite numbers, two orthogonal unit direction cosines, a pixel spacing of 2
+    positive numbers up to 100 mm, a finite non-zero RescaleSlope and finite intercept."""
+    position = _numbers(position, 3, "ImagePositionPatient")
+    orientation = _numbers(orientation, 6, "ImageOrientationPatient")
+    spacing = _numbers(spacing, 2, "PixelSpacing")
+    slope, intercept = _numbers(slope, 1, "RescaleSlope"), _numbers(intercept, 1,
+                                                                    "RescaleIntercept")
+    for got in (position, orientation, spacing, slope, intercept):
+        if isinstance(got, str):
+            return got
+    row, column = np.asarray(orientation[:3]), np.asarray(orientation[3:])
+    if abs(np.linalg.norm(row) - 1) > 0.01 or abs(np.linalg.norm(column) - 1) > 0.01 or \
+            abs(float(row @ column)) > 0.01:
+        return (f"ImageOrientationPatient {list(orientation)} is not two orthogonal unit "
+                f"directions")
+    if not all(0 < v <= 100 for v in spacing):
+        return f"PixelSpacing {list(spacing)} mm is not two sizes in (0, 100] mm"
+    if slope[0] == 0:
+        return "RescaleSlope 0 (every pixel would be the intercept)"
+    return Frame(path, n, sop_uid, position, orientation, spacing, slope[0], intercept[0])
+
+
 def _frames(path: Path, ds) -> list[Frame] | str:
     """The frames of one file, or why it holds none that can be placed in a volume."""
+    if int(_float(getattr(ds, "SamplesPerPixel", 1), 1)) != 1 or str(getattr(
+            ds, "PhotometricInterpretation", "MONOCHROME2")).upper() not in (
+            "MONOCHROME1", "MONOCHROME2"):
+        return (f"colour images ({getattr(ds, 'PhotometricInterpretation', '?')}, "
+                f"{getattr(ds, 'SamplesPerPixel', '?')} samples a pixel), not grey values")
     per_frame = getattr(ds, "PerFrameFunctionalGroupsSequence", None)
     if per_frame is not None:
         shared = getattr(ds, "SharedFunctionalGroupsSequence", [None])[0]
@@ -249,12 +291,14 @@ def _frames(path: Path, ds) -> list[Frame] | str:
             spacing = item("PixelMeasuresSequence", "PixelSpacing")
             if position is None or orientation is None or spacing is None:
                 return "a multi-frame image without per-frame positions and orientation"
-            frames.append(Frame(path, n, f"{ds.SOPInstanceUID}", tuple(map(float, position)),
-                                tuple(map(float, orientation)), tuple(map(float, spacing)),
-                                _float(item("PixelValueTransformationSequence",
-                                            "RescaleSlope"), 1.0),
-                                _float(item("PixelValueTransformationSequence",
-                                            "RescaleIntercept"), 0.0)))
+            slope = item("PixelValueTransformationSequence", "RescaleSlope")
+            intercept = item("PixelValueTransformationSequence", "RescaleIntercept")
+            frame = _frame(path, n, f"{ds.SOPInstanceUID}", position, orientation, spacing,
+                           1.0 if slope in (None, "") else slope,
+                           0.0 if intercept in (None, "") else intercept)
+            if isinstance(frame, str):
+                return f"frame {n + 1}: {frame}"
+            frames.append(frame)
         return frames
     position = getattr(ds, "ImagePositionPatient", None)
     orientation = getattr(ds, "ImageOrientationPatient", None)
@@ -264,10 +308,11 @@ def _frames(path: Path, ds) -> list[Frame] | str:
     frames = int(_float(getattr(ds, "NumberOfFrames", 1), 1))
     if frames != 1:
         return f"a {frames}-frame image without functional groups"
-    return [Frame(path, None, str(ds.SOPInstanceUID), tuple(map(float, position)),
-                  tuple(map(float, orientation)), tuple(map(float, spacing)),
-                  _float(getattr(ds, "RescaleSlope", None), 1.0),
-                  _float(getattr(ds, "RescaleIntercept", None), 0.0))]
+    slope, intercept = getattr(ds, "RescaleSlope", None), getattr(ds, "RescaleIntercept", None)
+    frame = _frame(path, None, str(ds.SOPInstanceUID), position, orientation, spacing,
+                   1.0 if slope in (None, "") else slope,
+                   0.0 if intercept in (None, "") else intercept)
+    return frame if isinstance(frame, str) else [frame]
 
 
 def _series(uid: str, members) -> DicomSeries | str:

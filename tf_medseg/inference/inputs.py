@@ -239,6 +239,22 @@ def holds_dicom(root: Path, probe: int = 64) -> bool:
     return any(is_dicom(p) for _, p in zip(range(probe), files))
 
 
+MR_CHANNELS = ("MR", "MRI", "T1", "T2", "T1W", "T2W", "T1GD", "T1CE", "T1C", "FLAIR", "ADC",
+               "DWI", "PD", "SPIR", "DIXON", "CINE")
+
+
+def expected_modality(channel: str) -> str | None:
+    """The DICOM modality a model's channel name says it was trained on (``CT`` for a channel
+    named CT, as the normalisation reads it; ``MR`` for MR sequence names), None where the
+    name does not say (``0``, ``image``)."""
+    name = str(channel).strip().upper().replace("-", "").replace(" ", "")
+    if name == "CT":
+        return "CT"
+    if name in MR_CHANNELS or name.startswith(("MR", "T1", "T2")):
+        return "MR"
+    return None
+
+
 def find_dicom(root: Path, contract: Contract) -> list[InputCase]:
     """One case per image series under ``root``, turned to face ``contract``'s training
     volumes; what is skipped is noted on stderr.
@@ -253,6 +269,12 @@ def find_dicom(root: Path, contract: Contract) -> list[InputCase]:
         raise DataError(f"--input {root}: a DICOM series is one channel, but the model takes "
                         f"{contract.modalities} ({', '.join(contract.labels.channels)})")
     series, notes = dicom.find_series(root)
+    channel = contract.labels.channels[0]
+    wanted = expected_modality(channel)
+    for s in [s for s in series if wanted and s.modality != wanted]:
+        notes.append(f"series {s.uid} ({s.frames[0].path.parent}): skipped, it is {s.modality} "
+                     f"but the model was trained on {wanted} (channel {channel})")
+    series = [s for s in series if not wanted or s.modality == wanted]
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     if not series:
