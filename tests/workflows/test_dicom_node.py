@@ -243,3 +243,43 @@ def test_one_node_a_folder_a_worker_that_survives_and_an_echo_that_tells(tiny_ex
         node.shutdown()
     assert "C-ECHO from SCANNER answered with a failure: the model could not be loaded " \
            "(saved_model.pb: truncated)" in caplog.text
+
+
+def test_limits_a_hospital_sets(tiny_export, tmp_path):
+    """Idle connections closed after the idle timeout (a flood does not shut callers out),
+    instances past --max-instances and past the free-space floor refused with 0xA700, an
+    association for another AE title rejected."""
+    import dataclasses
+
+    from pynetdicom import AE
+    from pynetdicom.sop_class import MRImageStorage, Verification
+
+    from tf_medseg.workflows.dicom_node import DicomNode, Limits
+    port = _free_port()
+    node = DicomNode(tiny_export, tmp_path / "out", host="127.0.0.1", port=port, ae_title="NODE",
+                     series_timeout=600, limits=Limits(max_associations=2, idle_timeout=1.0,
+                                                       max_instances=2, min_free_mb=0))
+    series = write_series(tmp_path / "scan", np.zeros((3, 8, 8), np.uint16))["series"]
+    files = sorted((tmp_path / "scan").iterdir())
+    node.start()
+    flood = []
+    try:
+        flood = [socket.create_connection(("127.0.0.1", port)) for _ in range(12)]
+        time.sleep(2.0)  # the idle timeout closes them
+        assoc = _client("SCANNER", port, [MRImageStorage, Verification])
+        assert assoc.is_established
+        statuses = [assoc.send_c_store(pydicom.dcmread(p)).Status for p in files]
+        assert statuses == [0x0000, 0x0000, 0xA700]
+        assert len(list((tmp_path / "out" / "incoming" / series).iterdir())) == 2
+        node.limits = dataclasses.replace(node.limits, max_instances=100, min_free_mb=1e12)
+        assert assoc.send_c_store(pydicom.dcmread(files[2])).Status == 0xA700
+        assoc.release()
+        ae = AE(ae_title="SCANNER")
+        ae.add_requested_context(Verification)
+        ae.acse_timeout = 10
+        assert ae.associate("127.0.0.1", port, ae_title="SOMEONE_ELSE").is_rejected
+    finally:
+        for s in flood:
+            s.close()
+        node.shutdown()
+    assert len(list((tmp_path / "out" / "incoming" / series).iterdir())) == 2

@@ -22,8 +22,9 @@ def serve_dicom_main(argv: Sequence[str] | None = None) -> int:
                                                                 "(default TF_MEDSEG)")
     parser.add_argument("--port", type=int, default=11112, help="port to listen on "
                                                                 "(default 11112)")
-    parser.add_argument("--host", default="0.0.0.0",
-                        help="address to listen on (default 0.0.0.0: every interface)")
+    parser.add_argument("--host", "--bind", dest="host", default="0.0.0.0",
+                        help="address to listen on (default 0.0.0.0: every interface; "
+                             "127.0.0.1 for this machine only)")
     parser.add_argument("--output", required=True,
                         help="folder of the node: incoming/, received/, failed/, outbox/ and "
                              "the RS_SERIESUID.dcm structure sets")
@@ -37,6 +38,20 @@ def serve_dicom_main(argv: Sequence[str] | None = None) -> int:
                         help="accept associations only from these calling AE titles")
     parser.add_argument("--output-format", choices=("rtstruct", "seg"), default="rtstruct",
                         help="what each series is answered with (default rtstruct)")
+    from tf_medseg.workflows.dicom_node import Limits
+    limits = Limits()
+    parser.add_argument("--max-associations", type=int, default=limits.max_associations,
+                        help="associations at once, every caller together; more are rejected "
+                             f"(transient) (default {limits.max_associations})")
+    parser.add_argument("--idle-timeout", type=float, default=limits.idle_timeout,
+                        help="seconds a connection may stay silent (before or within an "
+                             f"association) before it is closed (default {limits.idle_timeout:g})")
+    parser.add_argument("--max-instances", type=int, default=limits.max_instances,
+                        help="instances a series may have; more are refused with 0xA700 "
+                             f"(default {limits.max_instances})")
+    parser.add_argument("--min-free-mb", type=float, default=limits.min_free_mb,
+                        help="free space kept on --output's disk; below it instances are "
+                             f"refused with 0xA700 (default {limits.min_free_mb:g})")
     add_verbose_argument(parser)
     args = parser.parse_args(argv)
     quiet_tensorflow(args.verbose)
@@ -47,7 +62,7 @@ def _serve(args) -> None:
     import logging
     import signal
 
-    from tf_medseg.workflows.dicom_node import Destination, DicomNode
+    from tf_medseg.workflows.dicom_node import Destination, DicomNode, Limits
     logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", level=logging.INFO)
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # not a line per instance
     if not 0 < args.port < 65536:
@@ -56,7 +71,9 @@ def _serve(args) -> None:
     node = DicomNode(args.model, args.output, ae_title=args.ae_title, host=args.host,
                      port=args.port, series_timeout=args.series_timeout, allow=args.allow,
                      send_to=Destination.parse(args.send_to) if args.send_to else None,
-                     output_format=args.output_format)
+                     output_format=args.output_format, limits=Limits(
+                         args.max_associations, args.idle_timeout, args.max_instances,
+                         args.min_free_mb))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: node.stop.set())
     node.run()

@@ -45,12 +45,31 @@ LOG = logging.getLogger("tf_medseg.dicom_node")
 QUEUE_SIZE = 16  # complete series waiting to be contoured
 FAILURE_CANNOT_UNDERSTAND = 0xC210
 FAILURE_NOT_IMAGE = 0xA900  # dataset does not match SOP class
+OUT_OF_RESOURCES = 0xA700
 STORAGE = ("MRImageStorage", "EnhancedMRImageStorage", "CTImageStorage",
            "EnhancedCTImageStorage")
 
 
 def _first_line(exc: BaseException) -> str:
     return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """What a site bounds (``serve-dicom`` options of the same names)."""
+
+    max_associations: int = 10  # at once, every caller together (then rejected, transient)
+    idle_timeout: float = 30.0  # s: a connection silent this long is closed (ARTIM, idle)
+    max_instances: int = 5000  # a series: more are refused with 0xA700
+    min_free_mb: float = 1024.0  # free space kept on --output: below it 0xA700
+
+    def check(self) -> None:
+        for name, value, low in (("max-associations", self.max_associations, 1),
+                                 ("idle-timeout", self.idle_timeout, 0.1),
+                                 ("max-instances", self.max_instances, 1),
+                                 ("min-free-mb", self.min_free_mb, 0)):
+            if not value >= low:
+                raise MedsegError(f"--{name} {value}: must be at least {low}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,8 +117,11 @@ class DicomNode:
 
     def __init__(self, model, output, *, ae_title: str = "TF_MEDSEG", host: str = "0.0.0.0",
                  port: int = 11112, send_to: Destination | None = None,
-                 series_timeout: float = 5.0, allow=(), output_format: str = "rtstruct"):
+                 series_timeout: float = 5.0, allow=(), output_format: str = "rtstruct",
+                 limits: Limits = Limits()):
         from tf_medseg.inference.predictor import Models
+        limits.check()
+        self.limits = limits
         if not 0 < len(ae_title) <= 16:
             raise MedsegError(f"--ae-title {ae_title!r}: an AE title has 1 to 16 characters")
         if series_timeout <= 0:
@@ -143,12 +165,32 @@ class DicomNode:
                         calling, why)
             return FAILURE_NOT_IMAGE
         series = str(ds.SeriesInstanceUID)
+        full = self._full(series)
+        if full:
+            LOG.warning("refused instance %s of series %s from %s: %s", ds.SOPInstanceUID,
+                        series, calling, full)
+            return OUT_OF_RESOURCES
         write_dicom(ds, self.incoming / series / f"{ds.SOPInstanceUID}.dcm")
         now = time.monotonic()
         with self._lock:
             first, _, count = self._arrived.get(series, (now, now, 0))
             self._arrived[series] = (first, now, count + 1)
         return 0x0000
+
+    def _full(self, series: str) -> str | None:
+        """Why one more instance of ``series`` cannot be kept (Limits), or None."""
+        with self._lock:
+            count = self._arrived.get(series, (0, 0, 0))[2]
+        if count >= self.limits.max_instances:
+            return f"the series has {count} instances, --max-instances {self.limits.max_instances}"
+        try:
+            free = shutil.disk_usage(self.output).free / 2**20
+        except OSError as exc:
+            return f"{self.output}: {exc.strerror}"
+        if free < self.limits.min_free_mb:
+            return (f"{free:.0f} MB free on {self.output}, under --min-free-mb "
+                    f"{self.limits.min_free_mb:g}")
+        return None
 
     def _complete(self) -> None:
         """Queue the series that have been quiet for series_timeout seconds."""
@@ -284,6 +326,11 @@ class DicomNode:
         ae.add_supported_context(sop_class.Verification)
         if self.allow:
             ae.require_calling_aet = list(self.allow)
+        ae.require_called_aet = True  # an association for another AE title is rejected
+        ae.maximum_associations = self.limits.max_associations
+        # ARTIM (a connection that never asks for an association) and an association with
+        # no traffic are both closed after the idle timeout
+        ae.acse_timeout = ae.network_timeout = self.limits.idle_timeout
         self.server = ae.start_server((self.host, self.port), block=False,
                                       evt_handlers=[(evt.EVT_C_STORE, self.handle_store),
                                                     (evt.EVT_C_ECHO, self.handle_echo)])
