@@ -40,18 +40,17 @@ def serve_dicom_main(argv: Sequence[str] | None = None) -> int:
                         help="what each series is answered with (default rtstruct)")
     from tf_medseg.workflows.dicom_node import Limits
     limits = Limits()
-    parser.add_argument("--max-associations", type=int, default=limits.max_associations,
-                        help="associations at once, every caller together; more are rejected "
-                             f"(transient) (default {limits.max_associations})")
-    parser.add_argument("--idle-timeout", type=float, default=limits.idle_timeout,
-                        help="seconds a connection may stay silent (before or within an "
-                             f"association) before it is closed (default {limits.idle_timeout:g})")
-    parser.add_argument("--max-instances", type=int, default=limits.max_instances,
-                        help="instances a series may have; more are refused with 0xA700 "
-                             f"(default {limits.max_instances})")
-    parser.add_argument("--min-free-mb", type=float, default=limits.min_free_mb,
-                        help="free space kept on --output's disk; below it instances are "
-                             f"refused with 0xA700 (default {limits.min_free_mb:g})")
+    for name, kind, what in (
+            ("max-associations", int, "associations at once, every caller together; more are "
+                                      "rejected (transient)"),
+            ("idle-timeout", float, "seconds a connection may stay silent (before or within an "
+                                    "association) before it is closed"),
+            ("max-instances", int, "instances a series may have; more are refused with 0xA700"),
+            ("min-free-mb", float, "free space kept on --output's disk; below it instances are "
+                                   "refused with 0xA700")):
+        default = getattr(limits, name.replace("-", "_"))
+        parser.add_argument(f"--{name}", type=kind, default=default,
+                            help=f"{what} (default {default:g})")
     add_verbose_argument(parser)
     args = parser.parse_args(argv)
     quiet_tensorflow(args.verbose)
