@@ -7,7 +7,10 @@ coordinates (:func:`tf_medseg.data.contours.mask_polygons`: islands each a conto
 contours of their own, filled by the even-odd rule), each contour referencing its image's SOP
 Instance UID; the patient and study modules and the Frame of Reference copied from the series,
 new UIDs for the structure set, and an approval status of UNAPPROVED with a description that
-says the contours are automatic and unreviewed.
+says the contours are automatic and unreviewed. Every Type 2 attribute is present (empty
+where the series lacks it), SpecificCharacterSet is copied with the names it encodes, and a
+structure set whose ContourData would overflow explicit VR's 16-bit length (a contour of more
+than about 2,000 vertices) is written in Implicit VR Little Endian, never as UN.
 
 :func:`read_structure_set` and :func:`rasterize_structure` read one back: the contours of each
 ROI, then a mask on the series' grid (each contour on the frame it references, else the frame
@@ -29,9 +32,13 @@ RTSTRUCT_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 STUDY_COMPONENT = "1.2.840.10008.3.1.2.3.1"  # Detached Study Management, as TPSs reference it
 UNREVIEWED = ("Automatic contours by tf_medseg, not reviewed: a proposal for a clinician to "
               "check and edit before any clinical use.")
-COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID",
-          "StudyDate", "StudyTime", "StudyID", "AccessionNumber", "ReferringPhysicianName",
-          "StudyDescription", "FrameOfReferenceUID")
+# Type 2 attributes of the RT Structure Set IOD's patient, study and frame of reference
+# modules: copied from the series, present and empty where it lacks them (PS3.3 A.19).
+TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+         "StudyID", "AccessionNumber", "ReferringPhysicianName", "PositionReferenceIndicator")
+COPIED = TYPE2 + ("SpecificCharacterSet", "StudyInstanceUID", "StudyDescription",
+                  "FrameOfReferenceUID")
+MAX_EXPLICIT = 0xFFFE  # bytes a DS value may hold in explicit VR (a 16-bit length)
 
 
 def structure_set(series: DicomSeries, masks: np.ndarray, classes, colours=None, *,
@@ -57,6 +64,10 @@ def structure_set(series: DicomSeries, masks: np.ndarray, classes, colours=None,
     for key in COPIED:
         if header is not None and key in header:
             setattr(ds, key, getattr(header, key))
+    for key in TYPE2:
+        if key not in ds:
+            setattr(ds, key, "")
+    ds.OperatorsName = ""  # Type 2 of the RT Series module: nobody operated
     ds.StudyInstanceUID = ds.get("StudyInstanceUID", series.study_uid) or generate_uid()
     ds.Modality, ds.SeriesInstanceUID, ds.SeriesNumber = "RTSTRUCT", generate_uid(), 999
     ds.SeriesDescription = "tf_medseg automatic contours (unreviewed)"
@@ -83,7 +94,7 @@ def structure_set(series: DicomSeries, masks: np.ndarray, classes, colours=None,
     frame_ref.FrameOfReferenceUID = ds.get("FrameOfReferenceUID", series.frame_of_reference)
     frame_ref.RTReferencedStudySequence = Sequence([study_ref])
     ds.ReferencedFrameOfReferenceSequence = Sequence([frame_ref])
-    rois, roi_contours, observations = [], [], []
+    rois, roi_contours, observations, longest = [], [], [], 0
     for k, name in enumerate(classes):
         roi = Dataset()
         roi.ROINumber, roi.ROIName = k + 1, str(name)
@@ -99,7 +110,8 @@ def structure_set(series: DicomSeries, masks: np.ndarray, classes, colours=None,
                 contour.ContourGeometricType = "CLOSED_PLANAR"
                 contour.NumberOfContourPoints = len(poly)
                 points = series.to_patient(poly, z)
-                contour.ContourData = [f"{v:.4f}" for v in points.ravel()]
+                contour.ContourData = values = [f"{v:.4f}" for v in points.ravel()]
+                longest = max(longest, len("\\".join(values)))
                 contours.append(contour)
         item = Dataset()
         item.ReferencedROINumber = k + 1
@@ -113,6 +125,9 @@ def structure_set(series: DicomSeries, masks: np.ndarray, classes, colours=None,
     ds.StructureSetROISequence = Sequence(rois)
     ds.ROIContourSequence = Sequence(roi_contours)
     ds.RTROIObservationsSequence = Sequence(observations)
+    if longest > MAX_EXPLICIT:  # a body-sized contour: implicit VR has 32-bit lengths
+        from pydicom.uid import ImplicitVRLittleEndian
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
     return ds
 
 
