@@ -63,3 +63,27 @@ def test_seg_of_a_multi_frame_source_follows_its_frames(tmp_path):
                                                               for f in series.frames],
         segment_numbers=[1, 2], combine_segments=False).astype(bool)
     np.testing.assert_array_equal(pixels, masks)
+
+
+def test_a_binary_seg_passes_the_standards_validator_with_a_category_of_cid_7150(tmp_path):
+    """dciodvfy (dicom3tools) finds no Error in a BINARY SEG from a series without the
+    optional patient and study attributes; an organ's category is Anatomical Structure (CID
+    7150), not the property type Organ. (The 2022 dicom3tools predates the Label Map
+    Segmentation IOD, so a LABELMAP SEG is not judged by it.)"""
+    import shutil
+    import subprocess
+    write_series(tmp_path / "s", np.zeros((4, 12, 13), np.uint16), (3.0, 0.7, 0.8))
+    (series,), _ = find_series(tmp_path / "s")
+    masks = np.zeros((4, 12, 13, 2), bool)
+    masks[1:3, 2:8, 2:8, 0] = True
+    masks[2:4, 5:9, 6:10, 1] = True
+    out = write_segmentation(segmentation(series, masks, ["liver", "lesion"]),
+                             tmp_path / "SEG.dcm")
+    seg = hd.seg.segread(out)
+    assert seg.get_segment_description(1).segmented_property_category.value == "91723000"
+    assert seg.get_segment_description(2).segmented_property_category.value == "85756007"
+    if shutil.which("dciodvfy") is None:
+        pytest.skip("dciodvfy (dicom3tools) is not installed (.ci/run installs it from apt)")
+    proc = subprocess.run(["dciodvfy", str(out)], capture_output=True, text=True, timeout=60)
+    assert [line for line in (proc.stdout + proc.stderr).splitlines()
+            if line.startswith("Error")] == []

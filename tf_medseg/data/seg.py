@@ -69,7 +69,7 @@ def segmentation(series: DicomSeries, masks: np.ndarray, classes, *, exclusive: 
         code, meaning = ORGANS.get(str(name).lower(), TISSUE)
         descriptions.append(hd.seg.SegmentDescription(
             segment_number=k + 1, segment_label=str(name)[:64],
-            segmented_property_category=codes.SCT.Organ if code != TISSUE[0]
+            segmented_property_category=codes.SCT.AnatomicalStructure if code != TISSUE[0]
             else codes.SCT.Tissue,
             segmented_property_type=hd.sr.CodedConcept(code, "SCT", meaning),
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
