@@ -153,3 +153,52 @@ def test_the_standards_validator_accepts_what_is_written(tmp_path):
     assert _dciodvfy_errors(out) == []
     np.testing.assert_array_equal(rasterize_structure(body, read_structure_set(out)["BODY"]),
                                   masks[..., 0])
+
+
+def test_damaged_and_non_area_contours_are_said_so(tmp_path, capsys):
+    """ContourData of 3n-1 values or NaN, a ROI without a name, a ROINumber given twice: one
+    line naming the file (never a traceback); OPEN_PLANAR and POINT contours enclose nothing:
+    left out with a warning, never filled as areas."""
+    write_series(tmp_path / "s", np.zeros((6, 12, 13), np.uint16), (3.0, 0.7, 0.8))
+    (series,), _ = find_series(tmp_path / "s")
+    masks = _masks((6, 12, 13))
+
+    def broken(change):
+        ds = structure_set(series, masks, ["stomach", "bowel"])
+        change(ds)
+        return write_structure_set(ds, tmp_path / "RS.dcm")
+
+    def short(ds):
+        ds.ROIContourSequence[0].ContourSequence[0].ContourData = [1.0] * 11
+    with pytest.raises(DataError, match=r"RS\.dcm: ROI 'stomach', contour 1: ContourData of 11 "
+                                        r"value\(s\) is not finite x, y, z triples"):
+        read_structure_set(broken(short))
+
+    def nan(ds):
+        ds.ROIContourSequence[1].ContourSequence[0].ContourData = ["nan"] * 12
+    with pytest.raises(DataError, match=r"ROI 'bowel', contour 1: ContourData of 12"):
+        read_structure_set(broken(nan))
+
+    def unnamed(ds):
+        del ds.StructureSetROISequence[1].ROIName
+    with pytest.raises(DataError, match=r"StructureSetROISequence item 2 has no ROINumber or "
+                                        r"no ROIName"):
+        read_structure_set(broken(unnamed))
+
+    def twice(ds):
+        ds.StructureSetROISequence[1].ROINumber = 1
+    with pytest.raises(DataError, match=r"ROINumber 1 is given twice \('stomach' and 'bowel'\)"):
+        read_structure_set(broken(twice))
+
+    def lines(ds):
+        for contour in ds.ROIContourSequence[1].ContourSequence:
+            contour.ContourGeometricType = "OPEN_PLANAR"
+        ds.ROIContourSequence[0].ContourSequence[0].ContourGeometricType = "POINT"
+    back = read_structure_set(broken(lines))
+    assert back["bowel"] == [] and len(back["stomach"]) == len(
+        structure_set(series, masks, ["stomach", "bowel"]).ROIContourSequence[0]
+        .ContourSequence) - 1
+    err = capsys.readouterr().err
+    assert "ROI 'bowel': 2 OPEN_PLANAR contour(s) left out: they are not areas" in err
+    assert "ROI 'stomach': 1 POINT contour(s) left out" in err
+    assert not rasterize_structure(series, back["bowel"]).any()

@@ -148,16 +148,50 @@ def read_structure_set(path) -> dict[str, list[tuple[str | None, np.ndarray]]]:
                         f"({(str(exc).splitlines() or [''])[0][:120]})") from None
     if ds.get("Modality") != "RTSTRUCT" or "ROIContourSequence" not in ds:
         raise DataError(f"{path}: not an RT Structure Set (Modality {ds.get('Modality')})")
-    names = {int(r.ROINumber): str(r.ROIName) for r in ds.get("StructureSetROISequence", [])}
+    names: dict[int, str] = {}
+    for k, roi in enumerate(ds.get("StructureSetROISequence", []), 1):
+        number, name = _integer(roi.get("ROINumber")), str(roi.get("ROIName", "") or "")
+        if number is None or not name.strip():
+            raise DataError(f"{path}: StructureSetROISequence item {k} has no ROINumber or no "
+                            f"ROIName; the file is damaged")
+        if number in names:
+            raise DataError(f"{path}: ROINumber {number} is given twice ({names[number]!r} "
+                            f"and {name!r}); the file is damaged")
+        names[number] = name
     out: dict[str, list] = {}
     for item in ds.ROIContourSequence:
-        name = names.get(int(item.ReferencedROINumber), f"ROI {item.ReferencedROINumber}")
+        number = _integer(item.get("ReferencedROINumber"))
+        name = names.get(number, f"ROI {number}")
         contours = out.setdefault(name, [])
-        for contour in item.get("ContourSequence", []):
-            data = np.asarray([float(v) for v in contour.ContourData]).reshape(-1, 3)
+        not_areas = []
+        for n, contour in enumerate(item.get("ContourSequence", []), 1):
+            kind = str(contour.get("ContourGeometricType", "CLOSED_PLANAR"))
+            if kind != "CLOSED_PLANAR":  # a line or points encloses nothing
+                not_areas.append(kind)
+                continue
+            try:
+                data = np.asarray([float(v) for v in contour.ContourData], float)
+            except (AttributeError, TypeError, ValueError):
+                data = np.asarray([np.nan])
+            if data.size == 0 or data.size % 3 or not np.isfinite(data).all():
+                raise DataError(f"{path}: ROI {name!r}, contour {n}: ContourData of {data.size} "
+                                f"value(s) is not finite x, y, z triples; the file is damaged")
             refs = contour.get("ContourImageSequence", [])
-            contours.append((str(refs[0].ReferencedSOPInstanceUID) if refs else None, data))
+            contours.append((str(refs[0].ReferencedSOPInstanceUID) if refs else None,
+                             data.reshape(-1, 3)))
+        if not_areas:
+            import sys
+            print(f"warning: {path}: ROI {name!r}: {len(not_areas)} "
+                  f"{'/'.join(sorted(set(not_areas)))} contour(s) left out: they are not "
+                  f"areas (only CLOSED_PLANAR contours enclose one)", file=sys.stderr)
     return out
+
+
+def _integer(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def rasterize_structure(series: DicomSeries, contours) -> np.ndarray:
