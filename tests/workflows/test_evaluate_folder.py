@@ -52,6 +52,35 @@ def test_nifti_predictions_against_labels(tmp_path):
     assert row["hd95_ball"] == pytest.approx(1.5, abs=1e-6)  # one voxel along axis 0: 1.5 mm
 
 
+def test_a_folder_against_itself_and_a_prediction_on_another_grid_are_refused(tmp_path):
+    """Scoring the labels against themselves (the same folder, or a link to a label) says
+    nothing; a prediction whose affine differs from its label's (another origin or spacing)
+    is not on the label's grid: each is one line, and no report is written."""
+    import os
+    root = write_nnunet(tmp_path / "Dataset001_Tiny", cases=2)
+    labels = root / "labelsTr"
+    with pytest.raises(MedsegError, match=r"--predictions .*labelsTr is --labels: a folder "
+                                          r"scored against itself"):
+        evaluate_folder(labels, predictions=labels, out_dir=tmp_path / "e1", progress=False)
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    for p in labels.iterdir():
+        os.symlink(p, linked / p.name)
+    with pytest.raises(MedsegError, match=r"case_000\.nii\.gz: is its own label"):
+        evaluate_folder(labels, predictions=linked, out_dir=tmp_path / "e2", progress=False)
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for p in sorted(labels.iterdir()):
+        img = nib.load(str(p))
+        affine = img.affine.copy()
+        affine[:3, 3] += (5.0, 0.0, 0.0)  # the same voxels 5 mm away
+        nib.save(nib.Nifti1Image(np.asarray(img.dataobj), affine), str(moved / p.name))
+    with pytest.raises(MedsegError, match=r"case_000\.nii\.gz: its affine differs from its "
+                                          r"label case_000\.nii\.gz's \(origin .*; resample"):
+        evaluate_folder(labels, predictions=moved, out_dir=tmp_path / "e3", progress=False)
+    assert not any((tmp_path / e).exists() for e in ("e1", "e2", "e3"))
+
+
 def test_png_predictions_against_labels_with_a_dataset_json(tmp_path):
     root = write_nnunet_2d(tmp_path / "Dataset002_Png", cases=2)
     labels = tmp_path / "labels"

@@ -72,11 +72,11 @@ def _schema_from_json(path: Path) -> LabelSchema:
     return schema
 
 
-def _read(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
-    """(label map as (A0, A1, A2), spacing) of a NIfTI or PNG label file."""
+def _read(path: Path) -> tuple[np.ndarray, tuple[float, ...], np.ndarray | None]:
+    """(label map as (A0, A1, A2), spacing, affine or None) of a NIfTI or PNG label file."""
     from tf_medseg.data.images import read_2d
     if file_ending(path.name) in IMAGE_ENDINGS:
-        return read_2d(path, label=True)[..., None], (1.0, 1.0, 1.0)
+        return read_2d(path, label=True)[..., None], (1.0, 1.0, 1.0), None
     from tf_medseg.data.sources.volumes import _load_nifti
     img = _load_nifti(path)
     try:
@@ -98,7 +98,24 @@ def _read(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
     if not all(np.isfinite(spacing)) or min(spacing) <= 0:
         raise MedsegError(f"{path}: the header's voxel spacing {spacing} is not positive and "
                           f"finite; fix the header (pixdim)")
-    return data.astype(np.int64), spacing
+    return data.astype(np.int64), spacing, np.asarray(img.affine, float)
+
+
+def _same_grid(pred: Path, truth: Path, p_map, t_map) -> None:
+    """A prediction on its label's grid: the same shape and, for NIfTI, the same affine
+    (within 0.01 mm), else one line saying so (scores of a shifted or flipped map mean
+    nothing)."""
+    if p_map[0].shape != t_map[0].shape:
+        raise MedsegError(f"{pred}: shape {p_map[0].shape} but its label {truth.name} has "
+                          f"{t_map[0].shape}")
+    if p_map[2] is not None and t_map[2] is not None and not np.allclose(
+            p_map[2], t_map[2], atol=0.01):
+        raise MedsegError(f"{pred}: its affine differs from its label {truth.name}'s "
+                          f"(origin {np.round(p_map[2][:3, 3], 2).tolist()} against "
+                          f"{np.round(t_map[2][:3, 3], 2).tolist()} mm, spacing "
+                          f"{[round(v, 3) for v in p_map[1]]} against "
+                          f"{[round(v, 3) for v in t_map[1]]}); resample the prediction onto "
+                          f"the label's grid")
 
 
 def _masks(label: np.ndarray, schema: LabelSchema) -> np.ndarray:
@@ -153,6 +170,9 @@ def score_folders(predictions, labels, schema: LabelSchema, *, progress: bool = 
 
     from tf_medseg.evaluation.scoring import Scoring
     predictions, labels = Path(predictions).expanduser(), Path(labels).expanduser()
+    if predictions.resolve() == labels.resolve():
+        raise MedsegError(f"--predictions {predictions} is --labels: a folder scored against "
+                          f"itself says nothing; give the predictions' folder")
     schema = dataclasses.replace(schema, metric="volume")
     per_class = () if schema.exclusive or schema.encoding == "labels" else schema.classes
     pred, true = (_cases(predictions, "--predictions", per_class),
@@ -164,18 +184,22 @@ def score_folders(predictions, labels, schema: LabelSchema, *, progress: bool = 
             raise MedsegError(f"{where / a[missing[0]][0].name}: no counterpart in {other} "
                               f"({len(missing)} case(s) without one); give folders of the "
                               f"same cases")
+    for case in sorted(true):
+        for p_path, t_path in zip(pred[case], true[case]):
+            if os.path.samefile(p_path, t_path):
+                raise MedsegError(f"{p_path}: is its own label {t_path} (a link or the same "
+                                  f"file); give the predictions, not the labels")
     scoring = Scoring(schema, distances=True, tolerance=tolerance)
     for case in tqdm(sorted(true), desc="Scoring cases", unit="case", disable=not progress):
         maps = [[_read(p) for p in group] for group in (pred[case], true[case])]
         (p_maps, t_maps) = maps
+        for p_path, t_path, p_map, t_map in zip(pred[case], true[case], p_maps, t_maps):
+            _same_grid(p_path, t_path, p_map, t_map)
         if per_class:
             p_mask = np.stack([m[0] > 0 for m in p_maps], -1)
             t_mask = np.stack([m[0] > 0 for m in t_maps], -1)
         else:
             p_mask, t_mask = _masks(p_maps[0][0], schema), _masks(t_maps[0][0], schema)
-        if p_mask.shape != t_mask.shape:
-            raise MedsegError(f"{pred[case][0]}: shape {p_mask.shape[:-1]} but its label "
-                              f"{true[case][0].name} has {t_mask.shape[:-1]}")
         scoring.add(case, p_mask, t_mask, t_maps[0][1])
     return scoring.result("folder")
 
