@@ -202,7 +202,8 @@ def test_one_node_a_folder_a_worker_that_survives_and_an_echo_that_tells(tiny_ex
     from tf_medseg.workflows.dicom_node import DicomNode
     caplog.set_level(logging.INFO, logger="tf_medseg.dicom_node")
     port = _free_port()
-    node = DicomNode(tiny_export, tmp_path / "out", host="127.0.0.1", port=port)
+    node = DicomNode(tiny_export, tmp_path / "out", host="127.0.0.1", port=port,
+                     ae_title="NODE")
     node.start()
     try:
         other = DicomNode(tiny_export, tmp_path / "out", host="127.0.0.1", port=_free_port())
@@ -232,7 +233,8 @@ def test_one_node_a_folder_a_worker_that_survives_and_an_echo_that_tells(tiny_ex
     def unloadable(models):
         raise OSError("saved_model.pb: truncated")
     monkeypatch.setattr(Predictor, "load", staticmethod(unloadable))
-    node = DicomNode(tiny_export, tmp_path / "out", host="127.0.0.1", port=port)
+    node = DicomNode(tiny_export, tmp_path / "out", host="127.0.0.1", port=port,
+                     ae_title="NODE")
     node.start()  # the lock of the first node was released at its shutdown
     try:
         _wait(lambda: node.working() is not None, 30, "the worker to report")
@@ -283,3 +285,45 @@ def test_limits_a_hospital_sets(tiny_export, tmp_path):
             s.close()
         node.shutdown()
     assert len(list((tmp_path / "out" / "incoming" / series).iterdir())) == 2
+
+
+def test_a_late_instance_opens_a_version_contoured_with_all_and_nothing_is_deleted(
+        tiny_export, tmp_path):
+    import shutil
+
+    from tf_medseg.inference.predictor import Predictor
+    from tf_medseg.workflows.dicom_node import DicomNode
+    node = DicomNode(tiny_export, tmp_path / "node")
+    predictor = Predictor.load(node.models)
+    volume = np.random.default_rng(0).integers(0, 3000, (6, 32, 32)).astype(np.uint16)
+    info = write_series(tmp_path / "scan", volume, (3.0, 1.2, 1.2))
+    series = info["series"]
+    by_uid = {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID): p
+              for p in (tmp_path / "scan").iterdir()}
+
+    def arrive(uids):
+        folder = node.incoming / series
+        folder.mkdir(parents=True, exist_ok=True)
+        for uid in uids:
+            shutil.copyfile(by_uid[uid], folder / f"{uid}.dcm")
+        node._contour(predictor, series)
+
+    def referenced(path):
+        ds = pydicom.dcmread(path)
+        study = ds.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence[0]
+        return ds, len(study.RTReferencedSeriesSequence[0].ContourImageSequence)
+
+    arrive(info["sop_uids"][:5])  # five slices, then the node contours
+    ds1, n1 = referenced(tmp_path / "node" / f"RS_{series}.dcm")
+    assert n1 == 5
+    arrive(info["sop_uids"][5:])  # a late slice: version 2, with all six
+    ds2, n2 = referenced(tmp_path / "node" / f"RS_{series}.v2.dcm")
+    assert n2 == 6 and ds2.SOPInstanceUID != ds1.SOPInstanceUID
+    assert ds2.SeriesDescription == "tf_medseg v2: revises v1 (unreviewed)"
+    assert ds2.StructureSetDescription.startswith(
+        f"Version 2 of series {series} (6 instances): revises RS_{series}.dcm. Automatic")
+    arrive(info["sop_uids"])  # the whole series sent again, unchanged: no version 3
+    assert sorted(p.name for p in (tmp_path / "node").glob("RS_*")) == [
+        f"RS_{series}.dcm", f"RS_{series}.v2.dcm"]
+    assert len(list((node.received / series).iterdir())) == 6
+    assert not (tmp_path / "node" / "work" / series).exists()

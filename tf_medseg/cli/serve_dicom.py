@@ -31,9 +31,10 @@ def serve_dicom_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--send-to", metavar="AE@HOST:PORT",
                         help="send each structure set there with C-STORE (retried with backoff "
                              "until it is taken; kept in OUTPUT/outbox/ until then)")
-    parser.add_argument("--series-timeout", type=float, default=5.0,
+    parser.add_argument("--series-timeout", type=float, default=30.0,
                         help="seconds without a new instance after which a series is complete "
-                             "(default 5)")
+                             "(default 30, as clinical nodes wait; instances that come later "
+                             "open a new version of the series)")
     parser.add_argument("--allow", nargs="+", default=[], metavar="AE",
                         help="accept associations only from these calling AE titles")
     parser.add_argument("--output-format", choices=("rtstruct", "seg"), default="rtstruct",

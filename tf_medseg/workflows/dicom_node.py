@@ -11,17 +11,20 @@ its series, instance, position and orientation) and stored under ``DIR/incoming/
 anything else is refused with a failure status and a logged reason, and the node keeps
 serving. A series is complete when no new instance of it has arrived for ``--series-timeout``
 seconds; complete series wait in a bounded queue and are contoured one at a time by the same
-predictor and writer as ``predict`` (:mod:`tf_medseg.inference.predict`): ``DIR/RS_SERIESUID.dcm``
-(or a SEG), after which the images move to ``DIR/received/SERIESUID/``. With ``--send-to``, each
-structure set is also placed in ``DIR/outbox/`` and sent there with C-STORE (proposing the SOP
-class the file holds: RT Structure Set, Segmentation or Label Map Segmentation). Success and
-Warning statuses deliver it (it leaves the outbox); a failure that a retry will not change
-(:mod:`tf_medseg.workflows.dicom_sender`) three times moves it to ``DIR/undeliverable/``
-beside a ``.reason.txt``; anything else (no association, out of resources, a timeout) is
-retried with backoff (1 s doubling to 60 s). Nothing is dropped: a node restarted over the same DIR
-contours the series left in ``incoming/`` and sends what is left in ``outbox/``. SIGTERM or
-SIGINT stop it cleanly: no new association, the series being contoured is finished, every
-file is written under a temporary name and renamed, so nothing is half-written.
+predictor and writer as ``predict`` (:mod:`tf_medseg.inference.predict`), one version at a
+time (:mod:`tf_medseg.workflows.dicom_series`: the images kept in ``DIR/received/SERIESUID/``,
+never deleted; instances that arrive later open a version contoured with all of them):
+``DIR/RS_SERIESUID.dcm`` (or a SEG), ``RS_SERIESUID.vN.dcm`` for a later version. With ``--send-
+to``, each structure set is also placed in ``DIR/outbox/`` and sent there with C-STORE
+(proposing the SOP class the file holds: RT Structure Set, Segmentation or Label Map
+Segmentation). Success and Warning statuses deliver it (it leaves the outbox); a failure that a
+retry will not change (:mod:`tf_medseg.workflows.dicom_sender`) three times moves it to
+``DIR/undeliverable/`` beside a ``.reason.txt``; anything else (no association, out of
+resources, a timeout) is retried with backoff (1 s doubling to 60 s). Nothing is dropped: a node
+restarted over the same DIR contours the series left in ``incoming/`` and sends what is left in
+``outbox/``. SIGTERM or SIGINT stop it cleanly: no new association, the series being contoured
+is finished, every file is written under a temporary name and renamed, so nothing is half-
+written.
 
 One log line per series: its slices and instances, the seconds over which they arrived, from
 the last to the start of contouring, to contour it, and to send it.
@@ -40,6 +43,7 @@ from pathlib import Path
 from tf_medseg.errors import MedsegError
 from tf_medseg.files import uid_problem
 from tf_medseg.workflows.dicom_sender import Sender
+from tf_medseg.workflows.dicom_series import SeriesStore, publish_version
 
 LOG = logging.getLogger("tf_medseg.dicom_node")
 QUEUE_SIZE = 16  # complete series waiting to be contoured
@@ -117,7 +121,7 @@ class DicomNode:
 
     def __init__(self, model, output, *, ae_title: str = "TF_MEDSEG", host: str = "0.0.0.0",
                  port: int = 11112, send_to: Destination | None = None,
-                 series_timeout: float = 5.0, allow=(), output_format: str = "rtstruct",
+                 series_timeout: float = 30.0, allow=(), output_format: str = "rtstruct",
                  limits: Limits = Limits()):
         from tf_medseg.inference.predictor import Models
         limits.check()
@@ -130,7 +134,8 @@ class DicomNode:
         self.models = Models.read(model)
         self.output = Path(output).expanduser()
         check_outside(self.output, "--output", {f"--model {m}": m for m in self.models.exports})
-        self.incoming, self.received = self.output / "incoming", self.output / "received"
+        self.store = SeriesStore(self.output)
+        self.incoming, self.received = self.store.incoming, self.store.received
         self.outbox = self.output / "outbox"
         self.ae_title, self.host, self.port = ae_title, host, port
         self.send_to, self.series_timeout = send_to, series_timeout
@@ -210,13 +215,23 @@ class DicomNode:
     # ------------------------------------------------------------------ contouring
 
     def _contour(self, predictor, series: str) -> None:
+        """Contour the next version of ``series`` (:mod:`tf_medseg.workflows.dicom_series`)
+        from every instance received for it; a failure is logged and its reason kept in
+        ``failed/SERIES.vN.txt`` (the images stay in ``received/``)."""
+        from tf_medseg.files import atomic_write
         from tf_medseg.inference.inputs import find_dicom
         from tf_medseg.inference.writers.registry import writer_for
-        folder = self.incoming / series
         with self._lock:
             first, last, count = self._arrived.pop(series, (0.0, 0.0, 0))
             self._queued.discard(series)
         start, waited = time.perf_counter(), time.monotonic() - last
+        changed, total = self.store.gather(series)
+        if changed == 0 and self.store.version(series):
+            LOG.info("series %s: sent again unchanged (%d instance(s)): not contoured again",
+                     series, count)
+            return
+        number, folder = self.store.open_version(series)
+        out = self.store.work / f"{series}.out"
         try:
             cases = [c for c in find_dicom(folder, self.models.contract) if c.name == series]
             if not cases:
@@ -225,17 +240,24 @@ class DicomNode:
             image, spacing = case.read(self.models.contract)
             probs = predictor.probabilities(image, spacing, name=f"series {series}")
             masks = predictor.masks(probs)
-            writer = writer_for("dicom", self.output, self.models.contract,
+            writer = writer_for("dicom", out, self.models.contract,
                                 output_format=self.output_format)
             writer.write(case, image, probs, masks)
-            (name,) = writer.close()["files"]
+            (written,) = writer.close()["files"]
+            name = publish_version(out / written, self.output, series, number, total)
         except Exception as exc:  # noqa: BLE001  one series must not stop the node
-            LOG.error("series %s (%d instance(s)): not contoured: %s", series, count,
-                      str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
-            self._move(folder, self.output / "failed" / series)
+            reason = _first_line(exc)
+            LOG.error("series %s version %d (%d instance(s)): not contoured: %s", series,
+                      number, total, reason)
+            (self.output / "failed").mkdir(parents=True, exist_ok=True)
+            atomic_write(self.output / "failed" / f"{series}.v{number}.txt",
+                         f"series {series} version {number} ({total} instance(s) in "
+                         f"{self.store.received / series}): {reason}\n")
             return
+        finally:
+            self.store.close_version(series)
+            shutil.rmtree(out, ignore_errors=True)
         seconds = time.perf_counter() - start
-        self._move(folder, self.received / series)
         if self.send_to is not None:
             self.outbox.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(self.output / name, self.outbox / f".partial-{name}")
@@ -245,13 +267,6 @@ class DicomNode:
                  "%.1f s after the last) contoured in %.1f s -> %s", series,
                  len(case.series.frames), count, last - first, waited, seconds,
                  self.output / name)
-
-    @staticmethod
-    def _move(folder: Path, target: Path) -> None:
-        if target.exists():
-            shutil.rmtree(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        folder.rename(target)
 
     def _worker(self) -> None:
         """Contour the queued series one at a time; nothing that goes wrong with one series
