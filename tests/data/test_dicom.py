@@ -137,3 +137,30 @@ def test_geometry_and_rescale_that_cannot_be_right_are_refused_naming_the_tag(
     series, notes = find_series(tmp_path / "in")
     assert series == [] and len(notes) == 1, notes
     assert f"{path.name}: " in notes[0] and reason in notes[0], notes[0]
+
+
+def test_a_jpeg_lossless_series_reads_as_its_uncompressed_twin(tmp_path):
+    """JPEG Lossless, Process 14 SV1 (what many PACS store and send), transcoded with GDCM:
+    the same volume as the uncompressed series (python-gdcm decodes it for pydicom)."""
+    gdcm = pytest.importorskip("gdcm", reason="python-gdcm is in requirements.txt")
+    volume = np.random.default_rng(0).integers(0, 3000, (3, 16, 16)).astype(np.uint16)
+    write_series(tmp_path / "raw", volume)
+    (tmp_path / "jpeg").mkdir()
+    for path in sorted((tmp_path / "raw").iterdir()):
+        reader = gdcm.ImageReader()
+        reader.SetFileName(str(path))
+        assert reader.Read()
+        change = gdcm.ImageChangeTransferSyntax()
+        change.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.JPEGLosslessProcess14_1))
+        change.SetInput(reader.GetImage())
+        assert change.Change()
+        writer = gdcm.ImageWriter()
+        writer.SetFileName(str(tmp_path / "jpeg" / path.name))
+        writer.SetFile(reader.GetFile())
+        writer.SetImage(change.GetOutput())
+        assert writer.Write()
+    (series,), notes = find_series(tmp_path / "jpeg")
+    assert notes == [] and pydicom.dcmread(series.frames[0].path).file_meta.TransferSyntaxUID \
+        == "1.2.840.10008.1.2.4.70"
+    (raw,), _ = find_series(tmp_path / "raw")
+    np.testing.assert_array_equal(series.read(), raw.read())

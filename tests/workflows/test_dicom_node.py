@@ -280,6 +280,15 @@ def test_limits_a_hospital_sets(tiny_export, tmp_path):
         ae.add_requested_context(Verification)
         ae.acse_timeout = 10
         assert ae.associate("127.0.0.1", port, ae_title="SOMEONE_ELSE").is_rejected
+        # only transfer syntaxes the node can decode are accepted: JPEG Lossless (GDCM) is,
+        # High-Throughput JPEG 2000 (no decoder installed) is not, so a sender offers another
+        ae = AE(ae_title="SCANNER")
+        ae.add_requested_context(MRImageStorage, ["1.2.840.10008.1.2.4.70"])
+        ae.add_requested_context(MRImageStorage, ["1.2.840.10008.1.2.4.201"])
+        assoc = ae.associate("127.0.0.1", port, ae_title="NODE")
+        assert [c.transfer_syntax[0] for c in assoc.accepted_contexts] == [
+            "1.2.840.10008.1.2.4.70"]
+        assoc.release()
     finally:
         for s in flood:
             s.close()

@@ -54,6 +54,22 @@ STORAGE = ("MRImageStorage", "EnhancedMRImageStorage", "CTImageStorage",
            "EnhancedCTImageStorage")
 
 
+def decodable(syntaxes) -> list[str]:
+    """The transfer syntaxes whose pixels the installed decoders read (an image the node could
+    not decode is refused at negotiation, so the sender offers another, never acknowledged
+    and failed later)."""
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import UID
+    out = []
+    for uid in syntaxes:
+        try:
+            if not UID(uid).is_compressed or get_decoder(UID(uid)).is_available:
+                out.append(uid)
+        except NotImplementedError:  # no decoder exists for it in pydicom
+            pass
+    return out
+
+
 def _first_line(exc: BaseException) -> str:
     return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
 
@@ -337,7 +353,7 @@ class DicomNode:
         self.resume()
         ae = AE(ae_title=self.ae_title)
         for name in STORAGE:
-            ae.add_supported_context(getattr(sop_class, name), ALL_TRANSFER_SYNTAXES)
+            ae.add_supported_context(getattr(sop_class, name), decodable(ALL_TRANSFER_SYNTAXES))
         ae.add_supported_context(sop_class.Verification)
         if self.allow:
             ae.require_calling_aet = list(self.allow)
