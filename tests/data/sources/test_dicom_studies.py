@@ -75,3 +75,37 @@ def test_case_names_from_headers_are_plain_names(tmp_path):
         write_study(tmp_path / str(k), volume, {"Stomach": stomach}, patient=patient, seed=k)
     names = sorted(c.case for c in index_dicom(tmp_path, {"stomach": "Stomach"}).cases)
     assert names == ["_.._etc_2", "_2", "hidden_x_2"], names  # no separator, no dot first
+
+
+def test_real_archive_quirks_are_handled_or_refused_in_one_line(tmp_path, capsys):
+    """A structure set without ReferencedFrameOfReferenceSequence is paired by the images its
+    contours reference; one of another patient is not paired (naming both); contours whose
+    images were re-exported under new SOP Instance UIDs are placed by plane position, and said
+    so; ROI names match whatever their case, spaces and underscores."""
+    import pydicom
+    from pydicom.uid import generate_uid
+    shape = (4, 10, 10)
+    volume = np.random.default_rng(0).integers(0, 900, shape).astype(np.uint16)
+    bowel = _box(shape, (1, 3), (2, 7), (3, 8))
+    for k, patient in enumerate(("P1", "P2", "P3")):
+        write_study(tmp_path / patient, volume, {"BOWEL_SMALL": bowel}, patient=patient, seed=k)
+    rs = pydicom.dcmread(tmp_path / "P1" / "RS.dcm")
+    del rs.ReferencedFrameOfReferenceSequence  # as a Varian export may leave it
+    rs.save_as(tmp_path / "P1" / "RS.dcm")
+    rs = pydicom.dcmread(tmp_path / "P2" / "RS.dcm")
+    rs.PatientID = "SOMEONE"
+    rs.save_as(tmp_path / "P2" / "RS.dcm")
+    for path in (tmp_path / "P3" / "images").iterdir():  # re-exported after contouring
+        ds = pydicom.dcmread(path)
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.save_as(path)
+    index = index_dicom(tmp_path, {"small_bowel": "Bowel small"})
+    out = capsys.readouterr().out
+    assert [c.case for c in index.cases] == ["P1_2", "P3_2"]
+    assert "RS.dcm: a RTSTRUCT that names no series: paired with series" in out
+    assert "P2/RS.dcm: not paired with series" in out and \
+        "it is of patient 'SOMEONE', the series of patient 'P2'; skipped" in out
+    for case in index.cases:
+        _, packed, _, _ = read_case(index, case)
+        np.testing.assert_array_equal(packed & 1 > 0, bowel)
+    assert "contour(s) reference images not in series" in capsys.readouterr().out

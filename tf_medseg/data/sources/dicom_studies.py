@@ -33,6 +33,12 @@ from tf_medseg.files import plain_name
 
 STRUCTURES = ("RTSTRUCT", "SEG")
 SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def fold(name: str) -> str:
+    """A ROI or segment name as data.roi_map matches it: case, spaces, underscores and hyphens
+    left out (``Bowel_Small``, ``bowel small`` and ``BOWEL-SMALL`` are one name)."""
+    return re.sub(r"[\s_\-]+", "", str(name).casefold())
 MAX_BITS = 16  # classes bit-packed in a uint16 mask
 
 
@@ -50,7 +56,7 @@ def roi_names(roi_map) -> tuple[tuple[str, tuple[str, ...]], ...]:
                 isinstance(n, str) and n.strip() for n in names):
             raise ConfigError(f"data.roi_map.{cls}: expected a ROI name or a list of them, got "
                               f"{names!r}")
-        out.append((str(cls), tuple(n.strip().casefold() for n in names)))
+        out.append((str(cls), tuple(fold(n) for n in names)))
     return tuple(out)
 
 
@@ -65,17 +71,60 @@ def _referenced_series(ds) -> str | None:
         return None
 
 
+def _series_by_images(path: Path, series_of_image: dict) -> str | None:
+    """The series whose images most of a structure set's contours reference (its
+    ContourImageSequence), for a file that names no series."""
+    import collections
+
+    import pydicom
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        refs = [str(image.ReferencedSOPInstanceUID) for item in ds.get("ROIContourSequence", [])
+                for contour in item.get("ContourSequence", [])
+                for image in contour.get("ContourImageSequence", [])]
+    except Exception:  # noqa: BLE001  a damaged file is reported where it is read
+        return None
+    votes = collections.Counter(series_of_image[r] for r in refs if r in series_of_image)
+    return votes.most_common(1)[0][0] if votes else None
+
+
+def _other_patient(path: Path, series: dicom.DicomSeries) -> str | None:
+    """Why the structure set at ``path`` does not belong to ``series`` (another patient, or
+    another frame of reference), or None."""
+    import pydicom
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    ours, theirs = str(ds.get("PatientID", "") or ""), str(series.header.get("PatientID", "")
+                                                           or "")
+    if ours and theirs and ours != theirs:
+        return f"it is of patient {ours!r}, the series of patient {theirs!r}"
+    frames = {str(r.FrameOfReferenceUID) for r in ds.get("ReferencedFrameOfReferenceSequence",
+                                                         []) if "FrameOfReferenceUID" in r}
+    frames |= {str(r.ReferencedFrameOfReferenceUID) for r in ds.get("StructureSetROISequence",
+                                                                    [])
+               if r.get("ReferencedFrameOfReferenceUID")}
+    if frames and series.frame_of_reference and series.frame_of_reference not in frames:
+        return (f"its frame of reference {sorted(frames)[0]} is not the series' "
+                f"{series.frame_of_reference}")
+    return None
+
+
 def index_dicom(root: Path, roi_map, group_pattern: str | None = None) -> SourceIndex:
     """Check a folder of DICOM studies and list its cases (see the module docstring)."""
     mapping = roi_names(roi_map)
     series, notes = dicom.find_series(root)
     notes = [n for n in notes if not any(f"({k})" in n for k in STRUCTURES)]
     structures: dict[str, list[Path]] = {}
+    series_of_image = {f.sop_uid: s.uid for s in series for f in s.frames}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         header = dicom._header(path)
         if header is None or header.get("Modality") not in STRUCTURES:
             continue
         ref = _referenced_series(header)
+        if ref is None:  # a Varian export without ReferencedFrameOfReferenceSequence
+            ref = _series_by_images(path, series_of_image)
+            if ref is not None:
+                notes.append(f"{path}: a {header.Modality} that names no series: paired with "
+                             f"series {ref} by the images its contours reference")
         if ref is None:
             notes.append(f"{path}: a {header.Modality} that references no series: skipped")
             continue
@@ -90,6 +139,11 @@ def index_dicom(root: Path, roi_map, group_pattern: str | None = None) -> Source
         if len(found) > 1:
             raise DataError(f"{found[0]} and {found[1]}: two structure sets of series {s.uid}; "
                             f"keep one of them in data.root")
+        mismatch = _other_patient(found[0], s)
+        if mismatch:
+            notes.append(f"{found[0]}: not paired with series {s.uid} "
+                         f"({s.frames[0].path.parent}): {mismatch}; skipped")
+            continue
         patient = str(s.header.get("PatientID", "") or "anonymous")
         # the header's values, made a plain name (files.plain_name: no separator, no dot first)
         name = SAFE.sub("_", f"{patient}_{s.header.get('SeriesNumber', '') or 'series'}")
@@ -123,9 +177,16 @@ def _structure_masks(path: Path, series: dicom.DicomSeries, mapping) -> dict[str
     if modality == "RTSTRUCT":
         from tf_medseg.data.rtstruct import rasterize_structure, read_structure_set
         out: dict[str, np.ndarray] = {}
-        for name, contours in read_structure_set(path).items():
+        structures = read_structure_set(path)
+        ours = {f.sop_uid for f in series.frames}
+        elsewhere = sum(uid is not None and uid not in ours
+                        for contours in structures.values() for uid, _ in contours)
+        if elsewhere:  # images re-exported after contouring get new SOP Instance UIDs
+            print(f"note: {path}: {elsewhere} contour(s) reference images not in series "
+                  f"{series.uid}: each placed on the slice at its plane's position", flush=True)
+        for name, contours in structures.items():
             mask = rasterize_structure(series, contours)
-            key = name.strip().casefold()
+            key = fold(name)
             out[key] = out[key] | mask if key in out else mask
         return out
     import highdicom as hd
@@ -140,7 +201,7 @@ def _structure_masks(path: Path, series: dicom.DicomSeries, mapping) -> dict[str
     except Exception as exc:  # noqa: BLE001  highdicom raises many kinds for a bad SEG
         raise DataError(f"{path}: not a SEG of its series "
                         f"({(str(exc).splitlines() or [''])[0][:120]})") from None
-    return {str(s.SegmentLabel).strip().casefold(): pixels[..., k]
+    return {fold(s.SegmentLabel): pixels[..., k]
             for k, s in enumerate(seg.SegmentSequence)}
 
 
