@@ -52,6 +52,11 @@ def serve_dicom_main(argv: Sequence[str] | None = None) -> int:
         default = getattr(limits, name.replace("-", "_"))
         parser.add_argument(f"--{name}", type=kind, default=default,
                             help=f"{what} (default {default:g})")
+    for name, what in (("cert", "this node's certificate (PEM)"),
+                       ("key", "its private key (PEM)"),
+                       ("ca", "the CA certificates (PEM) whose callers are accepted")):
+        parser.add_argument(f"--tls-{name}", help=f"DICOM TLS: {what}; give all three "
+                                                  f"--tls-* options or none")
     add_verbose_argument(parser)
     args = parser.parse_args(argv)
     quiet_tensorflow(args.verbose)
@@ -73,7 +78,21 @@ def _serve(args) -> None:
                      send_to=Destination.parse(args.send_to) if args.send_to else None,
                      output_format=args.output_format, limits=Limits(
                          args.max_associations, args.idle_timeout, args.max_instances,
-                         args.min_free_mb))
+                         args.min_free_mb), tls=_tls(args))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: node.stop.set())
     node.run()
+
+
+def _tls(args):
+    from tf_medseg.errors import MedsegError
+    from tf_medseg.workflows.dicom_settings import Tls
+    given = [args.tls_cert, args.tls_key, args.tls_ca]
+    if not any(given):
+        return None
+    if not all(given):
+        raise MedsegError("--tls-cert, --tls-key and --tls-ca: give all three (DICOM TLS) "
+                          "or none")
+    tls = Tls(*given)
+    tls.server_context()  # unreadable files stop here, before "listening"
+    return tls

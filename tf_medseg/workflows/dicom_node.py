@@ -32,7 +32,6 @@ the last to the start of contouring, to contour it, and to send it.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import queue
 import shutil
@@ -44,6 +43,7 @@ from tf_medseg.errors import MedsegError
 from tf_medseg.files import uid_problem
 from tf_medseg.workflows.dicom_sender import Sender
 from tf_medseg.workflows.dicom_series import SeriesStore, publish_version
+from tf_medseg.workflows.dicom_settings import Destination, Limits, Tls, first_line
 
 LOG = logging.getLogger("tf_medseg.dicom_node")
 QUEUE_SIZE = 16  # complete series waiting to be contoured
@@ -68,49 +68,6 @@ def decodable(syntaxes) -> list[str]:
         except NotImplementedError:  # no decoder exists for it in pydicom
             pass
     return out
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-
-
-@dataclasses.dataclass(frozen=True)
-class Limits:
-    """What a site bounds (``serve-dicom`` options of the same names)."""
-
-    max_associations: int = 10  # at once, every caller together (then rejected, transient)
-    idle_timeout: float = 30.0  # s: a connection silent this long is closed (ARTIM, idle)
-    max_instances: int = 5000  # a series: more are refused with 0xA700
-    min_free_mb: float = 1024.0  # free space kept on --output: below it 0xA700
-
-    def check(self) -> None:
-        for name, value, low in (("max-associations", self.max_associations, 1),
-                                 ("idle-timeout", self.idle_timeout, 0.1),
-                                 ("max-instances", self.max_instances, 1),
-                                 ("min-free-mb", self.min_free_mb, 0)):
-            if not value >= low:
-                raise MedsegError(f"--{name} {value}: must be at least {low}")
-
-
-@dataclasses.dataclass(frozen=True)
-class Destination:
-    """Where structure sets go: ``AE@HOST:PORT``."""
-
-    ae_title: str
-    host: str
-    port: int
-
-    @classmethod
-    def parse(cls, text: str) -> "Destination":
-        ae, _, address = text.partition("@")
-        host, _, port = address.rpartition(":")
-        if not ae or not host or not port.isdigit() or not 0 < int(port) < 65536 or len(ae) > 16:
-            raise MedsegError(f"--send-to {text}: expected AE@HOST:PORT (an AE title of up to "
-                              f"16 characters, a host, a port 1-65535), e.g. TPS@10.0.0.5:104")
-        return cls(ae, host, int(port))
-
-    def __str__(self) -> str:
-        return f"{self.ae_title}@{self.host}:{self.port}"
 
 
 def check_instance(ds) -> str | None:
@@ -138,10 +95,10 @@ class DicomNode:
     def __init__(self, model, output, *, ae_title: str = "TF_MEDSEG", host: str = "0.0.0.0",
                  port: int = 11112, send_to: Destination | None = None,
                  series_timeout: float = 30.0, allow=(), output_format: str = "rtstruct",
-                 limits: Limits = Limits()):
+                 limits: Limits = Limits(), tls: Tls | None = None):
         from tf_medseg.inference.predictor import Models
         limits.check()
-        self.limits = limits
+        self.limits, self.tls = limits, tls
         if not 0 < len(ae_title) <= 16:
             raise MedsegError(f"--ae-title {ae_title!r}: an AE title has 1 to 16 characters")
         if series_timeout <= 0:
@@ -262,7 +219,7 @@ class DicomNode:
             (written,) = writer.close()["files"]
             name = publish_version(out / written, self.output, series, number, total)
         except Exception as exc:  # noqa: BLE001  one series must not stop the node
-            reason = _first_line(exc)
+            reason = first_line(exc)
             LOG.error("series %s version %d (%d instance(s)): not contoured: %s", series,
                       number, total, reason)
             (self.output / "failed").mkdir(parents=True, exist_ok=True)
@@ -291,7 +248,7 @@ class DicomNode:
         try:
             predictor = Predictor.load(self.models)
         except Exception as exc:  # noqa: BLE001  the node answers, and says it cannot contour
-            self.trouble = f"the model could not be loaded ({_first_line(exc)})"
+            self.trouble = f"the model could not be loaded ({first_line(exc)})"
             LOG.error("contouring stopped: %s", self.trouble)
             return
         while not self.stop.is_set():  # what is queued at a stop waits in incoming/
@@ -303,7 +260,7 @@ class DicomNode:
                 self._contour(predictor, series)
             except Exception as exc:  # noqa: BLE001  a full disk, a vanished folder, ...
                 LOG.error("series %s: %s; its images stay in %s (contoured again at the next "
-                          "start)", series, _first_line(exc), self.incoming / series)
+                          "start)", series, first_line(exc), self.incoming / series)
 
     def working(self) -> str | None:
         """Why the node cannot do its work (contour, send), or None while it can."""
@@ -363,6 +320,7 @@ class DicomNode:
         # no traffic are both closed after the idle timeout
         ae.acse_timeout = ae.network_timeout = self.limits.idle_timeout
         self.server = ae.start_server((self.host, self.port), block=False,
+                                      ssl_context=self.tls.server_context() if self.tls else None,
                                       evt_handlers=[(evt.EVT_C_STORE, self.handle_store),
                                                     (evt.EVT_C_ECHO, self.handle_echo)])
         self._threads = [threading.Thread(target=self._worker, name="contour", daemon=True)]

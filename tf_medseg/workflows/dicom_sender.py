@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from tf_medseg.files import atomic_write
+from tf_medseg.workflows.dicom_settings import first_line
 
 LOG = logging.getLogger("tf_medseg.dicom_node")
 BACKOFF = (1.0, 60.0)  # first retry after 1 s, doubling up to 60 s
@@ -89,8 +90,7 @@ class Sender:
             try:
                 outcome, answer = self._send(path)
             except Exception as exc:  # noqa: BLE001  network and file errors of many kinds
-                outcome, answer = "retry", str(exc).splitlines()[0][:200] if str(exc) else (
-                    type(exc).__name__)
+                outcome, answer = "retry", first_line(exc)
             if outcome == "delivered":
                 path.unlink()
                 tries.pop(path.name, None)
@@ -125,7 +125,6 @@ class Sender:
             try:
                 self.send_due(tries)
             except Exception as exc:  # noqa: BLE001  the sender must not die (a full disk, ...)
-                LOG.error("sending from %s: %s; trying again", self.outbox,
-                          str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+                LOG.error("sending from %s: %s; trying again", self.outbox, first_line(exc))
             self.wake.wait(0.5)
             self.wake.clear()
