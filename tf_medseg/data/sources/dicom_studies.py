@@ -71,28 +71,23 @@ def _referenced_series(ds) -> str | None:
         return None
 
 
-def _series_by_images(path: Path, series_of_image: dict) -> str | None:
-    """The series whose images most of a structure set's contours reference (its
-    ContourImageSequence), for a file that names no series."""
+def _series_by_images(ds, series_of_image: dict) -> str | None:
+    """The series whose images most of a structure set's contours (header ``ds``) reference
+    (its ContourImageSequence), for a file that names no series."""
     import collections
-
-    import pydicom
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
         refs = [str(image.ReferencedSOPInstanceUID) for item in ds.get("ROIContourSequence", [])
                 for contour in item.get("ContourSequence", [])
                 for image in contour.get("ContourImageSequence", [])]
-    except Exception:  # noqa: BLE001  a damaged file is reported where it is read
+    except (AttributeError, TypeError):  # a damaged file is reported where it is read
         return None
     votes = collections.Counter(series_of_image[r] for r in refs if r in series_of_image)
     return votes.most_common(1)[0][0] if votes else None
 
 
-def _other_patient(path: Path, series: dicom.DicomSeries) -> str | None:
-    """Why the structure set at ``path`` does not belong to ``series`` (another patient, or
-    another frame of reference), or None."""
-    import pydicom
-    ds = pydicom.dcmread(path, stop_before_pixels=True)
+def _other_patient(ds, series: dicom.DicomSeries) -> str | None:
+    """Why the structure set whose header is ``ds`` does not belong to ``series`` (another
+    patient, or another frame of reference), or None."""
     ours, theirs = str(ds.get("PatientID", "") or ""), str(series.header.get("PatientID", "")
                                                            or "")
     if ours and theirs and ours != theirs:
@@ -115,13 +110,14 @@ def index_dicom(root: Path, roi_map, group_pattern: str | None = None) -> Source
     notes = [n for n in notes if not any(f"({k})" in n for k in STRUCTURES)]
     structures: dict[str, list[Path]] = {}
     series_of_image = {f.sop_uid: s.uid for s in series for f in s.frames}
+    headers = {}  # each structure file's header, read once
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         header = dicom._header(path)
         if header is None or header.get("Modality") not in STRUCTURES:
             continue
         ref = _referenced_series(header)
         if ref is None:  # a Varian export without ReferencedFrameOfReferenceSequence
-            ref = _series_by_images(path, series_of_image)
+            ref = _series_by_images(header, series_of_image)
             if ref is not None:
                 notes.append(f"{path}: a {header.Modality} that names no series: paired with "
                              f"series {ref} by the images its contours reference")
@@ -129,6 +125,7 @@ def index_dicom(root: Path, roi_map, group_pattern: str | None = None) -> Source
             notes.append(f"{path}: a {header.Modality} that references no series: skipped")
             continue
         structures.setdefault(ref, []).append(path)
+        headers[path] = header
     cases, names = [], set()
     for s in series:
         found = structures.pop(s.uid, [])
@@ -139,7 +136,7 @@ def index_dicom(root: Path, roi_map, group_pattern: str | None = None) -> Source
         if len(found) > 1:
             raise DataError(f"{found[0]} and {found[1]}: two structure sets of series {s.uid}; "
                             f"keep one of them in data.root")
-        mismatch = _other_patient(found[0], s)
+        mismatch = _other_patient(headers[found[0]], s)
         if mismatch:
             notes.append(f"{found[0]}: not paired with series {s.uid} "
                          f"({s.frames[0].path.parent}): {mismatch}; skipped")
