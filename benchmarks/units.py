@@ -22,7 +22,9 @@ earlier attempt was interrupted) with the last epoch kept. A variant's first uni
 table's time budget (``train.max_minutes``: the epochs that fit, measured on this machine); its
 other folds train the same epochs and schedule (``train.epochs``, no budget), so that the folds
 of a row are alike and a unit that shares the machine with other work takes longer instead of
-training less (``--measure``: every unit plans its own). Each unit writes
+training less (``--measure``: every unit plans its own). A variant with ``rate_from: OTHER``
+(the same configuration on a longer budget) plans nothing: its epochs are what its budget fits
+at the step rate OTHER's first unit measured. Each unit writes
 ``benchmarks/results/TABLE/VARIANT/fold_K.json``: per class 3-D Dice and HD95, the minutes
 (training and in all), the epochs and steps trained, the time budget's plan, the config's
 digest, the commit and the machine. With ``--commit`` each result file is committed on its own
@@ -90,10 +92,12 @@ def read_tables(path: Path = TABLES) -> dict:
             if (not isinstance(v, dict) or not str(vname).replace("_", "").isalnum()
                     or not all(isinstance(o, str) and "=" in o for o in v.get("set", []))
                     or v.get("side", "ours") not in ("ours", "peer")
-                    or not isinstance(v.get("minutes", 10), (int, float))):
+                    or not isinstance(v.get("minutes", 10), (int, float))
+                    or v.get("rate_from", vname) not in table["variants"]):
                 raise MedsegError(f"{where}: variant {vname!r} must be a name of letters, "
                                   f"digits and _, with set (a list of KEY=VALUE), side (ours "
-                                  f"or peer) and minutes (a number)")
+                                  f"or peer), minutes (a number) and rate_from (a variant "
+                                  f"of the table)")
             v.setdefault("set", [])
             v.setdefault("side", "ours")
             v.setdefault("minutes", 10)
@@ -172,6 +176,36 @@ def planned_unit(table: str, variant: str, fold: int) -> dict | None:
     return None
 
 
+def rate_plan(table: str, source: str, config) -> dict:
+    """The plan of a variant that takes its step rate from ``source`` (``rate_from`` in
+    tables.yaml: a longer budget of the same configuration): the epochs its own
+    ``train.max_minutes`` fits at the rate ``source``'s first unit measured, less the time
+    that unit spent outside its epochs (compiling, the last partial epoch). Its training then
+    does not depend on what else the machine does while it starts."""
+    src = planned_unit(table, source, -1)
+    if src is None:
+        raise MedsegError(f"{table}: rate_from {source!r}: no unit of {source} has measured its "
+                          f"step rate yet; run {source} first")
+    plan = src["budget"]
+    if config.train.steps_per_epoch not in (None, plan["steps_per_epoch"]):
+        raise MedsegError(f"{table}: rate_from {source!r}: its epochs have "
+                          f"{plan['steps_per_epoch']} steps, this variant's "
+                          f"{config.train.steps_per_epoch}; give both the same "
+                          f"train.steps_per_epoch")
+    per_epoch = plan["seconds_per_epoch"]
+    outside = max(0.0, plan["budget_minutes"] * 60 - plan["epochs"] * per_epoch)
+    fits = max(1, int((config.train.max_minutes * 60 - outside) // per_epoch))
+    epochs = min(config.train.epochs, fits)
+    budget = {"budget_minutes": float(config.train.max_minutes), "epochs": epochs,
+              "steps_per_epoch": plan["steps_per_epoch"],
+              "steps": epochs * plan["steps_per_epoch"],
+              "seconds_per_step": plan["seconds_per_step"], "seconds_per_epoch": per_epoch,
+              "capped_by_train_epochs": epochs < fits,
+              "rate_from": {"variant": source, "fold": src["fold"]}}
+    return {"budget": budget, "fold": src["fold"], "derived": True,
+            "why": f"{source} fold {src['fold']}'s step rate ({per_epoch:g} s an epoch)"}
+
+
 def run_unit(table_name: str, variant: str, fold: int, measure: bool = False) -> dict:
     """Train and score one unit (in this process) and write its result file. A variant's first
     unit plans its time budget (``train.max_minutes``: the epochs that fit on this machine);
@@ -187,13 +221,15 @@ def run_unit(table_name: str, variant: str, fold: int, measure: bool = False) ->
     run_dir = RUNS / table_name / variant / f"fold_{fold}"
     config = fold_config(base, fold, run_dir)
     reference = None if measure else planned_unit(table_name, variant, fold)
+    if reference is None and not measure and spec.get("rate_from") and config.train.max_minutes:
+        reference = rate_plan(table_name, spec["rate_from"], config)
     if reference is not None and config.train.max_minutes:
         config = dataclasses.replace(config, train=dataclasses.replace(
             config.train, max_minutes=None, epochs=reference["budget"]["epochs"],
             steps_per_epoch=reference["budget"]["steps_per_epoch"]))
+        why = reference.get("why") or f"fold {reference['fold']}'s time budget"
         print(f"{table_name} {variant} fold {fold}: the {reference['budget']['epochs']} epochs "
-              f"({reference['budget']['steps']} steps) fold {reference['fold']}'s time budget "
-              f"fixed", flush=True)
+              f"({reference['budget']['steps']} steps) {why} fixed", flush=True)
     start = time.perf_counter()
     if spec["side"] == "peer":
         from benchmarks.peer_cv import train_peer
@@ -204,7 +240,9 @@ def run_unit(table_name: str, variant: str, fold: int, measure: bool = False) ->
     minutes = (time.perf_counter() - start) / 60
     from tf_medseg.run_dir import BUDGET
     budget = {}
-    if reference is not None:
+    if reference is not None and reference.get("derived"):
+        budget = reference["budget"]
+    elif reference is not None:
         budget = {**reference["budget"], "fixed_by_fold": reference["fold"]}
     elif (run_dir / BUDGET).is_file():
         budget = json.loads((run_dir / BUDGET).read_text())

@@ -35,11 +35,14 @@ def test_units_are_recorded_skipped_and_reported(tmp_path):
                 "train.overlay_slices=0", "export.saved_model=false"],
         "variants": {"base": {"minutes": 2},
                      "wide": {"set": ["augment.contrast=[0.5, 2.0]"], "minutes": 2},
-                     "long": {"minutes": 500}}}}, sort_keys=False))
+                     "long": {"minutes": 500},
+                     "base_longer": {"set": ["train.max_minutes=0.15"], "rate_from": "base",
+                                     "minutes": 2}}}}, sort_keys=False))
     (home / "measurements.md").write_text(
         "# M\n\nbefore\n<!-- units:tiny -->\nold\n<!-- /units:tiny -->\nafter\n")
 
-    proc = units(home, "run", "tiny", "--folds", "0", "--budget-minutes", "30")
+    proc = units(home, "run", "tiny", "--folds", "0", "--only", "base", "wide", "long",
+                 "--budget-minutes", "30")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert re.search(r"tiny long fold 0: expected 500 min, \d+ left: not started", proc.stdout)
     rows = {}
@@ -66,6 +69,20 @@ def test_units_are_recorded_skipped_and_reported(tmp_path):
     assert row["epochs"] == rows["base"]["epochs"] and row["steps"] == rows["base"]["steps"]
     assert not (home / "runs" / "tiny" / "base" / "fold_1" / "budget.json").exists()
 
+    # a longer budget of the same configuration takes base's measured rate: its epochs are
+    # fixed before it starts, and its other folds repeat them
+    longer = units(home, "run", "tiny", "--folds", "0", "--only", "base_longer")
+    made = home / "results" / "tiny" / "base_longer" / "fold_0.json"
+    assert longer.returncode == 0 and made.is_file(), (longer.stdout + longer.stderr)[-3000:]
+    made = json.loads(made.read_text())
+    plan = rows["base"]["budget"]
+    outside = max(0.0, plan["budget_minutes"] * 60 - plan["epochs"] * plan["seconds_per_epoch"])
+    fits = max(1, int((0.15 * 60 - outside) // plan["seconds_per_epoch"]))
+    assert made["budget"]["rate_from"] == {"variant": "base", "fold": 0}
+    assert made["budget"]["epochs"] == made["epochs"] == min(20, fits)
+    assert made["budget"]["budget_minutes"] == 0.15 and "fixed_by_fold" not in made["budget"]
+    assert not (home / "runs" / "tiny" / "base_longer" / "fold_0" / "budget.json").exists()
+
     report = units(home, "tiny", module="benchmarks.unit_report")
     assert report.returncode == 0, report.stderr[-2000:]
     doc = (home / "measurements.md").read_text()
@@ -79,4 +96,5 @@ def test_units_are_recorded_skipped_and_reported(tmp_path):
 
     bad = units(home, "run", "tiny", "--only", "nope")
     assert bad.returncode == 2 and bad.stderr.strip() == (
-        "error: --only: table tiny has no variant 'nope' (there are base, wide, long)")
+        "error: --only: table tiny has no variant 'nope' (there are base, wide, long, "
+        "base_longer)")
