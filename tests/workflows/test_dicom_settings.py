@@ -27,6 +27,10 @@ def test_limits_are_checked():
         Limits(max_associations=0).check()
     with pytest.raises(MedsegError, match=r"^--idle-timeout nan: must be at least 0\.1$"):
         Limits(idle_timeout=float("nan")).check()
+    with pytest.raises(MedsegError, match=r"^--max-instance-mb 0: must be at least 0\.001$"):
+        Limits(max_instance_mb=0).check()
+    with pytest.raises(MedsegError, match=r"^--max-associations-per-peer 0: must be at least 1$"):
+        Limits(max_associations_per_peer=0).check()
 
 
 def _certificates(folder):

@@ -48,7 +48,13 @@ def serve_dicom_main(argv: Sequence[str] | None = None) -> int:
                                     "association) before it is closed"),
             ("max-instances", int, "instances a series may have; more are refused with 0xA700"),
             ("min-free-mb", float, "free space kept on --output's disk; below it instances are "
-                                   "refused with 0xA700")):
+                                   "refused with 0xA700"),
+            ("max-instance-mb", float, "size of one instance as received; larger ones are "
+                                       "refused with 0xA700 (a sender still sending past it "
+                                       "is aborted)"),
+            ("max-associations-per-peer", int, "associations at once from one calling AE "
+                                               "title at one address; more are rejected "
+                                               "(transient)")):
         default = getattr(limits, name.replace("-", "_"))
         parser.add_argument(f"--{name}", type=kind, default=default,
                             help=f"{what} (default {default:g})")
@@ -78,7 +84,8 @@ def _serve(args) -> None:
                      send_to=Destination.parse(args.send_to) if args.send_to else None,
                      output_format=args.output_format, limits=Limits(
                          args.max_associations, args.idle_timeout, args.max_instances,
-                         args.min_free_mb), tls=_tls(args))
+                         args.min_free_mb, args.max_instance_mb,
+                         args.max_associations_per_peer), tls=_tls(args))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: node.stop.set())
     node.run()

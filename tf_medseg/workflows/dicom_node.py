@@ -41,52 +41,15 @@ from pathlib import Path
 
 from tf_medseg.errors import MedsegError
 from tf_medseg.files import uid_problem
+from tf_medseg.workflows.dicom_intake import OUT_OF_RESOURCES, Intake, decodable
 from tf_medseg.workflows.dicom_sender import Sender
 from tf_medseg.workflows.dicom_series import SeriesStore, publish_version
 from tf_medseg.workflows.dicom_settings import Destination, Limits, Tls, first_line
 
 LOG = logging.getLogger("tf_medseg.dicom_node")
 QUEUE_SIZE = 16  # complete series waiting to be contoured
-FAILURE_CANNOT_UNDERSTAND = 0xC210
-FAILURE_NOT_IMAGE = 0xA900  # dataset does not match SOP class
-OUT_OF_RESOURCES = 0xA700
 STORAGE = ("MRImageStorage", "EnhancedMRImageStorage", "CTImageStorage",
            "EnhancedCTImageStorage")
-
-
-def decodable(syntaxes) -> list[str]:
-    """The transfer syntaxes whose pixels the installed decoders read (an image the node could
-    not decode is refused at negotiation, so the sender offers another, never acknowledged
-    and failed later)."""
-    from pydicom.pixels import get_decoder
-    from pydicom.uid import UID
-    out = []
-    for uid in syntaxes:
-        try:
-            if not UID(uid).is_compressed or get_decoder(UID(uid)).is_available:
-                out.append(uid)
-        except NotImplementedError:  # no decoder exists for it in pydicom
-            pass
-    return out
-
-
-def check_instance(ds) -> str | None:
-    """Why ``ds`` is not an image instance the node can contour, or None."""
-    for key in ("SOPInstanceUID", "SeriesInstanceUID", "Rows", "Columns"):
-        if not str(ds.get(key, "") or ""):
-            return f"no {key}"
-    if ds.get("Modality") not in ("MR", "CT"):
-        return f"modality {ds.get('Modality')!r}, not MR or CT"
-    if "PerFrameFunctionalGroupsSequence" not in ds and not (
-            "ImagePositionPatient" in ds and "ImageOrientationPatient" in ds):
-        return "no ImagePositionPatient / ImageOrientationPatient"
-    if "PixelData" not in ds:
-        return "no pixel data"
-    for key in ("SOPInstanceUID", "SeriesInstanceUID"):  # they name files: nothing but a UID
-        problem = uid_problem(ds.get(key))
-        if problem:
-            return f"{key} {problem}"
-    return None
 
 
 class DicomNode:
@@ -98,7 +61,7 @@ class DicomNode:
                  limits: Limits = Limits(), tls: Tls | None = None):
         from tf_medseg.inference.predictor import Models
         limits.check()
-        self.limits, self.tls = limits, tls
+        self.tls = tls
         if not 0 < len(ae_title) <= 16:
             raise MedsegError(f"--ae-title {ae_title!r}: an AE title has 1 to 16 characters")
         if series_timeout <= 0:
@@ -109,6 +72,7 @@ class DicomNode:
         check_outside(self.output, "--output", {f"--model {m}": m for m in self.models.exports})
         self.store = SeriesStore(self.output)
         self.incoming, self.received = self.store.incoming, self.store.received
+        self.intake = Intake(self.incoming, limits)  # self.limits is the intake's
         self.outbox = self.output / "outbox"
         self.ae_title, self.host, self.port = ae_title, host, port
         self.send_to, self.series_timeout = send_to, series_timeout
@@ -124,31 +88,29 @@ class DicomNode:
         self.sender = Sender(self.outbox, self.output / "undeliverable", ae_title, send_to,
                              self.stop) if send_to is not None else None
 
+    @property
+    def limits(self) -> Limits:
+        return self.intake.limits
+
+    @limits.setter
+    def limits(self, limits: Limits) -> None:
+        limits.check()
+        self.intake.limits = limits
+
     # ------------------------------------------------------------------ receiving
 
     def handle_store(self, event) -> int:
-        """C-STORE: check the instance and store it atomically under incoming/SERIES/."""
-        from tf_medseg.data.dicom import write_dicom
-        calling = str(getattr(event.assoc.requestor, "ae_title", "")).strip()
-        try:
-            ds = event.dataset
-            ds.file_meta = event.file_meta
-        except Exception as exc:  # noqa: BLE001  undecodable data from the network
-            LOG.warning("refused an instance from %s: it cannot be decoded (%s)", calling,
-                        str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__)
-            return FAILURE_CANNOT_UNDERSTAND
-        why = check_instance(ds)
-        if why:
-            LOG.warning("refused instance %s from %s: %s", str(ds.get("SOPInstanceUID", "?"))[:64],
-                        calling, why)
-            return FAILURE_NOT_IMAGE
-        series = str(ds.SeriesInstanceUID)
+        """C-STORE: check the instance (:class:`~tf_medseg.workflows.dicom_intake.Intake`) and
+        keep it under incoming/SERIES/ unless a limit says no."""
+        status, series = self.intake.receive(event)
+        if series is None:
+            return status
         full = self._full(series)
         if full:
-            LOG.warning("refused instance %s of series %s from %s: %s", ds.SOPInstanceUID,
-                        series, calling, full)
+            LOG.warning("refused an instance of series %s from %s: %s", series,
+                        str(event.assoc.requestor.ae_title).strip(), full)
             return OUT_OF_RESOURCES
-        write_dicom(ds, self.incoming / series / f"{ds.SOPInstanceUID}.dcm")
+        self.intake.keep(event, series)
         now = time.monotonic()
         with self._lock:
             first, _, count = self._arrived.get(series, (now, now, 0))
@@ -295,7 +257,7 @@ class DicomNode:
 
     def start(self) -> None:
         """Start listening, contouring and sending (returns at once)."""
-        from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt, sop_class
+        from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, _config, evt, sop_class
 
         from tf_medseg.run_dir import RunLock
         try:
@@ -308,6 +270,8 @@ class DicomNode:
         self._folder_lock = RunLock(self.output, "give another --output")
         self._folder_lock.acquire()
         self.resume()
+        # instances are written to a file as they arrive, not held in memory (dicom_intake)
+        _config.STORE_RECV_CHUNKED_DATASET = True
         ae = AE(ae_title=self.ae_title)
         for name in STORAGE:
             ae.add_supported_context(getattr(sop_class, name), decodable(ALL_TRANSFER_SYNTAXES))
@@ -322,7 +286,8 @@ class DicomNode:
         self.server = ae.start_server((self.host, self.port), block=False,
                                       ssl_context=self.tls.server_context() if self.tls else None,
                                       evt_handlers=[(evt.EVT_C_STORE, self.handle_store),
-                                                    (evt.EVT_C_ECHO, self.handle_echo)])
+                                                    (evt.EVT_C_ECHO, self.handle_echo),
+                                                    *self.intake.handlers()])
         self._threads = [threading.Thread(target=self._worker, name="contour", daemon=True)]
         if self.send_to is not None:
             self._threads.append(threading.Thread(target=self.sender.run, name="send",

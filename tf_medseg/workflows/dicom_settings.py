@@ -22,12 +22,18 @@ class Limits:
     idle_timeout: float = 30.0  # s: a connection silent this long is closed (ARTIM, idle)
     max_instances: int = 5000  # a series: more are refused with 0xA700
     min_free_mb: float = 1024.0  # free space kept on --output: below it 0xA700
+    max_instance_mb: float = 512.0  # one instance as received: larger is refused (0xA700),
+    # and an association still sending one past it is aborted
+    max_associations_per_peer: int = 5  # at once from one calling AE title at one address
 
     def check(self) -> None:
         for name, value, low in (("max-associations", self.max_associations, 1),
                                  ("idle-timeout", self.idle_timeout, 0.1),
                                  ("max-instances", self.max_instances, 1),
-                                 ("min-free-mb", self.min_free_mb, 0)):
+                                 ("min-free-mb", self.min_free_mb, 0),
+                                 ("max-instance-mb", self.max_instance_mb, 0.001),
+                                 ("max-associations-per-peer", self.max_associations_per_peer,
+                                  1)):
             if not value >= low:
                 raise MedsegError(f"--{name} {value}: must be at least {low}")
 
