@@ -149,8 +149,9 @@ def test_destinations_are_checked():
 
 
 def test_a_restarted_node_queues_what_it_left_and_sends_its_outbox(tiny_export, tmp_path):
-    """What an earlier run left: a series in incoming/ is contoured first thing, a structure
-    set in outbox/ is sent as soon as the destination takes it."""
+    """What an earlier run left: a series in incoming/ is contoured once the series timeout
+    has passed from the restart, a structure set in outbox/ is sent as soon as the destination
+    takes it."""
     from pynetdicom import AE, evt
     from pynetdicom.sop_class import RTStructureSetStorage
 
@@ -162,9 +163,12 @@ def test_a_restarted_node_queues_what_it_left_and_sends_its_outbox(tiny_export, 
     write_structure_set(structure_set(series, np.zeros((3, 8, 8, 1), bool), ["x"]),
                         tmp_path / "node" / "outbox" / "RS_1.2.3.dcm")
     port = _free_port()
-    node = DicomNode(tiny_export, tmp_path / "node", send_to=Destination("TPS", "127.0.0.1",
-                                                                         port))
-    node.resume()
+    node = DicomNode(tiny_export, tmp_path / "node", series_timeout=0.5,
+                     send_to=Destination("TPS", "127.0.0.1", port))
+    node.resume()  # arriving again: complete after the series timeout from the restart
+    node._complete()
+    assert node.jobs.empty()
+    time.sleep(0.6)
     node._complete()
     assert node.jobs.get_nowait() == "1.2.3"
     received = []
@@ -328,3 +332,56 @@ def test_a_late_instance_opens_a_version_contoured_with_all_and_nothing_is_delet
         f"RS_{series}.dcm", f"RS_{series}.v2.dcm"]
     assert len(list((node.received / series).iterdir())) == 6
     assert not (tmp_path / "node" / "work" / series).exists()
+
+
+def test_a_series_cut_short_by_kill_9_is_contoured_once_with_all_its_instances(tiny_export,
+                                                                              tmp_path):
+    """Half a series, then kill -9; the node started again over the same folder takes the
+    rest (and a re-sent instance) as the same arrival: one version, every instance."""
+    from pynetdicom.sop_class import MRImageStorage, Verification
+    port = _free_port()
+    files = sorted(write_series(tmp_path / "scan", np.random.default_rng(3).integers(
+        0, 3000, (12, 16, 16)).astype(np.uint16))["sop_uids"])
+    uid = pydicom.dcmread(next((tmp_path / "scan").iterdir())).SeriesInstanceUID
+    paths = sorted((tmp_path / "scan").iterdir())
+    out, log = tmp_path / "node", tmp_path / "node.log"
+
+    def start():
+        with open(log, "a") as f:
+            node = subprocess.Popen(
+                [sys.executable, "-m", "tf_medseg", "serve-dicom", "--model", str(tiny_export),
+                 "--ae-title", "NODE", "--host", "127.0.0.1", "--port", str(port), "--output",
+                 str(out), "--series-timeout", "4"], cwd=ROOT, stdout=f,
+                stderr=subprocess.STDOUT)
+
+        def echo():
+            assoc = _client("SCANNER", port, [Verification])
+            ok = assoc.is_established and assoc.send_c_echo().Status == 0
+            if assoc.is_established:
+                assoc.release()
+            return ok
+        _wait(echo, 120, "the node to listen", log)
+        return node
+
+    def send(chosen):
+        assoc = _client("SCANNER", port, [MRImageStorage])
+        assert [assoc.send_c_store(pydicom.dcmread(p)).Status for p in chosen] == \
+            [0] * len(chosen)
+        assoc.release()
+    node = start()
+    try:
+        send(paths[:6])
+        node.send_signal(signal.SIGKILL)
+        node.wait(timeout=30)
+        node = start()
+        send(paths[5:])  # the sender's retry: the last one it had sent, then the rest
+        _wait(lambda: (out / f"RS_{uid}.dcm").is_file(), 120, "the structure set", log)
+        time.sleep(5)  # a second version would be opened by now
+    finally:
+        node.send_signal(signal.SIGTERM)
+        node.wait(timeout=60)
+    assert len(files) == 12
+    assert sorted(p.name for p in (out / "received" / uid).iterdir()) == sorted(
+        f"{sop}.dcm" for sop in files)  # every instance, each once
+    assert [p.name for p in out.glob("RS_*")] == [f"RS_{uid}.dcm"]
+    assert log.read_text().count("12 slices (") == 1

@@ -21,10 +21,11 @@ Segmentation). Success and Warning statuses deliver it (it leaves the outbox); a
 retry will not change (:mod:`tf_medseg.workflows.dicom_sender`) three times moves it to
 ``DIR/undeliverable/`` beside a ``.reason.txt``; anything else (no association, out of
 resources, a timeout) is retried with backoff (1 s doubling to 60 s). Nothing is dropped: a node
-restarted over the same DIR contours the series left in ``incoming/`` and sends what is left in
-``outbox/``. SIGTERM or SIGINT stop it cleanly: no new association, the series being contoured
-is finished, every file is written under a temporary name and renamed, so nothing is half-
-written.
+restarted over the same DIR takes the series left in ``incoming/`` as arriving again (complete
+after ``--series-timeout`` from the restart, so the rest of a series a kill cut short joins it)
+and sends what is left in ``outbox/``. SIGTERM or SIGINT stop it cleanly: no new
+association, the series being contoured is finished, every file is written under a temporary
+name and renamed, so nothing is half-written.
 
 One log line per series: its slices and instances, the seconds over which they arrived, from
 the last to the start of contouring, to contour it, and to send it.
@@ -248,12 +249,14 @@ class DicomNode:
     # ------------------------------------------------------------------ running
 
     def resume(self) -> None:
-        """Series an earlier run left in incoming/ count as complete (the outbox is sent as
-        it is found)."""
-        done = time.monotonic() - self.series_timeout
+        """Series an earlier run left in incoming/ arrive again: each is complete once
+        --series-timeout passes from now without a new instance, so a series a kill cut
+        short is contoured once, with the instances its sender sends when the node is back
+        (the outbox is sent as it is found)."""
+        now = time.monotonic()
         for folder in sorted(self.incoming.iterdir()) if self.incoming.is_dir() else ():
             if folder.is_dir() and uid_problem(folder.name) is None:
-                self._arrived[folder.name] = (done, done, sum(1 for _ in folder.iterdir()))
+                self._arrived[folder.name] = (now, now, sum(1 for _ in folder.iterdir()))
 
     def start(self) -> None:
         """Start listening, contouring and sending (returns at once)."""
