@@ -31,24 +31,27 @@ class VolumeConfig(tfds.core.BuilderConfig):
     """A builder config tied to one data set folder and the options that read it."""
 
     def __init__(self, *, root: str, group_pattern: str | None, mask_dtype: str,
-                 roi_map=None, **kwargs):
+                 roi_map=None, modality=None, **kwargs):
         super().__init__(**kwargs)
         self.root, self.group_pattern, self.mask_dtype = root, group_pattern, mask_dtype
-        self.roi_map = roi_map
+        self.roi_map, self.modality = roi_map, modality
 
 
 def volume_config(fmt: str, root: str, group_pattern: str | None = None,
-                  roi_map=None) -> VolumeConfig:
+                  roi_map=None, modality=None) -> VolumeConfig:
     """The config of a folder (indexed and checked here: bad input fails before a build)."""
-    index = volumes.index_source(fmt, root, group_pattern, roi_map)
+    index = volumes.index_source(fmt, root, group_pattern, roi_map, modality)
     options = {"group_pattern": group_pattern}
     if index.roi_map:
         options["roi_map"] = [list(names) for _, names in index.roi_map]
         options["classes"] = [c for c, _ in index.roi_map]
+    if modality:
+        options["modality"] = modality
     digest = volumes.fingerprint(index, options)
     return VolumeConfig(name=f"src_{digest}", description=f"{fmt} folder {index.root}",
                         root=str(index.root.resolve()), group_pattern=group_pattern,
-                        mask_dtype=np.dtype(mask_dtype(index)).name, roi_map=roi_map)
+                        mask_dtype=np.dtype(mask_dtype(index)).name, roi_map=roi_map,
+                        modality=modality)
 
 
 def mask_dtype(index: volumes.SourceIndex):
@@ -81,7 +84,7 @@ class VolumeBuilder(tfds.core.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager):
         config = self.builder_config
         index = volumes.index_source(self.FORMAT, config.root, config.group_pattern,
-                                     config.roi_map)
+                                     config.roi_map, getattr(config, "modality", None))
         volumes.check_headers(index)  # before any case is read
         return {"train": self._generate_examples(index)}
 

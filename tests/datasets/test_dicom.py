@@ -32,3 +32,28 @@ def test_records_hold_the_series_and_its_mapped_rois(tmp_path):
                                            data_dir=str(tmp_path / "tfds"),
                                            roi_map={"liver": "Liver", "spleen": "Spleen"}))
     assert other.info.full_name != builder.info.full_name
+
+
+def test_records_of_the_modality_asked_for(tmp_path):
+    """An archive with a patient's MR and CT, each with its structure set: data.modality
+    chooses the series the records hold."""
+    import pydicom
+    from pydicom.uid import CTImageStorage
+    shape = (3, 8, 8)
+    liver = np.zeros(shape, bool)
+    liver[1:3, 2:6, 2:6] = True
+    for kind, seed in (("mr", 0), ("ct", 1)):
+        write_study(tmp_path / "archive" / kind, np.full(shape, 10 * (seed + 1), np.uint16),
+                    {"Liver": liver}, patient="P7", seed=seed)
+    for path in (tmp_path / "archive" / "ct" / "images").iterdir():
+        ds = pydicom.dcmread(path)
+        ds.Modality, ds.SOPClassUID = "CT", CTImageStorage
+        ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+        ds.save_as(path)
+    config = DataConfig(source="dicom", root=str(tmp_path / "archive"),
+                        data_dir=str(tmp_path / "tfds"), roi_map={"liver": "Liver"},
+                        modality="CT")
+    builder = records.build_records(config)
+    assert builder.info.metadata["labels"]["channels"] == ["CT"]
+    (case,) = tfds.as_numpy(builder.as_dataset(split="train"))
+    assert np.all(case["image"] == 20)  # the CT series (rescale 1, intercept 0)

@@ -195,7 +195,7 @@ def from_dict(raw: dict) -> Config:
 #: sources while they hold their defaults (they do nothing there, and loading the file
 #: back gives the same config).
 SOURCE_ONLY = {"drop_case_days": ("uwmgi",), "unmatched": ("uwmgi",),
-               "group_pattern": ("nnunet", "decathlon", "folder"),
+               "group_pattern": ("nnunet", "decathlon", "folder"), "modality": ("dicom",),
                "phantom_cases": ("phantom",), "phantom_days": ("phantom",),
                "phantom_slices": ("phantom",), "phantom_seed": ("phantom",)}
 

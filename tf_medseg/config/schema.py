@@ -124,6 +124,10 @@ class DataConfig:
     roi_map: Optional[dict] = field(None, "dicom: each class's ROI (or segment) names, any case, "
                                     "e.g. {stomach: [Stomach, STOMACH_1], liver: Liver}; the "
                                     "classes in this order")
+    modality: Optional[Literal["CT", "MR"]] = field(
+        None, "dicom: the modality of the image series to train on where the archive holds "
+              "several (each patient's CT and MR series with their own structure sets); the "
+              "others are skipped with a note. null: the one modality its series have")
     phantom_cases: int = field(8, "phantom: number of cases (patients)", min=2, max=10_000)
     phantom_days: int = field(2, "phantom: scan days per case", min=1)
     phantom_slices: int = field(80, "phantom: slices per scan", min=8)

@@ -193,6 +193,9 @@ def _check_cross(config: Config) -> None:
             "data.source dicom needs it: each class's ROI names, e.g. {stomach: [Stomach, "
             "STOMACH_1]}" if data.source == "dicom" else
             f"only for data.source dicom (the source is {data.source}); remove it"))
+    if data.modality is not None and data.source != "dicom":
+        raise ConfigError(f"data.modality: only for data.source dicom (the source is "
+                          f"{data.source}); remove it")
     if data.source == "phantom" and data.phantom_cases < data.num_folds:
         raise ConfigError(f"data.phantom_cases: must be >= data.num_folds ({data.num_folds}) "
                           f"so that every fold has a case, got {data.phantom_cases}")

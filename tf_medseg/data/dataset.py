@@ -26,7 +26,7 @@ FOLD_SEED = 20220512
 SPLITS = ("train", "val", "all")
 # The data keys that choose the records: a configured() data set must agree on them.
 RECORD_KEYS = ("source", "root", "data_dir", "drop_case_days", "unmatched", "group_pattern",
-               "roi_map",
+               "roi_map", "modality",
                "phantom_cases", "phantom_days", "phantom_slices", "phantom_seed")
 
 

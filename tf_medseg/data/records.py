@@ -49,7 +49,8 @@ def _volume_class(source: str) -> type:
 
 def _volume_builder(config: DataConfig) -> tfds.core.DatasetBuilder:
     wanted = builders("volume_layout").volume_config(config.source, config.root,
-                                                     config.group_pattern, config.roi_map)
+                                                     config.group_pattern, config.roi_map,
+                                                     config.modality)
     if config.source == "folder" and not config.group_pattern:
         print("Note: data.group_pattern is not set, so every image counts as its own patient "
               "in the folds; set it if several images come from one patient", flush=True)

@@ -109,3 +109,39 @@ def test_real_archive_quirks_are_handled_or_refused_in_one_line(tmp_path, capsys
         _, packed, _, _ = read_case(index, case)
         np.testing.assert_array_equal(packed & 1 > 0, bowel)
     assert "contour(s) reference images not in series" in capsys.readouterr().out
+
+
+def test_an_archive_of_several_modalities_trains_on_the_one_asked_for(tmp_path, capsys):
+    """Each patient has an MR and a CT series, each with its own structure set: without
+    data.modality the build stops in one line; with it, the other series are skipped."""
+    import pydicom
+    from pydicom.uid import CTImageStorage
+
+    from tf_medseg.config import load_config
+    shape = (3, 8, 8)
+    stomach = _box(shape, (0, 2), (1, 4), (1, 4))
+    for k, patient in enumerate(("P1", "P2")):
+        write_study(tmp_path / patient / "mr", np.zeros(shape, np.uint16), {"Stomach": stomach},
+                    patient=patient, seed=2 * k)
+        write_study(tmp_path / patient / "ct", np.zeros(shape, np.uint16), {"Stomach": stomach},
+                    patient=patient, seed=2 * k + 1)
+        for path in (tmp_path / patient / "ct" / "images").iterdir():
+            ds = pydicom.dcmread(path)
+            ds.Modality, ds.SOPClassUID = "CT", CTImageStorage
+            ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+            ds.save_as(path)
+    with pytest.raises(DataError, match=r"^data\.root .*: its paired series are of several "
+                                        r"modalities \(CT 2, MR 2\); set data\.modality to the "
+                                        r"one to train on$"):
+        index_dicom(tmp_path, ROI_MAP)
+    capsys.readouterr()
+    index = index_dicom(tmp_path, ROI_MAP, modality="CT")
+    assert [c.group for c in index.cases] == ["P1", "P2"]
+    assert all("/ct/" in str(c.images[0]) for c in index.cases)
+    assert index.labels.channels == ("CT",)
+    assert "note: 2 MR series: skipped (data.modality is CT)" in capsys.readouterr().out
+    with pytest.raises(DataError, match=r"no PT image series"):
+        index_dicom(tmp_path, ROI_MAP, modality="PT")
+    with pytest.raises(ConfigError, match=r"^data\.modality: only for data\.source dicom \(the "
+                                          r"source is phantom\); remove it$"):
+        load_config(None, ["data.modality=CT"])

@@ -103,8 +103,11 @@ def _other_patient(ds, series: dicom.DicomSeries) -> str | None:
     return None
 
 
-def index_dicom(root: Path, roi_map, group_pattern: str | None = None) -> SourceIndex:
-    """Check a folder of DICOM studies and list its cases (see the module docstring)."""
+def index_dicom(root: Path, roi_map, group_pattern: str | None = None,
+                modality: str | None = None) -> SourceIndex:
+    """Check a folder of DICOM studies and list its cases (see the module docstring): the
+    series of ``modality`` where it is given (``data.modality``), else those of the one
+    modality the paired series have."""
     mapping = roi_names(roi_map)
     series, notes = dicom.find_series(root)
     notes = [n for n in notes if not any(f"({k})" in n for k in STRUCTURES)]
@@ -126,9 +129,12 @@ def index_dicom(root: Path, roi_map, group_pattern: str | None = None) -> Source
             continue
         structures.setdefault(ref, []).append(path)
         headers[path] = header
-    cases, names = [], set()
+    cases, names, modalities, other = [], set(), {}, {}
     for s in series:
         found = structures.pop(s.uid, [])
+        if modality and s.modality != modality:
+            other[s.modality] = other.get(s.modality, 0) + 1
+            continue
         if not found:
             notes.append(f"series {s.uid} ({s.frames[0].path.parent}): no RTSTRUCT or SEG "
                          f"references it: skipped")
@@ -151,15 +157,23 @@ def index_dicom(root: Path, roi_map, group_pattern: str | None = None) -> Source
         group = _group_of(name, group_pattern, found[0]) if group_pattern else patient
         cases.append(CaseFiles(name, group, tuple(dict.fromkeys(f.path for f in s.frames)),
                                found[0]))
+        modalities[s.modality] = modalities.get(s.modality, 0) + 1
+    if other:
+        notes.append(", ".join(f"{n} {m} series" for m, n in sorted(other.items())) +
+                     f": skipped (data.modality is {modality})")
     for uid, paths in structures.items():
         notes.append(f"{paths[0]}: its series {uid} is not in data.root (or not an image "
                      f"stack): skipped")
     for note in notes:
         print(f"note: {note}", flush=True)
     if not cases:
-        raise DataError(f"data.root {root}: no image series with an RTSTRUCT or SEG that "
-                        f"references it")
-    modality = series[0].modality
+        raise DataError(f"data.root {root}: no {modality + ' ' if modality else ''}image "
+                        f"series with an RTSTRUCT or SEG that references it")
+    if len(modalities) > 1:
+        raise DataError(f"data.root {root}: its paired series are of several modalities ("
+                        + ", ".join(f"{m} {n}" for m, n in sorted(modalities.items())) +
+                        "); set data.modality to the one to train on")
+    modality = modality or next(iter(modalities))
     schema = LabelSchema(classes=tuple(c for c, _ in mapping), exclusive=False,
                          channels=(modality,), metric="volume", encoding="bits")
     cases.sort(key=lambda c: c.case)

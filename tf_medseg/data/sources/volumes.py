@@ -36,13 +36,13 @@ AFFINE_TOLERANCE = 1e-3  # of the affines of an image's channels and its label m
 MAX_PIXELS = 2 ** 31 // 4  # a larger volume could not be one float32 record
 
 
-def index_source(fmt: str, root, group_pattern: str | None = None, roi_map=None
-                 ) -> SourceIndex:
+def index_source(fmt: str, root, group_pattern: str | None = None, roi_map=None,
+                 modality: str | None = None) -> SourceIndex:
     """The checked index of a data set folder of any volume source (``dicom`` with its
-    ``roi_map``)."""
+    ``roi_map`` and ``modality``)."""
     if fmt == "dicom":
         return volume_index.index_source(fmt, root, group_pattern, indexer=lambda r: (
-            dicom_studies.index_dicom(r, roi_map, group_pattern)))
+            dicom_studies.index_dicom(r, roi_map, group_pattern, modality)))
     return volume_index.index_source(fmt, root, group_pattern)
 
 
