@@ -75,3 +75,17 @@ def test_resolve_models_and_members(tmp_path):
         check_members([read_contract(p, str(p)) for p in exports], exports)
     with pytest.raises(MedsegError, match="named twice"):
         resolve_models([a, tmp_path / "run_a"])
+
+
+def test_roi_names_by_mapping_or_tg263():
+    from tf_medseg.errors import ConfigError
+    from tf_medseg.export.contract import roi_names
+    classes = ("large_bowel", "small_bowel", "stomach")
+    assert roi_names(None, classes) == ()
+    assert roi_names({"stomach": "ST"}, classes) == ("large_bowel", "small_bowel", "ST")
+    assert roi_names("tg263", classes) == ("Bowel_Large", "Bowel_Small", "Stomach")
+    with pytest.raises(ConfigError, match=r"^export\.roi_names: tg263 does not know class "
+                                          r"'Anterior' .*e\.g\. \{Anterior: A_TG263_Name\}$"):
+        roi_names("tg263", ("Anterior", "stomach"))
+    config = load_config("tiny.yaml", ["export.roi_names=tg263"])
+    assert config.export.roi_names == "tg263"

@@ -16,13 +16,16 @@ class ExportConfig:
     """The ``export:`` section: the SavedModel written after training."""
 
     saved_model: bool = field(True, "write RUN_DIR/saved_model after training")
-    roi_names: Optional[dict] = field(
+    roi_names: Optional[Union[Literal["tg263"], dict]] = field(
         None, "the ROI name of each class in the RT structure sets and DICOM SEGs that predict "
               "writes, e.g. {stomach: Stomach, large_bowel: Bowel_Large}; classes left out "
-              "keep their own name; stored in the export",
-        check=lambda v: (all(isinstance(k, str) and isinstance(n, str) and 0 < len(n) <= 64
-                             and n.isprintable() for k, n in v.items()),
-                         "must map class names to ROI names of 1 to 64 printable characters"))
+              "keep their own name; tg263: every class by its AAPM TG-263 standard name "
+              "(large_bowel -> Bowel_Large, parotid_left -> Parotid_L; a class it does not "
+              "know is an error naming it); stored in the export",
+        check=lambda v: (isinstance(v, str) or all(
+            isinstance(k, str) and isinstance(n, str) and 0 < len(n) <= 64 and n.isprintable()
+            for k, n in v.items()),
+            "must map class names to ROI names of 1 to 64 printable characters"))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -181,12 +181,21 @@ class Contract:
         return contract
 
 
-def roi_names(mapping: dict | None, classes) -> tuple[str, ...]:
-    """Each class's ROI name under ``export.roi_names`` (classes it leaves out keep theirs);
-    () without a mapping. A name that is not a class is a one-line ConfigError."""
+def roi_names(mapping: dict | str | None, classes) -> tuple[str, ...]:
+    """Each class's ROI name under ``export.roi_names`` (classes it leaves out keep theirs;
+    ``tg263``: each class's TG-263 standard name); () without a mapping. A name that is not a
+    class, or a class TG-263 does not know, is a one-line ConfigError."""
     from tf_medseg.errors import ConfigError
     if not mapping:
         return ()
+    if mapping == "tg263":
+        from tf_medseg.data.tg263 import standard_name
+        unknown = [c for c in classes if standard_name(c) is None]
+        if unknown:
+            raise ConfigError(f"export.roi_names: tg263 does not know class {unknown[0]!r} "
+                              f"(by its name or a local name of a TG-263 structure); map it "
+                              f"instead, e.g. {{{unknown[0]}: A_TG263_Name}}")
+        return tuple(standard_name(c) for c in classes)
     unknown = [k for k in mapping if k not in classes]
     if unknown:
         raise ConfigError(f"export.roi_names: {unknown[0]!r} is not a class of the data "

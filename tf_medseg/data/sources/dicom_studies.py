@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tf_medseg.data import dicom
+from tf_medseg.data import dicom, tg263
 from tf_medseg.data.labels import LabelSchema
 from tf_medseg.data.sources.volume_index import CaseFiles, SourceIndex, _group_of
 from tf_medseg.errors import ConfigError, DataError
@@ -36,9 +36,11 @@ SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def fold(name: str) -> str:
-    """A ROI or segment name as data.roi_map matches it: case, spaces, underscores and hyphens
-    left out (``Bowel_Small``, ``bowel small`` and ``BOWEL-SMALL`` are one name)."""
-    return re.sub(r"[\s_\-]+", "", str(name).casefold())
+    """A ROI or segment name as data.roi_map matches it (:func:`tf_medseg.data.tg263.key`):
+    case, spaces, underscores and hyphens left out, laterality and the local names of TG-263
+    structures read as TG-263's (``Bowel_Small``, ``small bowel`` and ``BOWEL-SMALL`` are one
+    name; ``Parotid_L``, ``L Parotid`` and ``Left parotid gland`` another)."""
+    return tg263.key(name)
 MAX_BITS = 16  # classes bit-packed in a uint16 mask
 
 
