@@ -153,8 +153,8 @@ def write_study(folder: Path, volume: np.ndarray, rois: dict, *, patient: str = 
     study: ``folder/images/`` and ``folder/RS.dcm``."""
     import pydicom
 
-    from tf_medseg.data.dicom import find_series
-    from tf_medseg.data.rtstruct import structure_set, write_structure_set
+    from tf_medseg.dicom.reader import find_series
+    from tf_medseg.dicom.rtstruct import structure_set, write_structure_set
     info = write_series(folder / "images", volume, spacing, tilt=0.0, seed=seed)
     for path in (folder / "images").iterdir():
         ds = pydicom.dcmread(path)

@@ -1,7 +1,7 @@
 """TFDS builder for a folder of DICOM studies (``data.source: dicom``).
 
 ``data.root`` holds image series, each with an RT Structure Set or DICOM SEG that references it;
-``data.roi_map`` names each class's ROIs. See ``tf_medseg.data.sources.dicom_studies`` for what
+``data.roi_map`` names each class's ROIs. See ``tf_medseg.dicom.studies`` for what
 is read and checked, ``datasets.volume_layout`` for the records.
 """
 

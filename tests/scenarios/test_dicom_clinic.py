@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from synthetic_dicom import write_from_nifti
 
-from tf_medseg.data.dicom import find_series
 from tf_medseg.data.orientation import axcodes, dicom_reorientation
-from tf_medseg.data.rtstruct import rasterize_structure, read_structure_set
+from tf_medseg.dicom.reader import find_series
+from tf_medseg.dicom.rtstruct import rasterize_structure, read_structure_set
 from tf_medseg.inference.predict import predict
 
 from conftest import ROOT

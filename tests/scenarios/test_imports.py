@@ -30,6 +30,13 @@ SHARED = ("tf_medseg", "tf_medseg.errors", "tf_medseg.files", "tf_medseg.run_dir
           "tf_medseg.resources")
 # Entry points and the public alias of DESIGN.md's tf_medseg.metrics: above every stage.
 TOP = ("tf_medseg.__main__", "tf_medseg.metrics")
+# tf_medseg/dicom gathers one concern across the stages: each module keeps the stage of what
+# it does (reading and writing DICOM objects: data; predict's writer: inference; the node,
+# its service loop on top: workflows).
+DICOM = {"reader": "data", "contours": "data", "rtstruct": "data", "seg": "data",
+         "tg263": "data", "studies": "data", "writer": "inference", "settings": "workflows",
+         "intake": "workflows", "versions": "workflows", "sender": "workflows",
+         "node": "workflows"}
 
 
 def stage(module: str) -> int:
@@ -40,6 +47,10 @@ def stage(module: str) -> int:
         return STAGES.index("data")
     if module in TOP or module.startswith("benchmarks"):
         return len(STAGES)
+    if module == "tf_medseg.dicom":  # the folder's map (a docstring)
+        return -1
+    if module.startswith("tf_medseg.dicom."):
+        return STAGES.index(DICOM[module.split(".")[2]])
     return STAGES.index(module.split(".")[1])
 
 

@@ -35,8 +35,8 @@ def test_only_the_shared_modules_sit_at_the_top():
     assert top <= TOP_LEVEL, sorted(top - TOP_LEVEL)
     folders = {p.name for p in (ROOT / "tf_medseg").iterdir()
                if p.is_dir() and p.name != "__pycache__"}
-    assert folders == {"cli", "config", "data", "evaluation", "export", "inference", "models",
-                       "planning", "training", "workflows"}
+    assert folders == {"cli", "config", "data", "dicom", "evaluation", "export", "inference",
+                       "models", "planning", "training", "workflows"}
 
 
 def test_package_inits_only_re_export():

@@ -1,5 +1,5 @@
 """``tf-medseg serve-dicom``: a DICOM node that contours the series it receives
-(:mod:`tf_medseg.workflows.dicom_node`)."""
+(:mod:`tf_medseg.dicom.node`)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def serve_dicom_main(argv: Sequence[str] | None = None) -> int:
                         help="accept associations only from these calling AE titles")
     parser.add_argument("--output-format", choices=("rtstruct", "seg"), default="rtstruct",
                         help="what each series is answered with (default rtstruct)")
-    from tf_medseg.workflows.dicom_node import Limits
+    from tf_medseg.dicom.node import Limits
     limits = Limits()
     for name, kind, what in (
             ("max-associations", int, "associations at once, every caller together; more are "
@@ -73,7 +73,7 @@ def _serve(args) -> None:
     import logging
     import signal
 
-    from tf_medseg.workflows.dicom_node import Destination, DicomNode, Limits
+    from tf_medseg.dicom.node import Destination, DicomNode, Limits
     logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", level=logging.INFO)
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # not a line per instance
     if not 0 < args.port < 65536:
@@ -92,8 +92,8 @@ def _serve(args) -> None:
 
 
 def _tls(args):
+    from tf_medseg.dicom.settings import Tls
     from tf_medseg.errors import MedsegError
-    from tf_medseg.workflows.dicom_settings import Tls
     given = [args.tls_cert, args.tls_key, args.tls_ca]
     if not any(given):
         return None

@@ -118,16 +118,12 @@ class DataConfig:
               "changing it needs no rebuild", min=0.01, max=100.0)
     group_pattern: Optional[str] = field(
         None, "nnunet, decathlon, folder: a regular expression on the case (file) name whose "
-              "first group (or whole match) names the patient, so that one patient's cases "
-              "share a fold, e.g. '^(patient\\d+)_'; null: every case is its own patient",
-        check=lambda v: regex_ok(v))
-    roi_map: Optional[dict] = field(None, "dicom: each class's ROI (or segment) names, any case, "
-                                    "e.g. {stomach: [Stomach, STOMACH_1], liver: Liver}; the "
-                                    "classes in this order")
-    modality: Optional[Literal["CT", "MR"]] = field(
-        None, "dicom: the modality of the image series to train on where the archive holds "
-              "several (each patient's CT and MR series with their own structure sets); the "
-              "others are skipped with a note. null: the one modality its series have")
+              "first group (or whole match) names the patient (one patient's cases share a "
+              "fold), e.g. '^(patient\\d+)_'; null: each case its own patient", check=regex_ok)
+    roi_map: Optional[dict] = field(None, "dicom: each class's ROI names (TG-263 variants "
+                                    "match), e.g. {stomach: [Stomach, STOMACH_1], liver: Liver}")
+    modality: Optional[Literal["CT", "MR"]] = field(None, "dicom: the modality trained on where "
+                                                    "an archive holds several")
     phantom_cases: int = field(8, "phantom: number of cases (patients)", min=2, max=10_000)
     phantom_days: int = field(2, "phantom: scan days per case", min=1)
     phantom_slices: int = field(80, "phantom: slices per scan", min=8)

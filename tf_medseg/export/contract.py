@@ -189,7 +189,7 @@ def roi_names(mapping: dict | str | None, classes) -> tuple[str, ...]:
     if not mapping:
         return ()
     if mapping == "tg263":
-        from tf_medseg.data.tg263 import standard_name
+        from tf_medseg.dicom.tg263 import standard_name
         unknown = [c for c in classes if standard_name(c) is None]
         if unknown:
             raise ConfigError(f"export.roi_names: tg263 does not know class {unknown[0]!r} "

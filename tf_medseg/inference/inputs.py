@@ -22,7 +22,7 @@ A model of float images (nnunet, decathlon and folder data) takes a folder of:
   or an image folder's root holding ``images/``; a colour model takes colour images): form
   ``image``, (H, W, 1, C) float32.
 
-Any model takes a folder of DICOM files (any depth, any names; :mod:`tf_medseg.data.dicom`):
+Any model takes a folder of DICOM files (any depth, any names; :mod:`tf_medseg.dicom.reader`):
 form ``dicom``, one case per image series, read as (slices, rows, columns) and turned to face
 the model's training volumes (:mod:`tf_medseg.data.orientation`; a 16-bit slice model takes
 the series' own slices, clipped to 0-65535). Series that are not image stacks are skipped
@@ -229,7 +229,7 @@ def find_cases(root: Path, channels: int, colour: bool = False) -> list[InputCas
 def holds_dicom(root: Path, probe: int = 64) -> bool:
     """Whether ``root`` is a DICOM folder: no NIfTI, PNG or TIFF files and no Kaggle or image
     folder layout at its top, and a DICOM file among the first ``probe`` files below it."""
-    from tf_medseg.data.dicom import is_dicom
+    from tf_medseg.dicom.reader import is_dicom
     if any((root / d).is_dir() for d in ("test", "train", "images", "scans")):
         return False
     if any(p.is_file() and (file_ending(p.name) or p.suffix.lower() == ".png")
@@ -264,11 +264,12 @@ def find_dicom(root: Path, contract: Contract) -> list[InputCase]:
     """
     import sys
 
-    from tf_medseg.data import dicom, orientation
+    from tf_medseg.data import orientation
+    from tf_medseg.dicom import reader
     if contract.modalities != 1:
         raise DataError(f"--input {root}: a DICOM series is one channel, but the model takes "
                         f"{contract.modalities} ({', '.join(contract.labels.channels)})")
-    series, notes = dicom.find_series(root)
+    series, notes = reader.find_series(root)
     channel = contract.labels.channels[0]
     wanted = expected_modality(channel)
     for s in [s for s in series if wanted and s.modality != wanted]:

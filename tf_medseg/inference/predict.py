@@ -21,7 +21,7 @@ the input's form writes the answer:
   classes);
 * DICOM series -> a folder of RT Structure Sets ``RS_SERIESUID.dcm`` (``--output-format
   rtstruct``, the default), DICOM SEGs ``SEG_SERIESUID.dcm`` (``seg``) or NIfTI label maps
-  ``SERIESUID.nii.gz`` (``nifti``): :mod:`tf_medseg.inference.writers.dicom`.
+  ``SERIESUID.nii.gz`` (``nifti``): :mod:`tf_medseg.dicom.writer`.
 
 Label maps paint each class's label value (dataset.json's; for regions nnU-Net's
 ``regions_class_order``) where it is predicted. ``--overlays DIR`` writes one PNG per slice:

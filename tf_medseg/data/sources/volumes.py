@@ -17,7 +17,7 @@ import numpy as np
 
 from tf_medseg.data import orientation
 from tf_medseg.data.images import read_2d, require_regular
-from tf_medseg.data.sources import dicom_studies, volume_index
+from tf_medseg.data.sources import volume_index
 from tf_medseg.data.sources.volume_index import (  # noqa: F401  (read through this module too)
     ENDINGS,
     FORMATS,
@@ -30,6 +30,7 @@ from tf_medseg.data.sources.volume_index import (  # noqa: F401  (read through t
     read_json,
     strip_ending,
 )
+from tf_medseg.dicom import studies as dicom_studies
 from tf_medseg.errors import DataError
 
 AFFINE_TOLERANCE = 1e-3  # of the affines of an image's channels and its label map

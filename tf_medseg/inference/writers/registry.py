@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tf_medseg.dicom.writer import DicomNiftiWriter, RtstructWriter, SegWriter
 from tf_medseg.errors import MedsegError
 from tf_medseg.inference.writers.base import Writer
-from tf_medseg.inference.writers.dicom import DicomNiftiWriter, RtstructWriter, SegWriter
 from tf_medseg.inference.writers.nifti import NiftiWriter
 from tf_medseg.inference.writers.png import PngWriter
 from tf_medseg.inference.writers.submission import SubmissionWriter

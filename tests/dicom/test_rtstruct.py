@@ -6,8 +6,8 @@ import pydicom
 import pytest
 from synthetic_dicom import write_series
 
-from tf_medseg.data.dicom import find_series
-from tf_medseg.data.rtstruct import (
+from tf_medseg.dicom.reader import find_series
+from tf_medseg.dicom.rtstruct import (
     rasterize_structure,
     read_structure_set,
     structure_set,

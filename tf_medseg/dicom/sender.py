@@ -1,4 +1,4 @@
-"""The DICOM node's sending (:mod:`tf_medseg.workflows.dicom_node`): the structure sets in its
+"""The DICOM node's sending (:mod:`tf_medseg.dicom.node`): the structure sets in its
 outbox go to one destination with C-STORE, and the destination's status decides what becomes of
 each: Success and Warning deliver it, a failure that a retry will not change moves it to the
 undeliverable folder after :data:`REFUSALS` tries, anything else is retried with backoff."""
@@ -10,8 +10,8 @@ import threading
 import time
 from pathlib import Path
 
+from tf_medseg.dicom.settings import first_line
 from tf_medseg.files import atomic_write
-from tf_medseg.workflows.dicom_settings import first_line
 
 LOG = logging.getLogger("tf_medseg.dicom_node")
 BACKOFF = (1.0, 60.0)  # first retry after 1 s, doubling up to 60 s

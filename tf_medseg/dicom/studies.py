@@ -1,10 +1,10 @@
 """``data.source: dicom``: a clinic's archive as a data set. ``data.root`` is a folder (any
-depth, any file names) of studies, each an image series (MR or CT, :mod:`tf_medseg.data.dicom`)
+depth, any file names) of studies, each an image series (MR or CT, :mod:`tf_medseg.dicom.reader`)
 with an RT Structure Set or a DICOM SEG that references it.
 
 Classes are the keys of ``data.roi_map``, each mapped from one or several ROI (or segment) names
 matched without regard to case or surrounding spaces, e.g. ``{stomach: [Stomach, STOMACH_1]}``.
-Structures are rasterised onto the image grid (:func:`tf_medseg.data.rtstruct.
+Structures are rasterised onto the image grid (:func:`tf_medseg.dicom.rtstruct.
 rasterize_structure`: pixel centres inside the contours, holes by the even-odd rule); a study
 without a ROI of a class counts as empty there, with a warning; ROIs that overlap give
 overlapping classes (bit-packed masks, one sigmoid per class). A case is a series with its
@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tf_medseg.data import dicom, tg263
 from tf_medseg.data.labels import LabelSchema
 from tf_medseg.data.sources.volume_index import CaseFiles, SourceIndex, _group_of
+from tf_medseg.dicom import reader, tg263
 from tf_medseg.errors import ConfigError, DataError
 from tf_medseg.files import plain_name
 
@@ -36,7 +36,7 @@ SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def fold(name: str) -> str:
-    """A ROI or segment name as data.roi_map matches it (:func:`tf_medseg.data.tg263.key`):
+    """A ROI or segment name as data.roi_map matches it (:func:`tf_medseg.dicom.tg263.key`):
     case, spaces, underscores and hyphens left out, laterality and the local names of TG-263
     structures read as TG-263's (``Bowel_Small``, ``small bowel`` and ``BOWEL-SMALL`` are one
     name; ``Parotid_L``, ``L Parotid`` and ``Left parotid gland`` another)."""
@@ -87,7 +87,7 @@ def _series_by_images(ds, series_of_image: dict) -> str | None:
     return votes.most_common(1)[0][0] if votes else None
 
 
-def _other_patient(ds, series: dicom.DicomSeries) -> str | None:
+def _other_patient(ds, series: reader.DicomSeries) -> str | None:
     """Why the structure set whose header is ``ds`` does not belong to ``series`` (another
     patient, or another frame of reference), or None."""
     ours, theirs = str(ds.get("PatientID", "") or ""), str(series.header.get("PatientID", "")
@@ -111,13 +111,13 @@ def index_dicom(root: Path, roi_map, group_pattern: str | None = None,
     series of ``modality`` where it is given (``data.modality``), else those of the one
     modality the paired series have."""
     mapping = roi_names(roi_map)
-    series, notes = dicom.find_series(root)
+    series, notes = reader.find_series(root)
     notes = [n for n in notes if not any(f"({k})" in n for k in STRUCTURES)]
     structures: dict[str, list[Path]] = {}
     series_of_image = {f.sop_uid: s.uid for s in series for f in s.frames}
     headers = {}  # each structure file's header, read once
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        header = dicom._header(path)
+        header = reader._header(path)
         if header is None or header.get("Modality") not in STRUCTURES:
             continue
         ref = _referenced_series(header)
@@ -183,12 +183,12 @@ def index_dicom(root: Path, roi_map, group_pattern: str | None = None,
                        roi_map=mapping)
 
 
-def _structure_masks(path: Path, series: dicom.DicomSeries, mapping) -> dict[str, np.ndarray]:
+def _structure_masks(path: Path, series: reader.DicomSeries, mapping) -> dict[str, np.ndarray]:
     """{folded ROI or segment name: (slices, rows, columns) bool} of a structure file."""
     import pydicom
     modality = pydicom.dcmread(path, stop_before_pixels=True).get("Modality")
     if modality == "RTSTRUCT":
-        from tf_medseg.data.rtstruct import rasterize_structure, read_structure_set
+        from tf_medseg.dicom.rtstruct import rasterize_structure, read_structure_set
         out: dict[str, np.ndarray] = {}
         structures = read_structure_set(path)
         ours = {f.sop_uid for f in series.frames}
@@ -222,7 +222,7 @@ def read_case(index: SourceIndex, case: CaseFiles):
     """One study: (slices, rows, columns, 1) float32 image, bit-packed masks of the classes,
     its spacing and axis codes (:class:`tf_medseg.data.sources.volumes.Volume`'s fields)."""
     from tf_medseg.data import orientation
-    series = dicom.series_of(case.images)
+    series = reader.series_of(case.images)
     image = series.read()[..., None]
     by_name = _structure_masks(case.label, series, index.roi_map)
     packed = np.zeros(image.shape[:3], np.uint16)

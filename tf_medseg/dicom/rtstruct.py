@@ -1,9 +1,9 @@
 """RT Structure Sets: written from masks on a DICOM image series, and read back onto its grid.
 
 :func:`structure_set` makes the RTSTRUCT of (slices, rows, columns, K) masks on a
-:class:`~tf_medseg.data.dicom.DicomSeries`: one ROI per class (its name and display colour),
+:class:`~tf_medseg.dicom.reader.DicomSeries`: one ROI per class (its name and display colour),
 on every slice that holds the class closed planar contours along the pixel edges in patient
-coordinates (:func:`tf_medseg.data.contours.mask_polygons`: islands each a contour, holes
+coordinates (:func:`tf_medseg.dicom.contours.mask_polygons`: islands each a contour, holes
 contours of their own, filled by the even-odd rule), each contour referencing its image's SOP
 Instance UID; the patient and study modules and the Frame of Reference copied from the series,
 new UIDs for the structure set, and an approval status of UNAPPROVED with a description that
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tf_medseg.data.contours import mask_polygons, rasterize
-from tf_medseg.data.dicom import DicomSeries, write_dicom
+from tf_medseg.dicom.contours import mask_polygons, rasterize
+from tf_medseg.dicom.reader import DicomSeries, write_dicom
 from tf_medseg.errors import DataError
 
 RTSTRUCT_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
@@ -132,7 +132,7 @@ def structure_set(series: DicomSeries, masks: np.ndarray, classes, colours=None,
 
 
 def write_structure_set(ds, path: Path) -> Path:
-    """``ds`` saved at ``path`` atomically (:func:`tf_medseg.data.dicom.write_dicom`)."""
+    """``ds`` saved at ``path`` atomically (:func:`tf_medseg.dicom.reader.write_dicom`)."""
     return write_dicom(ds, path)
 
 

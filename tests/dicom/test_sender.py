@@ -7,8 +7,8 @@ from __future__ import annotations
 import socket
 import threading
 
-from tf_medseg.workflows.dicom_node import Destination
-from tf_medseg.workflows.dicom_sender import Sender, store_outcome
+from tf_medseg.dicom.node import Destination
+from tf_medseg.dicom.sender import Sender, store_outcome
 
 
 def _free_port() -> int:

@@ -16,7 +16,7 @@ import pydicom
 import pytest
 from synthetic_dicom import write_series
 
-from tf_medseg.workflows.dicom_node import Destination
+from tf_medseg.dicom.node import Destination
 
 from conftest import ROOT
 
@@ -38,6 +38,16 @@ def _client(ae_title: str, port: int, contexts):
     return ae.associate("127.0.0.1", port, ae_title="NODE")
 
 
+def _echoes(port: int) -> bool:
+    """Whether the node on ``port`` answers a C-ECHO with Success."""
+    from pynetdicom.sop_class import Verification
+    assoc = _client("SCANNER", port, [Verification])
+    ok = assoc.is_established and assoc.send_c_echo().Status == 0
+    if assoc.is_established:
+        assoc.release()
+    return ok
+
+
 def _wait(condition, seconds: float, what: str, log=None):
     end = time.monotonic() + seconds
     while time.monotonic() < end:
@@ -50,7 +60,7 @@ def _wait(condition, seconds: float, what: str, log=None):
 
 def test_the_node_contours_each_series_once_and_never_loses_one(tiny_export, tmp_path):
     from pynetdicom import AE, evt
-    from pynetdicom.sop_class import MRImageStorage, RTStructureSetStorage, Verification
+    from pynetdicom.sop_class import MRImageStorage, RTStructureSetStorage
     node_port, dest_port = _free_port(), _free_port()
     rng = np.random.default_rng(0)
     series = {}
@@ -68,13 +78,7 @@ def test_the_node_contours_each_series_once_and_never_loses_one(tiny_export, tmp
              "--series-timeout", "1.5", "--allow", "SCANNER"],
             cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
     try:
-        def echo():
-            assoc = _client("SCANNER", node_port, [Verification])
-            ok = assoc.is_established and assoc.send_c_echo().Status == 0
-            if assoc.is_established:
-                assoc.release()
-            return ok
-        _wait(echo, 120, "the node to listen", log)
+        _wait(lambda: _echoes(node_port), 120, "the node to listen", log)
         # a refused AE title: the association is rejected
         intruder = _client("INTRUDER", node_port, [MRImageStorage])
         assert not intruder.is_established
@@ -155,10 +159,10 @@ def test_a_restarted_node_queues_what_it_left_and_sends_its_outbox(tiny_export, 
     from pynetdicom import AE, evt
     from pynetdicom.sop_class import RTStructureSetStorage
 
-    from tf_medseg.data.rtstruct import structure_set, write_structure_set
-    from tf_medseg.workflows.dicom_node import DicomNode
+    from tf_medseg.dicom.node import DicomNode
+    from tf_medseg.dicom.rtstruct import structure_set, write_structure_set
     write_series(tmp_path / "node" / "incoming" / "1.2.3", np.zeros((3, 8, 8), np.uint16))
-    from tf_medseg.data.dicom import find_series
+    from tf_medseg.dicom.reader import find_series
     (series,), _ = find_series(tmp_path / "node" / "incoming")
     write_structure_set(structure_set(series, np.zeros((3, 8, 8, 1), bool), ["x"]),
                         tmp_path / "node" / "outbox" / "RS_1.2.3.dcm")
@@ -194,8 +198,8 @@ def test_one_node_a_folder_a_worker_that_survives_and_an_echo_that_tells(tiny_ex
 
     from pynetdicom.sop_class import Verification
 
+    from tf_medseg.dicom.node import DicomNode
     from tf_medseg.errors import MedsegError
-    from tf_medseg.workflows.dicom_node import DicomNode
     caplog.set_level(logging.INFO, logger="tf_medseg.dicom_node")
     port = _free_port()
     node = DicomNode(tiny_export, tmp_path / "out", host="127.0.0.1", port=port,
@@ -252,7 +256,7 @@ def test_limits_a_hospital_sets(tiny_export, tmp_path):
     from pynetdicom import AE
     from pynetdicom.sop_class import MRImageStorage, Verification
 
-    from tf_medseg.workflows.dicom_node import DicomNode, Limits
+    from tf_medseg.dicom.node import DicomNode, Limits
     port = _free_port()
     node = DicomNode(tiny_export, tmp_path / "out", host="127.0.0.1", port=port, ae_title="NODE",
                      series_timeout=600, limits=Limits(max_associations=2, idle_timeout=1.0,
@@ -296,8 +300,8 @@ def test_a_late_instance_opens_a_version_contoured_with_all_and_nothing_is_delet
         tiny_export, tmp_path):
     import shutil
 
+    from tf_medseg.dicom.node import DicomNode
     from tf_medseg.inference.predictor import Predictor
-    from tf_medseg.workflows.dicom_node import DicomNode
     node = DicomNode(tiny_export, tmp_path / "node")
     predictor = Predictor.load(node.models)
     volume = np.random.default_rng(0).integers(0, 3000, (6, 32, 32)).astype(np.uint16)
@@ -338,7 +342,7 @@ def test_a_series_cut_short_by_kill_9_is_contoured_once_with_all_its_instances(t
                                                                               tmp_path):
     """Half a series, then kill -9; the node started again over the same folder takes the
     rest (and a re-sent instance) as the same arrival: one version, every instance."""
-    from pynetdicom.sop_class import MRImageStorage, Verification
+    from pynetdicom.sop_class import MRImageStorage
     port = _free_port()
     files = sorted(write_series(tmp_path / "scan", np.random.default_rng(3).integers(
         0, 3000, (12, 16, 16)).astype(np.uint16))["sop_uids"])
@@ -353,14 +357,7 @@ def test_a_series_cut_short_by_kill_9_is_contoured_once_with_all_its_instances(t
                  "--ae-title", "NODE", "--host", "127.0.0.1", "--port", str(port), "--output",
                  str(out), "--series-timeout", "4"], cwd=ROOT, stdout=f,
                 stderr=subprocess.STDOUT)
-
-        def echo():
-            assoc = _client("SCANNER", port, [Verification])
-            ok = assoc.is_established and assoc.send_c_echo().Status == 0
-            if assoc.is_established:
-                assoc.release()
-            return ok
-        _wait(echo, 120, "the node to listen", log)
+        _wait(lambda: _echoes(port), 120, "the node to listen", log)
         return node
 
     def send(chosen):

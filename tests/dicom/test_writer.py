@@ -7,12 +7,12 @@ import pytest
 from synthetic_dicom import write_series
 
 from tf_medseg.config import load_config
-from tf_medseg.data.dicom import find_series
 from tf_medseg.data.orientation import dicom_reorientation
-from tf_medseg.data.rtstruct import rasterize_structure, read_structure_set
+from tf_medseg.dicom.reader import find_series
+from tf_medseg.dicom.rtstruct import rasterize_structure, read_structure_set
+from tf_medseg.dicom.writer import DicomNiftiWriter, RtstructWriter, SegWriter
 from tf_medseg.inference.inputs import InputCase
 from tf_medseg.inference.writers import writer_for
-from tf_medseg.inference.writers.dicom import DicomNiftiWriter, RtstructWriter, SegWriter
 
 from conftest import kaggle_contract
 

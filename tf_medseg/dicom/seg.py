@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tf_medseg.data.dicom import DicomSeries, write_dicom
+from tf_medseg.dicom.reader import DicomSeries, write_dicom
 
 # SNOMED CT codes of the organs tf_medseg's data sets name (class names, lower case).
 ORGANS = {"stomach": ("69695003", "Stomach"), "small_bowel": ("30315005", "Small intestine"),
@@ -92,5 +92,5 @@ def segmentation(series: DicomSeries, masks: np.ndarray, classes, *, exclusive: 
 
 
 def write_segmentation(seg, path: Path) -> Path:
-    """``seg`` saved at ``path`` atomically (:func:`tf_medseg.data.dicom.write_dicom`)."""
+    """``seg`` saved at ``path`` atomically (:func:`tf_medseg.dicom.reader.write_dicom`)."""
     return write_dicom(seg, path)

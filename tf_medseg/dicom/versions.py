@@ -1,4 +1,4 @@
-"""The DICOM node's series as units of work (:mod:`tf_medseg.workflows.dicom_node`): where their
+"""The DICOM node's series as units of work (:mod:`tf_medseg.dicom.node`): where their
 instances are kept, and which version of a series a contouring answers.
 
 Instances arrive in ``DIR/incoming/SERIES/SOP.dcm``. When the series is complete (quiet for
@@ -97,7 +97,7 @@ def publish_version(path: Path, output: Path, series: str, number: int, total: i
     StructureSetDescription names the file."""
     import pydicom
 
-    from tf_medseg.data.dicom import write_dicom
+    from tf_medseg.dicom.reader import write_dicom
     name = SeriesStore.versioned(path.name, number)
     if number == 1:
         os.replace(path, output / name)

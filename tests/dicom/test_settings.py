@@ -11,8 +11,8 @@ import subprocess
 
 import pytest
 
+from tf_medseg.dicom.settings import Limits, Tls
 from tf_medseg.errors import MedsegError
-from tf_medseg.workflows.dicom_settings import Limits, Tls
 
 
 def _free_port() -> int:
@@ -53,7 +53,7 @@ def test_dicom_tls_admits_only_callers_with_the_sites_certificates(tiny_export, 
     from pynetdicom import AE
     from pynetdicom.sop_class import Verification
 
-    from tf_medseg.workflows.dicom_node import DicomNode
+    from tf_medseg.dicom.node import DicomNode
     _certificates(tmp_path)
     with pytest.raises(MedsegError, match=r"--tls-cert .*missing\.pem .*: cannot be loaded"):
         Tls(str(tmp_path / "missing.pem"), str(tmp_path / "node.key"),

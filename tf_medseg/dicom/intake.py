@@ -1,4 +1,4 @@
-"""What the DICOM node (:mod:`tf_medseg.workflows.dicom_node`) lets in: the associations a
+"""What the DICOM node (:mod:`tf_medseg.dicom.node`) lets in: the associations a
 peer may hold, the transfer syntaxes it accepts, the size of an instance, and the check of
 each instance before it is kept, byte for byte as it was sent.
 
@@ -18,8 +18,8 @@ import shutil
 import threading
 from pathlib import Path
 
+from tf_medseg.dicom.settings import Limits, first_line
 from tf_medseg.files import uid_problem
-from tf_medseg.workflows.dicom_settings import Limits, first_line
 
 LOG = logging.getLogger("tf_medseg.dicom_node")
 FAILURE_CANNOT_UNDERSTAND = 0xC210
@@ -181,7 +181,7 @@ class Intake:
     def keep(self, event, series: str) -> None:
         """Keep the instance :meth:`receive` accepted (after the node's own checks): the bytes
         as sent, else (not chunked) the dataset written with its file meta."""
-        from tf_medseg.data.dicom import write_dicom
+        from tf_medseg.dicom.reader import write_dicom
         from tf_medseg.files import atomic_open
         sop = str(event.request.AffectedSOPInstanceUID)  # the dataset's own, checked
         target = self.incoming / series / f"{sop}.dcm"

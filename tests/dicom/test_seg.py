@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from synthetic_dicom import write_enhanced, write_series
 
-from tf_medseg.data.dicom import find_series
-from tf_medseg.data.seg import segmentation, write_segmentation
+from tf_medseg.dicom.reader import find_series
+from tf_medseg.dicom.seg import segmentation, write_segmentation
 
 
 def _masks(shape, overlap=True):

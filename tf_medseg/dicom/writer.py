@@ -3,9 +3,9 @@ default), a DICOM SEG (``SEG_SERIESUID.dcm``) or a NIfTI label map (``SERIESUID.
 series in ``--output``.
 
 The model's masks are turned back from the model's axes onto the series' own grid (slices,
-rows, columns) before they are contoured (:mod:`tf_medseg.data.rtstruct`, one ROI per class,
+rows, columns) before they are contoured (:mod:`tf_medseg.dicom.rtstruct`, one ROI per class,
 named by ``export.roi_names`` and coloured as the overlays) or encoded
-(:mod:`tf_medseg.data.seg`: a LABELMAP for exclusive classes, BINARY segments for overlapping
+(:mod:`tf_medseg.dicom.seg`: a LABELMAP for exclusive classes, BINARY segments for overlapping
 ones). Both reference the series' images and copy its patient, study and frame of reference;
 both say they are automatic and unreviewed. The NIfTI label map is in the model's axes with
 the series' RAS affine. Every file is written under a temporary name and renamed.
@@ -51,7 +51,7 @@ class RtstructWriter(DicomWriter):
     prefix = "RS_"
 
     def encode(self, case, masks, path) -> None:
-        from tf_medseg.data.rtstruct import structure_set, write_structure_set
+        from tf_medseg.dicom.rtstruct import structure_set, write_structure_set
         from tf_medseg.inference.writers.overlays import colour
         colours = [colour(c, k) for k, c in enumerate(self.contract.classes)]
         write_structure_set(structure_set(case.series, case.turn.inverse(masks),
@@ -62,7 +62,7 @@ class SegWriter(DicomWriter):
     prefix = "SEG_"
 
     def encode(self, case, masks, path) -> None:
-        from tf_medseg.data.seg import segmentation, write_segmentation
+        from tf_medseg.dicom.seg import segmentation, write_segmentation
         write_segmentation(segmentation(case.series, case.turn.inverse(masks),
                                         self.contract.roi_labels,
                                         exclusive=self.contract.head == "softmax"), path)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from synthetic_dicom import write_series, write_study
 
-from tf_medseg.data.sources.dicom_studies import index_dicom, read_case, roi_names
+from tf_medseg.dicom.studies import index_dicom, read_case, roi_names
 from tf_medseg.errors import ConfigError, DataError
 
 ROI_MAP = {"stomach": ["Stomach", "STOMACH_1"], "bowel": "Bowel"}

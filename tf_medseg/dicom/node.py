@@ -12,13 +12,13 @@ anything else is refused with a failure status and a logged reason, and the node
 serving. A series is complete when no new instance of it has arrived for ``--series-timeout``
 seconds; complete series wait in a bounded queue and are contoured one at a time by the same
 predictor and writer as ``predict`` (:mod:`tf_medseg.inference.predict`), one version at a
-time (:mod:`tf_medseg.workflows.dicom_series`: the images kept in ``DIR/received/SERIESUID/``,
+time (:mod:`tf_medseg.dicom.versions`: the images kept in ``DIR/received/SERIESUID/``,
 never deleted; instances that arrive later open a version contoured with all of them):
 ``DIR/RS_SERIESUID.dcm`` (or a SEG), ``RS_SERIESUID.vN.dcm`` for a later version. With ``--send-
 to``, each structure set is also placed in ``DIR/outbox/`` and sent there with C-STORE
 (proposing the SOP class the file holds: RT Structure Set, Segmentation or Label Map
 Segmentation). Success and Warning statuses deliver it (it leaves the outbox); a failure that a
-retry will not change (:mod:`tf_medseg.workflows.dicom_sender`) three times moves it to
+retry will not change (:mod:`tf_medseg.dicom.sender`) three times moves it to
 ``DIR/undeliverable/`` beside a ``.reason.txt``; anything else (no association, out of
 resources, a timeout) is retried with backoff (1 s doubling to 60 s). Nothing is dropped: a node
 restarted over the same DIR takes the series left in ``incoming/`` as arriving again (complete
@@ -40,12 +40,12 @@ import threading
 import time
 from pathlib import Path
 
+from tf_medseg.dicom.intake import OUT_OF_RESOURCES, Intake, decodable
+from tf_medseg.dicom.sender import Sender
+from tf_medseg.dicom.settings import Destination, Limits, Tls, first_line
+from tf_medseg.dicom.versions import SeriesStore, publish_version
 from tf_medseg.errors import MedsegError
 from tf_medseg.files import uid_problem
-from tf_medseg.workflows.dicom_intake import OUT_OF_RESOURCES, Intake, decodable
-from tf_medseg.workflows.dicom_sender import Sender
-from tf_medseg.workflows.dicom_series import SeriesStore, publish_version
-from tf_medseg.workflows.dicom_settings import Destination, Limits, Tls, first_line
 
 LOG = logging.getLogger("tf_medseg.dicom_node")
 QUEUE_SIZE = 16  # complete series waiting to be contoured
@@ -101,7 +101,7 @@ class DicomNode:
     # ------------------------------------------------------------------ receiving
 
     def handle_store(self, event) -> int:
-        """C-STORE: check the instance (:class:`~tf_medseg.workflows.dicom_intake.Intake`) and
+        """C-STORE: check the instance (:class:`~tf_medseg.dicom.intake.Intake`) and
         keep it under incoming/SERIES/ unless a limit says no."""
         status, series = self.intake.receive(event)
         if series is None:
@@ -151,7 +151,7 @@ class DicomNode:
     # ------------------------------------------------------------------ contouring
 
     def _contour(self, predictor, series: str) -> None:
-        """Contour the next version of ``series`` (:mod:`tf_medseg.workflows.dicom_series`)
+        """Contour the next version of ``series`` (:mod:`tf_medseg.dicom.versions`)
         from every instance received for it; a failure is logged and its reason kept in
         ``failed/SERIES.vN.txt`` (the images stay in ``received/``)."""
         from tf_medseg.files import atomic_write

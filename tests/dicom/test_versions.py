@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from synthetic_dicom import write_series
 
-from tf_medseg.workflows.dicom_series import SeriesStore
+from tf_medseg.dicom.versions import SeriesStore
 
 
 def test_instances_are_kept_and_versions_counted(tmp_path):

@@ -10,7 +10,7 @@ import pydicom
 import pytest
 from synthetic_dicom import write_enhanced, write_series
 
-from tf_medseg.data.dicom import find_series
+from tf_medseg.dicom.reader import find_series
 from tf_medseg.errors import DataError
 
 

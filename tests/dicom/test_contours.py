@@ -3,7 +3,7 @@ touching at a corner come back exactly."""
 
 import numpy as np
 
-from tf_medseg.data.contours import mask_polygons, rasterize
+from tf_medseg.dicom.contours import mask_polygons, rasterize
 
 
 def test_one_pixel_is_a_square_around_its_centre():

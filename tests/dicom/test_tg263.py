@@ -3,7 +3,7 @@ separators, laterality at either end, listed local names), none for another stru
 
 import pytest
 
-from tf_medseg.data import tg263
+from tf_medseg.dicom import tg263
 
 
 @pytest.mark.parametrize("names", [

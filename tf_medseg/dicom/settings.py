@@ -1,4 +1,4 @@
-"""What a site sets for the DICOM node (:mod:`tf_medseg.workflows.dicom_node`): where
+"""What a site sets for the DICOM node (:mod:`tf_medseg.dicom.node`): where
 structure sets go (:class:`Destination`), the limits it keeps (:class:`Limits`) and DICOM TLS
 (:class:`Tls`)."""
 

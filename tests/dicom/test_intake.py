@@ -15,7 +15,7 @@ import pydicom
 import pytest
 from synthetic_dicom import write_series
 
-from tf_medseg.workflows.dicom_intake import check_instance
+from tf_medseg.dicom.intake import check_instance
 
 pytestmark = pytest.mark.slow
 
@@ -50,8 +50,8 @@ def test_sizes_and_peers_are_bounded_and_instances_kept_as_sent(tiny_export, tmp
                                                                  monkeypatch, caplog):
     import logging
 
-    from tf_medseg.workflows.dicom_node import DicomNode
-    from tf_medseg.workflows.dicom_settings import Limits
+    from tf_medseg.dicom.node import DicomNode
+    from tf_medseg.dicom.settings import Limits
     caplog.set_level(logging.INFO, logger="tf_medseg.dicom_node")
     spool = tmp_path / "spool"  # the system temporary folder, as pynetdicom finds it
     spool.mkdir()
