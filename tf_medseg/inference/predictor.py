@@ -137,7 +137,6 @@ class Predictor:
         """(A0, A1, A2, K) float32 class probabilities of a raw (A0, A1, A2, M) volume in its
         stored order with ``spacing`` mm; ``progress(n)`` after every batch of n slices.
         ``name`` (a file or scan) begins the message when the volume cannot be served."""
-        import tensorflow as tf
 
         from tf_medseg.data import geometry
         from tf_medseg.data.pipeline import stack_context
@@ -148,22 +147,34 @@ class Predictor:
             raise DataError(f"{name}: {why} at the model's spacing {list(c.spacing)} mm; "
                             "check the voxel spacing in its header")
         slices, axis = geometry.cut(image, spacing, c.slice_axis, c.spacing)
-        stacks = stack_context(slices, c.context)
-        total = None
-        for m, member in enumerate(self.members):
+        count = int(slices.shape[0])
+        # A 3D network takes the whole volume (its windows span the slices).
+        step = count if c.dims == 3 else max(self.batch_size, 1)
+        reach = max((abs(o) for o in c.context), default=0)
+        total = None  # the members' sum, filled batch by batch: no copy of the volume's
+        for m, member in enumerate(self.members):  # probabilities is ever made
             params = member.normalization(image)
-            parts = []
-            # A 3D network takes the whole volume (its windows span the slices).
-            step = int(stacks.shape[0]) if c.dims == 3 else self.batch_size
-            for begin in range(0, int(stacks.shape[0]), max(step, 1)):
-                batch = stacks[begin:begin + step]
-                parts.append(self._answer(member, batch, params))
+            for begin in range(0, count, step):
+                end = min(count, begin + step)
+                # each batch's context from the slices around it (clamped at the ends as
+                # stack_context clamps them over the whole volume)
+                low, high = max(0, begin - reach), min(count, end + reach)
+                batch = stack_context(slices[low:high], c.context)[begin - low:end - low]
+                part = np.asarray(self._answer(member, batch, params), np.float32)
+                if total is None:
+                    total = np.empty((count, *part.shape[1:]), np.float32)
+                if m == 0:
+                    total[begin:end] = part
+                else:
+                    total[begin:end] += part
                 if progress is not None and m == len(self.members) - 1:
-                    progress(int(batch.shape[0]))
-            probs = tf.concat(parts, 0)
-            total = probs if total is None else total + probs
-        mean = total / float(len(self.members))
-        return geometry.uncut(mean, axis, geometry.cut_size(image.shape, int(axis))).numpy()
+                    progress(end - begin)
+        if len(self.members) > 1:
+            total /= np.float32(len(self.members))
+        size = geometry.cut_size(image.shape, int(axis))
+        if tuple(total.shape[:3]) == tuple(size):  # back in the stored order: a view
+            return np.transpose(total, (*geometry.INVERSE[int(axis)], 3))
+        return geometry.uncut(total, axis, size).numpy()
 
     def _answer(self, member, stacks, params):
         """A member's probabilities of one batch, with ``tta`` averaged over the zooms."""
