@@ -56,3 +56,18 @@ def test_a_plain_head_is_not_sliced():
     sliced = {op.type for op in graph.get_concrete_function(
         tf.TensorSpec((None, 8, 8, 6), tf.bfloat16)).graph.get_operations()}
     assert "StridedSlice" in sliced
+
+
+def test_a_large_volume_goes_through_winner_in_chunks_with_the_same_answer(monkeypatch):
+    import numpy as np
+
+    from tf_medseg.models import outputs
+    probs = np.random.default_rng(0).dirichlet(np.ones(4), (9, 5, 6))[..., 1:].astype(
+        np.float32)
+    whole = outputs.winner(probs)
+    monkeypatch.setattr(outputs, "CHUNK_BYTES", probs.nbytes // 4)  # 3 slices a chunk
+    chunked = outputs.winner(probs)
+    view = outputs.winner(np.transpose(np.ascontiguousarray(np.transpose(probs, (1, 0, 2, 3))),
+                                       (1, 0, 2, 3)))  # a volume as the predictor returns it
+    assert chunked.dtype == bool and np.array_equal(chunked, whole)
+    assert np.array_equal(view, whole) and whole.any(axis=-1).any()

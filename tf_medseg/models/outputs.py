@@ -34,9 +34,24 @@ def probabilities(logits, head: str, num_classes: int):
     return _numpy_like(out, logits)
 
 
+CHUNK_BYTES = 64 * 2**20  # a volume's probabilities go through winner this much at a time
+
+
 def winner(probs):
     """(..., K) boolean: each class where it is the most probable, background (1 - the sum of
-    the class probabilities) included; at most one class per pixel."""
+    the class probabilities) included; at most one class per pixel. A large NumPy volume goes
+    through in chunks of its first axis (the same operations on each pixel), so that the
+    temporaries of a CT's probabilities stay small."""
+    if isinstance(probs, np.ndarray) and probs.ndim > 1 and probs.nbytes > CHUNK_BYTES:
+        out = np.empty(probs.shape, bool)
+        step = max(1, int(CHUNK_BYTES // (probs.nbytes // probs.shape[0])))
+        for begin in range(0, probs.shape[0], step):
+            out[begin:begin + step] = _winner(probs[begin:begin + step])
+        return out
+    return _winner(probs)
+
+
+def _winner(probs):
     background = 1.0 - ops.sum(probs, axis=-1, keepdims=True)
     best = ops.argmax(ops.concatenate([background, probs], axis=-1), axis=-1)
     out = ops.equal(ops.expand_dims(best, -1), ops.arange(1, probs.shape[-1] + 1,
