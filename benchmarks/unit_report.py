@@ -38,6 +38,12 @@ def _spread(rows: list) -> str:
     return f" ± {np.std(dice, ddof=1):.3f}" if len(dice) > 1 else ""
 
 
+def _budget(rows: dict):
+    """The minutes of training a row's units were budgeted (None without a budget)."""
+    return next(iter(rows.values())).get("budget", {}) and \
+        next(iter(rows.values()))["budget"].get("budget_minutes")
+
+
 def markdown(table_name: str, table: dict) -> str:
     """The table of one declared table, from its result files."""
     results = {v: recorded(table_name, v) for v in table["variants"]}
@@ -58,7 +64,7 @@ def markdown(table_name: str, table: dict) -> str:
         if peers and variant not in peers:
             peer = results[peers[0]]
             common = [k for k in folds if k in peer]
-            if common:
+            if common and _budget(rows) == _budget(peer):  # a longer budget: not side by side
                 diff = np.mean([rows[k]["dice"] - peer[k]["dice"] for k in common])
                 versus = f"{diff:+.3f} ({len(common)})"
         label = table["variants"][variant].get("label", variant)
