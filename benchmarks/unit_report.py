@@ -40,8 +40,8 @@ def _spread(rows: list) -> str:
 
 def _budget(rows: dict):
     """The minutes of training a row's units were budgeted (None without a budget)."""
-    return next(iter(rows.values())).get("budget", {}) and \
-        next(iter(rows.values()))["budget"].get("budget_minutes")
+    budget = next(iter(rows.values())).get("budget") or {}
+    return budget.get("budget_minutes")
 
 
 def markdown(table_name: str, table: dict) -> str:

@@ -140,18 +140,15 @@ class Intake:
                 except OSError:
                     pass
 
-    def receive(self, event) -> tuple[int, str | None]:
-        """C-STORE: the status to answer and, when the instance is kept, its series. The file
-        as received is checked (its size, then its header) and kept byte for byte under
-        incoming/SERIES/SOP.dcm, atomically."""
+    def receive(self, event):
+        """C-STORE: the status to answer and, when the instance may be kept, its header (the
+        pixel data left on disk). The file as received is checked: its size, then its
+        header."""
         import pydicom
         who = calling(event.assoc)
         with self._lock:
             self._bytes[id(event.assoc)] = 0
-        try:
-            path = Path(event.dataset_path)
-        except AttributeError:  # not received in chunked mode (the node sets it on start)
-            path = None
+        path = _spooled(event)
         try:
             size = path.stat().st_size if path is not None else 0
             if size > self.max_bytes:
@@ -175,23 +172,27 @@ class Intake:
             LOG.warning("refused instance %s from %s: %s",
                         str(ds.get("SOPInstanceUID", "?"))[:64], who, why)
             return FAILURE_NOT_IMAGE, None
-        series = str(ds.SeriesInstanceUID)
-        return 0x0000, series
+        return 0x0000, ds
 
-    def keep(self, event, series: str) -> None:
-        """Keep the instance :meth:`receive` accepted (after the node's own checks): the bytes
-        as sent, else (not chunked) the dataset written with its file meta."""
+    def keep(self, event, ds) -> None:
+        """Keep the instance whose header :meth:`receive` accepted (after the node's own
+        checks) under incoming/SERIES/SOP.dcm, atomically: the bytes as sent, else (not
+        chunked) the dataset written with its file meta."""
         from tf_medseg.dicom.reader import write_dicom
         from tf_medseg.files import atomic_open
-        sop = str(event.request.AffectedSOPInstanceUID)  # the dataset's own, checked
-        target = self.incoming / series / f"{sop}.dcm"
-        try:
-            path = Path(event.dataset_path)
-        except AttributeError:
-            ds = event.dataset
-            ds.file_meta = event.file_meta
+        target = self.incoming / str(ds.SeriesInstanceUID) / f"{ds.SOPInstanceUID}.dcm"
+        path = _spooled(event)
+        if path is None:
             write_dicom(ds, target)
             return
         target.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "rb") as src, atomic_open(target, "wb") as dst:
             shutil.copyfileobj(src, dst, 2**20)
+
+
+def _spooled(event) -> Path | None:
+    """The file pynetdicom wrote a C-STORE's data set to (chunked mode), or None."""
+    try:
+        return Path(event.dataset_path)
+    except AttributeError:  # not received in chunked mode (the node sets it on start)
+        return None

@@ -40,7 +40,7 @@ import threading
 import time
 from pathlib import Path
 
-from tf_medseg.dicom.intake import OUT_OF_RESOURCES, Intake, decodable
+from tf_medseg.dicom.intake import OUT_OF_RESOURCES, Intake, calling, decodable
 from tf_medseg.dicom.sender import Sender
 from tf_medseg.dicom.settings import Destination, Limits, Tls, first_line
 from tf_medseg.dicom.versions import SeriesStore, publish_version
@@ -103,15 +103,16 @@ class DicomNode:
     def handle_store(self, event) -> int:
         """C-STORE: check the instance (:class:`~tf_medseg.dicom.intake.Intake`) and
         keep it under incoming/SERIES/ unless a limit says no."""
-        status, series = self.intake.receive(event)
-        if series is None:
+        status, ds = self.intake.receive(event)
+        if ds is None:
             return status
+        series = str(ds.SeriesInstanceUID)
         full = self._full(series)
         if full:
             LOG.warning("refused an instance of series %s from %s: %s", series,
-                        str(event.assoc.requestor.ae_title).strip(), full)
+                        calling(event.assoc), full)
             return OUT_OF_RESOURCES
-        self.intake.keep(event, series)
+        self.intake.keep(event, ds)
         now = time.monotonic()
         with self._lock:
             first, _, count = self._arrived.get(series, (now, now, 0))
@@ -243,8 +244,6 @@ class DicomNode:
                         str(getattr(event.assoc.requestor, "ae_title", "")).strip(), trouble)
             return 0xC000
         return 0x0000
-
-    # ------------------------------------------------------------------ sending
 
     # ------------------------------------------------------------------ running
 
