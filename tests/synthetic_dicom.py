@@ -166,3 +166,17 @@ def write_study(folder: Path, volume: np.ndarray, rois: dict, *, patient: str = 
         (*volume.shape, 0), bool)
     write_structure_set(structure_set(series, masks, names), folder / "RS.dcm")
     return info
+
+
+def dciodvfy_errors(path) -> list[str]:
+    """The Error lines of dicom3tools' dciodvfy (the DICOM standard's IOD validator) on
+    ``path``; the calling test is skipped where dciodvfy is not installed."""
+    import shutil
+    import subprocess
+
+    import pytest
+    if shutil.which("dciodvfy") is None:
+        pytest.skip("dciodvfy (dicom3tools) is not installed (.ci/run installs it from apt)")
+    proc = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+    return [line for line in (proc.stdout + proc.stderr).splitlines()
+            if line.startswith("Error")]

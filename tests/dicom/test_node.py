@@ -152,6 +152,16 @@ def test_destinations_are_checked():
             Destination.parse(bad)
 
 
+def test_an_answer_the_model_cannot_fill_is_refused_at_start(tiny_export, tmp_path):
+    """A Label Map SEG of a sigmoid model's overlapping classes: refused before the node
+    takes its folder, not once per series."""
+    from tf_medseg.dicom.node import DicomNode
+    from tf_medseg.errors import MedsegError
+    with pytest.raises(MedsegError, match="--output-format seg-labelmap: this model's"):
+        DicomNode(tiny_export, tmp_path / "out", output_format="seg-labelmap")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_restarted_node_queues_what_it_left_and_sends_its_outbox(tiny_export, tmp_path):
     """What an earlier run left: a series in incoming/ is contoured once the series timeout
     has passed from the restart, a structure set in outbox/ is sent as soon as the destination

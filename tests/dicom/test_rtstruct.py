@@ -4,7 +4,7 @@ the references, the copied modules, and the caution that the contours are unrevi
 import numpy as np
 import pydicom
 import pytest
-from synthetic_dicom import write_series
+from synthetic_dicom import dciodvfy_errors, write_series
 
 from tf_medseg.dicom.reader import find_series
 from tf_medseg.dicom.rtstruct import (
@@ -108,16 +108,6 @@ def test_plastimatch_reads_the_structure_set_onto_the_series(tmp_path):
         assert (ours & ~theirs).sum() == 0  # nothing of ours missing; only the hole filled
 
 
-def _dciodvfy_errors(path) -> list[str]:
-    import shutil
-    import subprocess
-    if shutil.which("dciodvfy") is None:
-        pytest.skip("dciodvfy (dicom3tools) is not installed (.ci/run installs it from apt)")
-    proc = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
-    return [line for line in (proc.stdout + proc.stderr).splitlines()
-            if line.startswith("Error")]
-
-
 def test_the_standards_validator_accepts_what_is_written(tmp_path):
     """dciodvfy (the DICOM standard's IOD validator) finds no Error: a source series without
     the optional patient and study attributes, one with a Japanese patient name (its
@@ -127,7 +117,7 @@ def test_the_standards_validator_accepts_what_is_written(tmp_path):
     (bare,), _ = find_series(tmp_path / "bare")
     out = write_structure_set(structure_set(bare, _masks((4, 12, 13))[:4], ["a", "b"]),
                               tmp_path / "RS_bare.dcm")
-    assert _dciodvfy_errors(out) == []
+    assert dciodvfy_errors(out) == []
 
     for path in (tmp_path / "bare").iterdir():
         ds = pydicom.dcmread(path)
@@ -137,7 +127,7 @@ def test_the_standards_validator_accepts_what_is_written(tmp_path):
     (named,), _ = find_series(tmp_path / "bare")
     out = write_structure_set(structure_set(named, _masks((4, 12, 13))[:4], ["a", "b"]),
                               tmp_path / "RS_named.dcm")
-    assert _dciodvfy_errors(out) == []
+    assert dciodvfy_errors(out) == []
     assert str(pydicom.dcmread(out).PatientName) == "山田^太郎"
 
     write_series(tmp_path / "body", np.zeros((1, 900, 900), np.uint16), (3.0, 0.9, 0.9),
@@ -150,7 +140,7 @@ def test_the_standards_validator_accepts_what_is_written(tmp_path):
     assert ds.ROIContourSequence[0].ContourSequence[0].NumberOfContourPoints > 3000
     out = write_structure_set(ds, tmp_path / "RS_body.dcm")
     assert pydicom.dcmread(out).file_meta.TransferSyntaxUID == pydicom.uid.ImplicitVRLittleEndian
-    assert _dciodvfy_errors(out) == []
+    assert dciodvfy_errors(out) == []
     np.testing.assert_array_equal(rasterize_structure(body, read_structure_set(out)["BODY"]),
                                   masks[..., 0])
 

@@ -11,6 +11,7 @@ from tf_medseg.data.orientation import dicom_reorientation
 from tf_medseg.dicom.reader import find_series
 from tf_medseg.dicom.rtstruct import rasterize_structure, read_structure_set
 from tf_medseg.dicom.writer import DicomNiftiWriter, RtstructWriter, SegWriter
+from tf_medseg.errors import MedsegError
 from tf_medseg.inference.inputs import InputCase
 from tf_medseg.inference.writers import writer_for
 
@@ -52,3 +53,15 @@ def test_each_format_names_its_files_and_writes_the_series_grid(tmp_path, case):
     saved = np.load(tmp_path / "nifti" / f"{case.name}.npz")
     np.testing.assert_array_equal(np.moveaxis(saved["probabilities"], 0, -1), on_series)
     assert not [p for p in tmp_path.rglob("*") if ".partial" in p.name]
+
+
+def test_a_label_map_seg_is_refused_for_overlapping_classes(tmp_path):
+    """--output-format seg-labelmap holds one class a pixel: a sigmoid model (classes that may
+    overlap) is refused in one line before anything is written; seg serves it."""
+    contract = kaggle_contract(load_config("tiny.yaml"))  # sigmoid
+    with pytest.raises(MedsegError, match="seg-labelmap: this model's classes may overlap "
+                       r"\(a sigmoid head\).*use --output-format seg$"):
+        writer_for("dicom", tmp_path / "out", contract, output_format="seg-labelmap")
+    assert isinstance(writer_for("dicom", tmp_path / "out", contract, output_format="seg"),
+                      SegWriter)
+    assert not (tmp_path / "out").exists()

@@ -12,7 +12,7 @@ import sys
 import nibabel as nib
 import numpy as np
 import pytest
-from synthetic_dicom import write_from_nifti
+from synthetic_dicom import dciodvfy_errors, write_from_nifti
 
 from tf_medseg.data.orientation import axcodes, dicom_reorientation
 from tf_medseg.dicom.reader import find_series
@@ -90,16 +90,22 @@ def test_a_dicom_series_is_predicted_as_the_nifti_it_came_from(ball_model, tmp_p
         assert all(ref in sops for ref, _ in structures[name])
         back = rasterize_structure(series, structures[name])
         assert _dice(back, on_series == value) >= 0.97
-    # SEG: a labelmap (exclusive classes) that equals the label map exactly
-    predict(export, tmp_path / "scanner", tmp_path / "seg", output_format="seg", progress=False)
-    seg = hd.seg.segread(tmp_path / "seg" / f"SEG_{uid}.dcm")
-    pixels = seg.get_pixels_by_source_instance(
-        source_sop_instance_uids=[f.sop_uid for f in series.frames], segment_numbers=[1, 2],
-        combine_segments=False).astype(bool)
-    for k in range(2):
-        np.testing.assert_array_equal(pixels[..., k], on_series == k + 1)
-    assert [seg.get_segment_description(k).segment_label for k in (1, 2)] == [
-        "Ball_Auto", "box"]
+    # SEG: BINARY segments (what every SEG reader takes), or on request one Label Map of the
+    # exclusive classes; each equals the label map exactly
+    for fmt, kind in (("seg", "BINARY"), ("seg-labelmap", "LABELMAP")):
+        predict(export, tmp_path / "scanner", tmp_path / fmt, output_format=fmt,
+                progress=False)
+        seg = hd.seg.segread(tmp_path / fmt / f"SEG_{uid}.dcm")
+        assert seg.SegmentationType == kind
+        pixels = seg.get_pixels_by_source_instance(
+            source_sop_instance_uids=[f.sop_uid for f in series.frames], segment_numbers=[1, 2],
+            combine_segments=False).astype(bool)
+        for k in range(2):
+            np.testing.assert_array_equal(pixels[..., k], on_series == k + 1)
+        assert [seg.get_segment_description(k).segment_label for k in (1, 2)] == [
+            "Ball_Auto", "box"]
+    if shutil.which("dciodvfy"):  # the default SEG: no Error from the standard's validator
+        assert dciodvfy_errors(tmp_path / "seg" / f"SEG_{uid}.dcm") == []
 
 
 def test_a_series_uid_that_is_not_a_uid_names_nothing(ball_model, tmp_path, capfd):

@@ -32,7 +32,9 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
     from tf_medseg.inference.writers.registry import OUTPUT_FORMATS
     parser.add_argument("--output-format", choices=OUTPUT_FORMATS,
                         help="what DICOM input is answered with: rtstruct (an RT Structure "
-                             "Set per series, the default), seg (a DICOM SEG) or nifti; other "
+                             "Set per series, the default), seg (a DICOM SEG of BINARY "
+                             "segments), seg-labelmap (one Label Map SEG, softmax models) or "
+                             "nifti; other "
                              "inputs have their own form's only (csv, nifti, png)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an earlier prediction in --output / --overlays (a "

@@ -37,8 +37,10 @@ def serve_dicom_main(argv: Sequence[str] | None = None) -> int:
                              "open a new version of the series)")
     parser.add_argument("--allow", nargs="+", default=[], metavar="AE",
                         help="accept associations only from these calling AE titles")
-    parser.add_argument("--output-format", choices=("rtstruct", "seg"), default="rtstruct",
-                        help="what each series is answered with (default rtstruct)")
+    parser.add_argument("--output-format", choices=("rtstruct", "seg", "seg-labelmap"),
+                        default="rtstruct", help="what each series is answered with: rtstruct "
+                        "(the default), seg (BINARY segments) or seg-labelmap (one Label Map "
+                        "of a softmax model's classes)")
     from tf_medseg.dicom.node import Limits
     limits = Limits()
     for name, kind, what in (

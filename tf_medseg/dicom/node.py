@@ -69,6 +69,8 @@ class DicomNode:
             raise MedsegError(f"--series-timeout {series_timeout}: must be positive")
         from tf_medseg.files import check_outside
         self.models = Models.read(model)
+        from tf_medseg.inference.writers.registry import writer_class
+        writer_class("dicom", output_format).check(self.models.contract)  # refused at start
         self.output = Path(output).expanduser()
         check_outside(self.output, "--output", {f"--model {m}": m for m in self.models.exports})
         self.store = SeriesStore(self.output)

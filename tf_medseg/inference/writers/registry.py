@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tf_medseg.dicom.writer import DicomNiftiWriter, RtstructWriter, SegWriter
+from tf_medseg.dicom.writer import DicomNiftiWriter, RtstructWriter, SegLabelmapWriter, SegWriter
 from tf_medseg.errors import MedsegError
 from tf_medseg.inference.writers.base import Writer
 from tf_medseg.inference.writers.nifti import NiftiWriter
@@ -16,8 +16,9 @@ from tf_medseg.inference.writers.submission import SubmissionWriter
 #: default first.
 WRITERS = {"kaggle": {"csv": SubmissionWriter}, "nifti": {"nifti": NiftiWriter},
            "image": {"png": PngWriter},
-           "dicom": {"rtstruct": RtstructWriter, "seg": SegWriter, "nifti": DicomNiftiWriter}}
-OUTPUT_FORMATS = ("rtstruct", "seg", "nifti", "png", "csv")
+           "dicom": {"rtstruct": RtstructWriter, "seg": SegWriter,
+                     "seg-labelmap": SegLabelmapWriter, "nifti": DicomNiftiWriter}}
+OUTPUT_FORMATS = ("rtstruct", "seg", "seg-labelmap", "nifti", "png", "csv")
 
 
 def writer_class(form: str, output_format: str | None = None) -> type[Writer]:
