@@ -192,3 +192,24 @@ def test_damaged_and_non_area_contours_are_said_so(tmp_path, capsys):
     assert "ROI 'bowel': 2 OPEN_PLANAR contour(s) left out: they are not areas" in err
     assert "ROI 'stomach': 1 POINT contour(s) left out" in err
     assert not rasterize_structure(series, back["bowel"]).any()
+
+
+def test_a_noise_answer_is_refused_before_it_is_traced(tmp_path, monkeypatch):
+    """Masks of more separate islands than a structure set may hold (a model answering noise)
+    are a one-line error naming the series and the class with the most, before any contour is
+    traced; at the limit they are written."""
+    from tf_medseg.dicom import rtstruct
+    info = write_series(tmp_path / "series", np.zeros((2, 8, 8), np.uint16), (3.0, 0.7, 0.8))
+    (series,), _ = find_series(tmp_path / "series")
+    masks = np.zeros((2, 8, 8, 2), bool)
+    masks[:, ::2, ::2, 1] = True  # 16 separate pixels a slice: 32 islands
+    masks[0, 2:5, 2:5, 0] = True  # one island
+    monkeypatch.setattr(rtstruct, "MAX_CONTOURS", 33)
+    ds = structure_set(series, masks, ["Liver", "Noise"])
+    assert [len(item.ContourSequence) for item in ds.ROIContourSequence] == [1, 32]
+    monkeypatch.setattr(rtstruct, "MAX_CONTOURS", 32)
+    monkeypatch.setattr(rtstruct, "mask_polygons", None)  # nothing traced
+    with pytest.raises(DataError, match=rf"^series {info['series']}: the masks hold 33 "
+                       r"separate islands \(32 of Noise\), more contours than a structure set "
+                       r"holds here \(32\): .* or write --output-format seg$"):
+        structure_set(series, masks, ["Liver", "Noise"])
