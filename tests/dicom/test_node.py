@@ -253,7 +253,7 @@ def test_one_node_a_folder_a_worker_that_survives_and_an_echo_that_tells(tiny_ex
         assoc.release()
     finally:
         node.shutdown()
-    assert "C-ECHO from SCANNER answered with a failure: the model could not be loaded " \
+    assert "C-ECHO from SCANNER@127.0.0.1 answered with a failure: the model could not be loaded " \
            "(saved_model.pb: truncated)" in caplog.text
 
 

@@ -242,8 +242,8 @@ class DicomNode:
         that a monitoring echo sees a node that only still answers."""
         trouble = self.working()
         if trouble:
-            LOG.warning("C-ECHO from %s answered with a failure: %s",
-                        str(getattr(event.assoc.requestor, "ae_title", "")).strip(), trouble)
+            LOG.warning("C-ECHO from %s answered with a failure: %s", calling(event.assoc),
+                        trouble)
             return 0xC000
         return 0x0000
 
