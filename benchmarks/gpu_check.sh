@@ -75,7 +75,8 @@ fi
 BEST=(data.plan=auto plan.dims=3 ${GPU_CHECK_BEST:-})
 say() { echo "$*" | tee -a "$OUT/summary.txt"; }
 : > "$OUT/summary.txt"
-say "gpu_check ($MODE) on $(python -c 'import tensorflow as tf; print([d.name for d in tf.config.list_logical_devices()])' 2>/dev/null | tail -1)"
+# the devices TensorFlow sees are named by the MirroredStrategy line below (no import here)
+say "gpu_check ($MODE) on $(hostname), $(nproc) cores, $(free -g 2>/dev/null | awk '/^Mem:/ {print $2 " GiB"}')"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | sed 's/^/gpu: /' | tee -a "$OUT/summary.txt" || true
 
 for dims in 2 3; do

@@ -54,6 +54,11 @@ def shared_records(tmp_path_factory, worker_id) -> Path:
     return folder
 
 
+# The shared tiny run (and the cross-validation and copies made of it) keeps its best epoch by
+# the whole-scan score, as a real run does (tiny.yaml itself monitors val_dice, to stay quick).
+TINY_RUN = ("train.monitor=val_score",)
+
+
 def tiny_overrides(tmp_path: Path, own_records: bool = False) -> list[str]:
     """configs/tiny.yaml (the shared smoke run: 32x32 px, base_filters 4, depth 2, 2 epochs)
     with its run folder in ``tmp_path``, and its records in the session's shared folder (or,
@@ -92,7 +97,7 @@ def tiny_run(tmp_path_factory):
     from tf_medseg.config import load_config
     from tf_medseg.training import train
     tmp = tmp_path_factory.mktemp("e2e")
-    config = load_config("tiny.yaml", tiny_overrides(tmp))
+    config = load_config("tiny.yaml", [*tiny_overrides(tmp), *TINY_RUN])
     result = train(config, verbose=0)
     return config, tmp / "run", result
 
@@ -116,7 +121,7 @@ def tiny_cv(tiny_run, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cv")
     run = tmp / "run"
     shutil.copytree(tiny_dir, run / "fold_0", ignore=shutil.ignore_patterns(".lock"))
-    overrides = tiny_overrides(tmp)  # the tiny run's config, its records shared
+    overrides = [*tiny_overrides(tmp), *TINY_RUN]  # the tiny run's config, records shared
     proc = subprocess.Popen([sys.executable, "train.py", "--config", "tiny.yaml", "--set",
                              *overrides, "--folds", "all"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -185,12 +190,10 @@ def kaggle_contract(config):
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    """With pytest-xdist (``-n 2 --dist loadgroup``): the tests that read the tiny
-    cross-validation run on one worker, so that it is trained once, and the other tests of the
-    shared tiny run on one worker (perhaps the other), so that it is trained once or twice."""
+    """With pytest-xdist (``-n 2 --dist loadgroup``): the tests that read the shared tiny run
+    or the tiny cross-validation made from it run on one worker, so that each is trained once
+    (about four minutes of tests: the other worker takes the rest)."""
     for item in items:
         names = getattr(item, "fixturenames", ())
-        if "tiny_cv" in names:
-            item.add_marker(pytest.mark.xdist_group("tiny_cv"))
-        elif "tiny_run" in names:
+        if "tiny_cv" in names or "tiny_run" in names:
             item.add_marker(pytest.mark.xdist_group("tiny_run"))

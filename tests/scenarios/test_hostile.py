@@ -19,7 +19,7 @@ from tf_medseg.config import load_config
 from tf_medseg.errors import ConfigError, MedsegError
 from tf_medseg.training import train
 
-from conftest import ROOT, tiny_overrides
+from conftest import ROOT, TINY_RUN, tiny_overrides
 
 
 def digest(path: Path) -> dict:
@@ -47,7 +47,7 @@ def finished(tiny_run, tmp_path_factory):
     """A finished tiny run (a copy of the shared one, the same config): (its overrides, its
     folder, digests of metrics.json and saved_model/)."""
     tmp = tmp_path_factory.mktemp("finished")
-    overrides = tiny_overrides(tmp)
+    overrides = [*tiny_overrides(tmp), *TINY_RUN]
     shutil.copytree(tiny_run[1], tmp / "run", ignore=shutil.ignore_patterns(".lock"))
     run = tmp / "run"
     return overrides, run, {"metrics": digest(run / "metrics.json"),

@@ -34,31 +34,28 @@ def test_units_are_recorded_skipped_and_reported(tmp_path):
         "set": [*common, "train.epochs=20", "train.max_minutes=0.05",
                 "train.overlay_slices=0", "export.saved_model=false"],
         "variants": {"base": {"minutes": 2},
-                     "wide": {"set": ["augment.contrast=[0.5, 2.0]"], "minutes": 2},
                      "long": {"minutes": 500},
                      "base_longer": {"set": ["train.max_minutes=0.15"], "rate_from": "base",
                                      "minutes": 2}}}}, sort_keys=False))
     (home / "measurements.md").write_text(
         "# M\n\nbefore\n<!-- units:tiny -->\nold\n<!-- /units:tiny -->\nafter\n")
 
-    proc = units(home, "run", "tiny", "--folds", "0", "--only", "base", "wide", "long",
+    proc = units(home, "run", "tiny", "--folds", "0", "--only", "base", "long",
                  "--budget-minutes", "30")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert re.search(r"tiny long fold 0: expected 500 min, \d+ left: not started", proc.stdout)
     rows = {}
-    for variant in ("base", "wide"):
-        path = home / "results" / "tiny" / variant / "fold_0.json"
-        rows[variant] = row = json.loads(path.read_text())
-        assert row["variant"] == variant and row["fold"] == 0 and row["side"] == "ours"
-        assert 0 <= row["dice"] <= 1 and "dice_stomach" in row and "hd95" not in row
-        assert row["epochs"] >= 1 and row["steps"] == row["epochs"] * row["steps_per_epoch"]
-        assert row["budget"]["epochs"] == row["epochs"] and row["minutes"] > 0
-        assert len(row["config_digest"]) == 16 and row["machine"]["cores"] >= 1
-        assert row["commit"] and "date" in row
-    assert rows["wide"]["overrides"][-1] == "augment.contrast=[0.5, 2.0]"
+    rows["base"] = row = json.loads((home / "results" / "tiny" / "base" / "fold_0.json")
+                                    .read_text())
+    assert row["variant"] == "base" and row["fold"] == 0 and row["side"] == "ours"
+    assert 0 <= row["dice"] <= 1 and "dice_stomach" in row and "hd95" not in row
+    assert row["epochs"] >= 1 and row["steps"] == row["epochs"] * row["steps_per_epoch"]
+    assert row["budget"]["epochs"] == row["epochs"] and row["minutes"] > 0
+    assert len(row["config_digest"]) == 16 and row["machine"]["cores"] >= 1
+    assert row["commit"] and "date" in row
     assert not (home / "results" / "tiny" / "long").exists()
 
-    again = units(home, "run", "tiny", "--folds", "0", "--only", "base", "wide")
+    again = units(home, "run", "tiny", "--folds", "0", "--only", "base")
     assert again.returncode == 0 and "==" not in again.stdout  # nothing left to start
 
     # fold 1 trains the epochs fold 0's budget fixed (no budget of its own)
@@ -81,6 +78,7 @@ def test_units_are_recorded_skipped_and_reported(tmp_path):
     assert made["budget"]["rate_from"] == {"variant": "base", "fold": 0}
     assert made["budget"]["epochs"] == made["epochs"] == min(20, fits)
     assert made["budget"]["budget_minutes"] == 0.15 and "fixed_by_fold" not in made["budget"]
+    assert made["overrides"][-1] == "train.max_minutes=0.15"  # the variant's own settings last
     assert not (home / "runs" / "tiny" / "base_longer" / "fold_0" / "budget.json").exists()
 
     report = units(home, "tiny", module="benchmarks.unit_report")
@@ -91,10 +89,10 @@ def test_units_are_recorded_skipped_and_reported(tmp_path):
     base_line = next(line for line in doc.splitlines() if line.startswith("| base | 0,1 |"))
     dice = [rows["base"]["dice"], row["dice"]]
     assert f"**{np.mean(dice):.3f}** ± {np.std(dice, ddof=1):.3f} |" in base_line
-    wide_line = next(line for line in doc.splitlines() if line.startswith("| wide | 0 |"))
-    assert f"**{rows['wide']['dice']:.3f}** |" in wide_line
+    longer_line = next(line for line in doc.splitlines()
+                       if line.startswith("| base_longer | 0 |"))
+    assert f"**{made['dice']:.3f}** |" in longer_line
 
     bad = units(home, "run", "tiny", "--only", "nope")
     assert bad.returncode == 2 and bad.stderr.strip() == (
-        "error: --only: table tiny has no variant 'nope' (there are base, wide, long, "
-        "base_longer)")
+        "error: --only: table tiny has no variant 'nope' (there are base, long, base_longer)")

@@ -58,7 +58,7 @@ def test_one_assembly_for_training_and_trials(tmp_path):
     tiny = Experiment(load_config("tiny.yaml", tiny_overrides(tmp_path)))
     config = load_config("tiny.yaml", tiny_overrides(tmp_path) + [
         "train.schedule=plateau", "train.warmup_epochs=1", "train.early_stopping=2",
-        "train.max_minutes=5"])
+        "train.max_minutes=5", "train.monitor=val_score"])
     history = keras.callbacks.History()
     callbacks, guard = make_callbacks(tiny.configured(config), 10, objective="val_loss",
                                       outputs=[history])
