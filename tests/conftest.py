@@ -190,10 +190,13 @@ def kaggle_contract(config):
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    """With pytest-xdist (``-n 2 --dist loadgroup``): the tests that read the shared tiny run
-    or the tiny cross-validation made from it run on one worker, so that each is trained once
-    (about four minutes of tests: the other worker takes the rest)."""
+    """With pytest-xdist (``-n 2 --dist loadgroup``): the tests that read one trained fixture
+    run on one worker, so that it is trained once: the shared tiny run and the tiny
+    cross-validation made from it (about four minutes of tests: the other worker takes the
+    rest), the DICOM clinic's ball model."""
     for item in items:
         names = getattr(item, "fixturenames", ())
         if "tiny_cv" in names or "tiny_run" in names:
             item.add_marker(pytest.mark.xdist_group("tiny_run"))
+        elif "ball_model" in names:
+            item.add_marker(pytest.mark.xdist_group("ball_model"))

@@ -168,6 +168,20 @@ def write_study(folder: Path, volume: np.ndarray, rois: dict, *, patient: str = 
     return info
 
 
+def as_ct(folder: Path) -> None:
+    """The series in ``folder`` made a CT series in place (Modality, SOP class, the CT Image
+    module's rescale and KVP), as a planning CT arrives."""
+    import pydicom
+    from pydicom.uid import CTImageStorage
+    for path in folder.iterdir():
+        ds = pydicom.dcmread(path)
+        ds.Modality, ds.SOPClassUID = "CT", CTImageStorage
+        ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+        ds.RescaleIntercept, ds.RescaleSlope, ds.KVP = -1024, 1, 120
+        ds.save_as(path)
+
+
 def dciodvfy_errors(path) -> list[str]:
     """The Error lines of dicom3tools' dciodvfy (the DICOM standard's IOD validator) on
     ``path``; the calling test is skipped where dciodvfy is not installed."""

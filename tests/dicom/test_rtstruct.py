@@ -4,7 +4,7 @@ the references, the copied modules, and the caution that the contours are unrevi
 import numpy as np
 import pydicom
 import pytest
-from synthetic_dicom import dciodvfy_errors, write_series
+from synthetic_dicom import as_ct, dciodvfy_errors, write_series
 
 from tf_medseg.dicom.reader import find_series
 from tf_medseg.dicom.rtstruct import (
@@ -111,8 +111,9 @@ def test_plastimatch_reads_the_structure_set_onto_the_series(tmp_path):
 def test_the_standards_validator_accepts_what_is_written(tmp_path):
     """dciodvfy (the DICOM standard's IOD validator) finds no Error: a source series without
     the optional patient and study attributes, one with a Japanese patient name (its
-    SpecificCharacterSet copied, the name kept), and a body-sized contour of over 3,000
-    vertices (written in implicit VR: explicit VR's 16-bit length would not hold it)."""
+    SpecificCharacterSet copied, the name kept), a body-sized contour of over 3,000
+    vertices (written in implicit VR: explicit VR's 16-bit length would not hold it), and a
+    CT source."""
     write_series(tmp_path / "bare", np.zeros((4, 12, 13), np.uint16), (3.0, 0.7, 0.8))
     (bare,), _ = find_series(tmp_path / "bare")
     out = write_structure_set(structure_set(bare, _masks((4, 12, 13))[:4], ["a", "b"]),
@@ -143,6 +144,16 @@ def test_the_standards_validator_accepts_what_is_written(tmp_path):
     assert dciodvfy_errors(out) == []
     np.testing.assert_array_equal(rasterize_structure(body, read_structure_set(out)["BODY"]),
                                   masks[..., 0])
+
+    as_ct(tmp_path / "bare")  # a planning CT
+    (ct,), _ = find_series(tmp_path / "bare")
+    assert ct.modality == "CT"
+    out = write_structure_set(structure_set(ct, _masks((4, 12, 13))[:4], ["a", "b"]),
+                              tmp_path / "RS_ct.dcm")
+    assert dciodvfy_errors(out) == []
+    assert pydicom.dcmread(out).ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence[
+        0].RTReferencedSeriesSequence[0].ContourImageSequence[0].ReferencedSOPClassUID == (
+        pydicom.uid.CTImageStorage)
 
 
 def test_damaged_and_non_area_contours_are_said_so(tmp_path, capsys):

@@ -4,7 +4,7 @@ masks exactly, binary and labelmap, single- and multi-frame sources."""
 import highdicom as hd
 import numpy as np
 import pytest
-from synthetic_dicom import dciodvfy_errors, write_enhanced, write_series
+from synthetic_dicom import as_ct, dciodvfy_errors, write_enhanced, write_series
 
 from tf_medseg.dicom.reader import find_series
 from tf_medseg.dicom.seg import segmentation, write_segmentation
@@ -66,8 +66,8 @@ def test_seg_of_a_multi_frame_source_follows_its_frames(tmp_path):
 
 
 def test_a_binary_seg_passes_the_standards_validator_with_a_category_of_cid_7150(tmp_path):
-    """dciodvfy (dicom3tools) finds no Error in a BINARY SEG from a series without the
-    optional patient and study attributes; an organ's category is Anatomical Structure (CID
+    """dciodvfy (dicom3tools) finds no Error in a BINARY SEG from an MR and a CT series
+    without the optional patient and study attributes; an organ's category is Anatomical Structure (CID
     7150), not the property type Organ. (The 2022 dicom3tools predates the Label Map
     Segmentation IOD, so a LABELMAP SEG, written only on request, is not judged by it.)"""
     write_series(tmp_path / "s", np.zeros((4, 12, 13), np.uint16), (3.0, 0.7, 0.8))
@@ -81,3 +81,7 @@ def test_a_binary_seg_passes_the_standards_validator_with_a_category_of_cid_7150
     assert seg.get_segment_description(1).segmented_property_category.value == "91723000"
     assert seg.get_segment_description(2).segmented_property_category.value == "85756007"
     assert dciodvfy_errors(out) == []
+    as_ct(tmp_path / "s")  # and from a planning CT
+    (ct,), _ = find_series(tmp_path / "s")
+    out = write_segmentation(segmentation(ct, masks, ["liver", "lesion"]), tmp_path / "CT.dcm")
+    assert hd.seg.segread(out).Modality == "SEG" and dciodvfy_errors(out) == []
