@@ -67,8 +67,8 @@ def test_seg_of_a_multi_frame_source_follows_its_frames(tmp_path):
 
 def test_a_binary_seg_passes_the_standards_validator_with_a_category_of_cid_7150(tmp_path):
     """dciodvfy (dicom3tools) finds no Error in a BINARY SEG from an MR and a CT series
-    without the optional patient and study attributes; an organ's category is Anatomical Structure (CID
-    7150), not the property type Organ. (The 2022 dicom3tools predates the Label Map
+    without the optional patient and study attributes; an organ's category is Anatomical
+    Structure (CID 7150), not the property type Organ. (The 2022 dicom3tools predates the Label Map
     Segmentation IOD, so a LABELMAP SEG, written only on request, is not judged by it.)"""
     write_series(tmp_path / "s", np.zeros((4, 12, 13), np.uint16), (3.0, 0.7, 0.8))
     (series,), _ = find_series(tmp_path / "s")
