@@ -34,8 +34,7 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
                         help="what DICOM input is answered with: rtstruct (an RT Structure "
                              "Set per series, the default), seg (a DICOM SEG of BINARY "
                              "segments), seg-labelmap (one Label Map SEG, softmax models) or "
-                             "nifti; other "
-                             "inputs have their own form's only (csv, nifti, png)")
+                             "nifti; other inputs have their own form's only (csv, nifti, png)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an earlier prediction in --output / --overlays (a "
                              "submission CSV, or a folder with predict's prediction.json); "
