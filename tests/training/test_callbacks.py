@@ -157,13 +157,23 @@ def test_a_resumed_budgeted_run_trains_the_steps_of_an_uninterrupted_one(tmp_pat
 
 
 def test_a_budget_that_fits_train_epochs_trains_them_all(tmp_path, monkeypatch, capsys):
+    """... and a machine busy with other work while the steps were timed is said so, its load
+    average kept in budget.json."""
+    from tf_medseg.training import callbacks
     fake_clock(monkeypatch, 1.0)
+    cores = callbacks._cores()
+    monkeypatch.setattr(callbacks, "load_average", lambda: 2.0 * cores)
     train(budgeted(tmp_path, "capped", "train.epochs=3", "train.schedule=linear"), verbose=1)
     plan = json.loads((tmp_path / "capped" / "budget.json").read_text())
     assert plan["epochs"] == 3 and plan["capped_by_train_epochs"] is True
+    assert (plan["load_average"], plan["cores"]) == (2.0 * cores, cores)
     assert float(history(tmp_path / "capped")[-1]["learning_rate"]) == pytest.approx(0.0,
                                                                                    abs=1e-9)
-    assert "train.epochs (3) fit: training 3 epochs (18 steps)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "train.epochs (3) fit: training 3 epochs (18 steps)" in out
+    assert (f"warning: the machine was busy while the steps were timed (load average "
+            f"{2.0 * cores:g} on {cores} cores): fewer epochs fit than on a quiet machine"
+            ) in out
 
 
 def test_silent_class_warns_once(capsys):

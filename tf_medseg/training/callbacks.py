@@ -27,6 +27,15 @@ def clock() -> float:
     return time.monotonic()
 
 
+def load_average() -> float | None:
+    """The machine's load average over the last minute (None where the system has none)."""
+    import os
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def budget_recorder(folder: Path):
     """What :class:`TimeBudget` hands its plan to: ``budget.json`` in ``folder``, atomically
     (a training's run folder; the peer's of ``benchmarks/``)."""
@@ -106,7 +115,10 @@ class TimeBudget(keras.callbacks.Callback):
                 "seconds_per_step": round(per_step, 4),
                 "seconds_per_epoch": round(per_epoch, 2),
                 "capped_by_train_epochs": epochs == self.epochs and fits + epoch + 1 > epochs,
-                "measured_epochs": self.measured}
+                "measured_epochs": self.measured,
+                # the rate is this machine's now: other work on it while the epochs were timed
+                # makes fewer of them fit (a training's own threads load it up to its cores)
+                "load_average": load_average(), "cores": _cores()}
         return plan
 
     def _announce(self, plan: dict, epoch: int) -> None:
@@ -119,6 +131,12 @@ class TimeBudget(keras.callbacks.Callback):
                   f"{per_epoch:.3g} s an epoch with its validation; {why}: training "
                   f"{epochs} epochs ({plan['steps']} steps), the schedule laid over them",
                   flush=True)
+            load, cores = plan["load_average"], plan["cores"]
+            if load is not None and load > 1.5 * cores:
+                print(f"warning: the machine was busy while the steps were timed (load "
+                      f"average {load:g} on {cores} cores): fewer epochs fit than on a quiet "
+                      f"machine; to repeat a quiet run's length, set train.epochs to its "
+                      f"budget.json's epochs and train.max_minutes to null", flush=True)
             if epochs == epoch + 1 < self.epochs:
                 print(f"warning: train.max_minutes {self.seconds / 60:g} fits only the "
                       f"{epochs} epoch(s) trained so far: the schedule ends early in its "
@@ -130,6 +148,12 @@ class TimeBudget(keras.callbacks.Callback):
         set_schedule_length(self.model.optimizer, epochs * self.steps)
         # Keras's progress bar reads the epoch count from the shared params.
         self.params["epochs"] = epochs
+
+
+def _cores() -> int:
+    import os
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
 
 
 class SilentClass(keras.callbacks.Callback):
