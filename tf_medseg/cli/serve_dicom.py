@@ -37,7 +37,9 @@ def serve_dicom_main(argv: Sequence[str] | None = None) -> int:
                              "open a new version of the series)")
     parser.add_argument("--allow", nargs="+", default=[], metavar="AE",
                         help="accept associations only from these calling AE titles")
-    parser.add_argument("--output-format", choices=("rtstruct", "seg", "seg-labelmap"),
+    from tf_medseg.inference.writers.registry import WRITERS
+    parser.add_argument("--output-format",  # the DICOM objects of predict's, the node sends
+                        choices=[f for f, w in WRITERS["dicom"].items() if w.ending == ".dcm"],
                         default="rtstruct", help="what each series is answered with: rtstruct "
                         "(the default), seg (BINARY segments) or seg-labelmap (one Label Map "
                         "of a softmax model's classes)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Sequence
@@ -29,11 +30,16 @@ def clock() -> float:
 
 def load_average() -> float | None:
     """The machine's load average over the last minute (None where the system has none)."""
-    import os
     try:
         return round(os.getloadavg()[0], 2)
     except (AttributeError, OSError):
         return None
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
 
 
 def budget_recorder(folder: Path):
@@ -148,12 +154,6 @@ class TimeBudget(keras.callbacks.Callback):
         set_schedule_length(self.model.optimizer, epochs * self.steps)
         # Keras's progress bar reads the epoch count from the shared params.
         self.params["epochs"] = epochs
-
-
-def _cores() -> int:
-    import os
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-        os.cpu_count() or 1)
 
 
 class SilentClass(keras.callbacks.Callback):
