@@ -9,9 +9,6 @@ in. One progress bar with a total.
 from __future__ import annotations
 
 import collections
-import multiprocessing as mp
-import os
-from concurrent import futures
 from typing import Callable, Iterator, Sequence
 
 from tqdm.auto import tqdm
@@ -26,13 +23,14 @@ def in_order(fn: Callable, jobs: Sequence[tuple], sizes: Sequence[int], *, desc:
 
     Args:
         fn: A module-level function (workers are spawned: it must be importable).
-        workers: Reader processes (default: one per CPU core, at most 8).
+        workers: Reader processes (default: :func:`tf_medseg.data.workers.count`, one per CPU
+            core up to 8 or ``TF_MEDSEG_WORKERS``; 0 reads in this process).
     """
-    workers = workers or min(8, os.cpu_count() or 1)
+    from tf_medseg.data import workers as processes
+    workers = processes.count(len(jobs), 8, workers)
     bar = tqdm(total=sum(sizes), desc=desc, unit=unit, unit_scale=True, smoothing=0.1)
     with bar:
-        # spawn, not fork: TensorFlow's threads may be running in this process.
-        with futures.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        with processes.executor(workers) as pool:
             todo = iter(zip(jobs, sizes))
             pending = collections.deque()
 
@@ -40,7 +38,7 @@ def in_order(fn: Callable, jobs: Sequence[tuple], sizes: Sequence[int], *, desc:
                 item = next(todo, None)
                 if item is not None:
                     pending.append((item[1], pool.submit(fn, *item[0])))
-            for _ in range(_IN_FLIGHT * workers):
+            for _ in range(_IN_FLIGHT * max(1, workers)):
                 submit()
             try:
                 while pending:

@@ -10,6 +10,12 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Records are read and the phantom rendered in the calling process (TF_MEDSEG_WORKERS=0, here
+# and in the processes tests start): the suite's scans are a few and small, and spawning a
+# worker costs about a second of importing each time, some 130 workers a run. Worker processes
+# are tested where they are the point: tests/datasets/test_reading.py, test_gi_phantom.py,
+# test_nnunet.py and test_dicom.py, tests/data/test_phantom.py and test_workers.py.
+os.environ.setdefault("TF_MEDSEG_WORKERS", "0")
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT.parent / "shared" / "data" / "uwmgi_sample"

@@ -9,7 +9,8 @@ from tf_medseg.config import DataConfig
 from tf_medseg.data import records
 
 
-def test_records_hold_the_series_and_its_mapped_rois(tmp_path):
+def test_records_hold_the_series_and_its_mapped_rois(tmp_path, monkeypatch):
+    monkeypatch.setenv("TF_MEDSEG_WORKERS", "2")  # read in worker processes, as a user's build
     shape = (4, 12, 10)
     volume = np.arange(np.prod(shape), dtype=np.uint16).reshape(shape)
     liver = np.zeros(shape, bool)

@@ -20,7 +20,8 @@ def _records(builder):
     return sorted(p.name for p in builder.data_path.iterdir() if ".tfrecord" in p.name)
 
 
-def test_gi_phantom_builder(tmp_path):
+def test_gi_phantom_builder(tmp_path, monkeypatch):
+    monkeypatch.setenv("TF_MEDSEG_WORKERS", "2")  # read in worker processes, as a user's build
     config = DataConfig(data_dir=str(tmp_path), phantom_cases=2, phantom_days=2,
                         phantom_slices=8, phantom_seed=1)
     random.seed(0)

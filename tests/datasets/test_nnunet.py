@@ -10,7 +10,8 @@ from tf_medseg.data import records
 from synthetic_volumes import write_nnunet
 
 
-def test_records_hold_the_files_voxels(tmp_path):
+def test_records_hold_the_files_voxels(tmp_path, monkeypatch):
+    monkeypatch.setenv("TF_MEDSEG_WORKERS", "2")  # read in worker processes, as a user's build
     root = write_nnunet(tmp_path / "Dataset001_Tiny", cases=2)
     builder = records.build_records(DataConfig(source="nnunet", root=str(root),
                                                data_dir=str(tmp_path / "tfds")))

@@ -24,9 +24,10 @@ def _record(name, n):
 
 def test_in_order_keeps_the_order():
     reading = builders("reading")
-    out = list(reading.in_order(_square, [(n,) for n in range(9)], [1] * 9, desc="t",
-                                unit="item", workers=2))
-    assert out == [n * n for n in range(9)]
+    for workers in (2, 0):  # spawned processes, then this one (TF_MEDSEG_WORKERS=0)
+        out = list(reading.in_order(_square, [(n,) for n in range(9)], [1] * 9, desc="t",
+                                    unit="item", workers=workers))
+        assert out == [n * n for n in range(9)]
 
 
 def test_records_fill_the_fingerprint():

@@ -25,7 +25,6 @@ Everything is deterministic for a seed.
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing as mp
 import os
 from concurrent import futures
 from pathlib import Path
@@ -35,6 +34,7 @@ import cv2
 import numpy as np
 
 from tf_medseg.data import rle
+from tf_medseg.data import workers as processes
 from tf_medseg.data.anatomy import PIXEL_MM, Anatomy, render_scan
 from tf_medseg.data.sources.kaggle import CLASSES
 
@@ -149,7 +149,8 @@ def write_phantom(out: str | os.PathLike, *, cases: int = 8, days: int = 2, slic
         sizes: (width, height) pairs used in turn.
         scans: An explicit plan (e.g. :func:`kaggle_scale_plan`) instead of cases, days,
             slices and sizes.
-        workers: Processes rendering scans (default: one per CPU core, at most 4).
+        workers: Processes rendering scans (default: one per CPU core up to 4, or
+            ``TF_MEDSEG_WORKERS``; 0 renders in this process).
         progress: Called as ``progress(done, total)`` after every scan.
 
     Returns:
@@ -159,11 +160,10 @@ def write_phantom(out: str | os.PathLike, *, cases: int = 8, days: int = 2, slic
     out = check_out(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     scans = list(scans) if scans is not None else plan(cases, days, slices, seed, sizes)
-    workers = workers or min(4, os.cpu_count() or 1, len(scans))
+    workers = processes.count(len(scans), 4, workers)
     with atomic_dir(out) as tmp:  # a folder that exists is complete
         results = {}
-        # spawn, not fork: the caller may have TensorFlow's threads running.
-        with futures.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        with processes.executor(workers) as pool:
             jobs = {pool.submit(_write_scan, tmp, seed, scan): scan for scan in scans}
             for job in futures.as_completed(jobs):
                 results[jobs[job]] = job.result()
