@@ -85,6 +85,37 @@ def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
                           timeout=timeout)
 
 
+def cli_here(*args: str) -> subprocess.CompletedProcess:
+    """:func:`cli`'s ``-m tf_medseg COMMAND ...`` or ``train.py ...`` run by the same entry
+    point in this process, which has TensorFlow imported already (a new interpreter spends
+    about nine seconds importing it): its exit status, stdout and stderr as the process would
+    give them, an uncaught exception as a traceback on stderr and status 1. For commands whose
+    test is about what they answer, not about being a process (a kill, a fresh interpreter's
+    start-up lines, runtime settings made once per process)."""
+    import contextlib
+    import io
+    import traceback
+
+    from tf_medseg.cli import main, train_main
+    if args[:2] == ("-m", "tf_medseg"):
+        entry, argv = main, list(args[2:])
+    elif args[:1] == ("train.py",):
+        entry, argv = train_main, list(args[1:])
+    else:
+        raise ValueError(f"not a tf_medseg command line: {args}")
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = entry(argv)
+        except SystemExit as exc:  # argparse's usage errors, --help
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        except Exception:  # noqa: BLE001 - what the interpreter would print
+            traceback.print_exc(file=err)
+            code = 1
+    return subprocess.CompletedProcess([sys.executable, *args], code, out.getvalue(),
+                                       err.getvalue())
+
+
 @pytest.fixture(scope="session")
 def tiny_export(tmp_path_factory) -> Path:
     """A tiny untrained 2.5D export of the Kaggle layout's organs: for what is tested around a

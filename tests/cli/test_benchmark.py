@@ -4,14 +4,14 @@ import json
 
 import pytest
 
-from conftest import cli
+from conftest import cli_here
 
 
 @pytest.mark.slow
 def test_benchmark_prints_one_json_line_last(tiny_phantom):
-    proc = cli("-m", "tf_medseg", "benchmark", "--data-root", str(tiny_phantom),
-                "--image-size", "32", "32", "--seconds", "0.5", "--set", "model.base_filters=4",
-                "model.depth=2", "data.batch_size=4")
+    proc = cli_here("-m", "tf_medseg", "benchmark", "--data-root", str(tiny_phantom),
+                    "--image-size", "32", "32", "--seconds", "0.5", "--set",
+                    "model.base_filters=4", "model.depth=2", "data.batch_size=4")
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     for key in ("pipeline_slices_per_s", "train_images_per_s", "infer_images_per_s",

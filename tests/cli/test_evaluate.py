@@ -8,14 +8,14 @@ import pytest
 
 from tf_medseg.data.sources.kaggle import CLASSES
 
-from conftest import cli
+from conftest import cli_here
 
 
 @pytest.mark.slow
 def test_evaluate_cli_scores_the_export_like_training(tiny_run):
     config, run, result = tiny_run
-    proc = cli("-m", "tf_medseg", "evaluate", "--model", str(run / "saved_model"),
-                "--config", str(run / "config.yaml"))
+    proc = cli_here("-m", "tf_medseg", "evaluate", "--model", str(run / "saved_model"),
+                     "--config", str(run / "config.yaml"))
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((run / "evaluation" / "metrics.json").read_text())
     # The exported graph on the same validation scans gives the figures training wrote.
@@ -34,8 +34,8 @@ def test_evaluate_cli_scores_the_export_like_training(tiny_run):
 @pytest.mark.slow
 def test_evaluate_refuses_a_mismatched_config(tiny_run):
     _, run, _ = tiny_run
-    proc = cli("-m", "tf_medseg", "evaluate", "--model", str(run / "saved_model"),
-                "--config", str(run / "config.yaml"), "--set", "data.context=[0]")
+    proc = cli_here("-m", "tf_medseg", "evaluate", "--model", str(run / "saved_model"),
+                     "--config", str(run / "config.yaml"), "--set", "data.context=[0]")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].endswith(
         "the model was trained with data.context [-2, 0, 2], the config has [0]; pass the "

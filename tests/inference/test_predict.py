@@ -2,8 +2,6 @@
 is one line and leaves nothing behind."""
 
 import csv
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -13,7 +11,7 @@ from tf_medseg.data import rle
 from tf_medseg.data.pipeline import stack_context
 from tf_medseg.data.sources.kaggle import CLASSES
 
-from conftest import ROOT
+from conftest import cli_here
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +20,7 @@ def model_dir(tiny_export):
 
 
 def _predict(*args):
-    return subprocess.run([sys.executable, "-m", "tf_medseg", "predict", *map(str, args)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return cli_here("-m", "tf_medseg", "predict", *map(str, args))
 
 
 def _rows(path):

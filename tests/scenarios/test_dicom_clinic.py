@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 
 import nibabel as nib
 import numpy as np
@@ -19,7 +18,7 @@ from tf_medseg.dicom.reader import find_series
 from tf_medseg.dicom.rtstruct import rasterize_structure, read_structure_set
 from tf_medseg.inference.predict import predict
 
-from conftest import ROOT
+from conftest import ROOT, cli_here
 from synthetic_volumes import write_nnunet
 
 CHAOS = ROOT.parent / "shared" / "data" / "chaos_t2" / "Dataset001_CHAOST2"
@@ -185,10 +184,8 @@ def test_real_chaos_scan_as_dicom_through_the_command_line(ball_model, tmp_path)
     export, _ = ball_model
     info = write_from_nifti(tmp_path / "in", CHAOS / "imagesTr" / "chaos_001_0000.nii.gz")
     uid = info["series"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "tf_medseg", "predict", "--model", str(export), "--input",
-         str(tmp_path / "in"), "--output", str(tmp_path / "rtstruct")],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = cli_here("-m", "tf_medseg", "predict", "--model", str(export), "--input",
+                    str(tmp_path / "in"), "--output", str(tmp_path / "rtstruct"))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Predicted 37 slices of 1 scan(s)" in proc.stdout and "label map(s)" in proc.stdout
     predict(export, tmp_path / "in", tmp_path / "nifti", output_format="nifti", progress=False)

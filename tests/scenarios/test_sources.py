@@ -254,14 +254,11 @@ def test_real_chaos_sample_builds_and_reads(tmp_path):
 
 @pytest.mark.slow
 def test_benchmark_on_a_volume_source(tmp_path):
-    import subprocess
-    import sys
+    from conftest import cli_here
     root = write_nnunet(tmp_path / "Dataset013_Bench", cases=2, channels=("MR",))
-    proc = subprocess.run(
-        [sys.executable, "-m", "tf_medseg", "benchmark", "--data-root", str(root),
-         "--image-size", "16", "16", "--seconds", "0.5", "--set", "model.base_filters=4",
-         "model.depth=2", "data.batch_size=4", "data.sampling=patch"],
-        cwd=ROOT, capture_output=True, text=True, timeout=180)
+    proc = cli_here("-m", "tf_medseg", "benchmark", "--data-root", str(root), "--image-size",
+                    "16", "16", "--seconds", "0.5", "--set", "model.base_filters=4",
+                    "model.depth=2", "data.batch_size=4", "data.sampling=patch")
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["source"] == "nnunet" and result["slices"] == 12

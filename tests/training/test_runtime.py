@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, tiny_train_args
+from conftest import ROOT, cli_here, tiny_train_args
 
 
 def _free_ports(count):
@@ -51,12 +51,9 @@ def test_multi_worker_on_loopback(tmp_path):
 
 
 @pytest.mark.slow
-def test_multi_worker_without_tf_config_is_a_config_error(tmp_path):
-    import os
-    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-    proc = subprocess.run([sys.executable, *tiny_train_args(
-        tmp_path, "train.strategy=multi_worker")], cwd=ROOT, env=env, capture_output=True,
-        text=True, timeout=120)
+def test_multi_worker_without_tf_config_is_a_config_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    proc = cli_here(*tiny_train_args(tmp_path, "train.strategy=multi_worker"))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith(
         "error: train.strategy: multi_worker needs the TF_CONFIG environment variable")

@@ -16,7 +16,7 @@ from tf_medseg.data.sources.kaggle import CLASSES
 from tf_medseg.run_dir import RunDir
 from tf_medseg.training import resolve_runtime, train
 
-from conftest import ROOT, cli, tiny_overrides, tiny_train_args
+from conftest import ROOT, cli, cli_here, tiny_overrides, tiny_train_args
 
 
 def test_run_directory(tiny_run):
@@ -96,9 +96,9 @@ def test_bad_data_stops_before_the_run_directory_is_touched(tiny_phantom, tmp_pa
     lines[row] += " 7"  # odd number of RLE values
     csv_path.write_text("\n".join(lines) + "\n")
     run = tmp_path / "run"
-    proc = cli("train.py", "--config", "tiny.yaml", "--set", "data.source=uwmgi",
-                f"data.root={root}", f"data.data_dir={tmp_path / 'tfds'}", "data.num_folds=2",
-                f"train.run_dir={run}")
+    proc = cli_here("train.py", "--config", "tiny.yaml", "--set", "data.source=uwmgi",
+                    f"data.root={root}", f"data.data_dir={tmp_path / 'tfds'}",
+                    "data.num_folds=2", f"train.run_dir={run}")
     assert proc.returncode == 2
     sid, cls = lines[row].split(",")[:2]
     assert proc.stderr.strip().splitlines()[-1] == (
@@ -110,8 +110,8 @@ def test_bad_data_stops_before_the_run_directory_is_touched(tiny_phantom, tmp_pa
 
 @pytest.mark.slow
 def test_nan_loss_stops_with_a_clear_message(tmp_path):
-    proc = cli(*tiny_train_args(tmp_path, "train.learning_rate=1e30",
-                                  "train.warmup_epochs=0"))
+    proc = cli_here(*tiny_train_args(tmp_path, "train.learning_rate=1e30",
+                                     "train.warmup_epochs=0"))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: loss became NaN in epoch 1, batch ")
