@@ -65,12 +65,14 @@ if [ ! -f "$DATA/dataset.json" ]; then
 fi
 mkdir -p "$OUT"
 COMMON=(data.root="$DATA" data.data_dir="$OUT/tfds" train.overlay_slices=0)
-SECONDS_EACH=10; ROUNDS=3; MINUTES="${GPU_CHECK_MINUTES:-3}"; DEVICE=gpu; STEPS=250
+SECONDS_EACH=10; ROUNDS=3; MINUTES="${GPU_CHECK_MINUTES:-3}"; DEVICE=gpu; STEPS=250; DIMS="2 3"
 if [ "$MODE" = tiny ]; then
     # every step at toy sizes, so that a CPU runs the whole script in a couple of minutes (the
-    # runtime comparison only with GPU_CHECK_ROUNDS: XLA compiles take minutes on a CPU)
+    # runtime comparison only with GPU_CHECK_ROUNDS: XLA compiles take minutes on a CPU; the
+    # plan and benchmark of 3D only, unless GPU_CHECK_DIMS="2 3": 2D runs the same commands)
     COMMON+=(model.base_filters=4 data.num_folds=2)
     SECONDS_EACH=0.5; ROUNDS=${GPU_CHECK_ROUNDS:-0}; MINUTES=0.05; DEVICE=cpu; STEPS=2
+    DIMS="${GPU_CHECK_DIMS:-3}"
 fi
 BEST=(data.plan=auto plan.dims=3 ${GPU_CHECK_BEST:-})
 say() { echo "$*" | tee -a "$OUT/summary.txt"; }
@@ -79,7 +81,7 @@ say() { echo "$*" | tee -a "$OUT/summary.txt"; }
 say "gpu_check ($MODE) on $(hostname), $(nproc) cores, $(free -g 2>/dev/null | awk '/^Mem:/ {print $2 " GiB"}')"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | sed 's/^/gpu: /' | tee -a "$OUT/summary.txt" || true
 
-for dims in 2 3; do
+for dims in $DIMS; do
     python -m tf_medseg plan --config hippocampus.yaml --set "${COMMON[@]}" plan.device=$DEVICE \
         plan.dims=$dims $( [ "$MODE" = tiny ] && echo plan.memory_gb=0.05 ) \
         --out "$OUT/plan${dims}d.yaml" > "$OUT/plan${dims}d.log" 2>&1
