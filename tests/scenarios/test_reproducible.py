@@ -30,18 +30,19 @@ if __name__ == "__main__":
 """
 
 
-def _train(*args, prelude=None):
-    command = ([sys.executable, "-c", prelude, *args] if prelude
-               else [sys.executable, "train.py", *args])
+def _train(*args, prelude):
+    command = [sys.executable, "-c", prelude, *args]
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
 
 
 @pytest.mark.slow
-def test_same_run_whether_the_records_were_built_or_reused(tmp_path):
-    """The second run reuses the records the first built, in a process that did other work
-    first: the same history and metrics."""
+def test_same_run_whether_the_records_were_built_or_reused(tmp_path, capsys):
+    """The first run builds the records (in this process, after whatever tests ran in it
+    before); the second reuses them, in a new process that did other work first: the same
+    history and metrics."""
+    from tf_medseg.cli import train_main
     base = tiny_overrides(tmp_path, own_records=True) + ["export.saved_model=false",
                                                           "train.epochs=1",
                                                           "train.overlay_slices=0"]
@@ -52,7 +53,8 @@ def test_same_run_whether_the_records_were_built_or_reused(tmp_path):
             stdout = _train(str(tmp_path / "other_tfds"), *args, prelude=_BUSY_PROCESS)
             assert "Preparing gi_phantom/c2_d1_s4_seed5" in stdout  # it built the other set
         else:
-            stdout = _train(*args)
+            assert train_main(args) == 0
+            stdout = capsys.readouterr().out
         assert ("Preparing gi_phantom/c4_d2_s12" in stdout) == (name == "built")
         outputs.append([(tmp_path / name / f).read_bytes()
                         for f in ("history.csv", "metrics.json")])

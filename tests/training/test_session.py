@@ -165,17 +165,16 @@ def test_kill_9_then_the_same_command_resumes(tmp_path):
 
 
 @pytest.mark.slow
-def test_deterministic_ops_train_and_repeat(tmp_path):
-    """train.deterministic: two runs give the same history, to the last digit (built or
-    reused records: tests/scenarios/test_reproducible.py)."""
-    histories = []
-    for name in ("a", "b"):
-        args = tiny_train_args(tmp_path, "train.deterministic=true", "train.epochs=1",
-                                "train.monitor=val_dice", f"train.run_dir={tmp_path / name}",
-                                "train.overlay_slices=0", "export.saved_model=false")
-        proc = cli(*args)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        histories.append((tmp_path / name / "history.csv").read_text())
-    assert histories[0] == histories[1]
-    runtime = json.loads((tmp_path / "a" / "runtime.json").read_text())
+def test_deterministic_ops_train(tmp_path):
+    """train.deterministic: the run trains with TensorFlow's op determinism on (a setting of
+    the whole process: in a process of its own) and says so in runtime.json. That two runs
+    repeat to the last digit is tested without it (on this CPU it holds regardless:
+    tests/scenarios/test_reproducible.py); on a GPU the setting is what makes it hold."""
+    args = tiny_train_args(tmp_path, "train.deterministic=true", "train.epochs=1",
+                           "train.monitor=val_dice", "train.overlay_slices=0",
+                           "export.saved_model=false")
+    proc = cli(*args)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len((tmp_path / "run" / "history.csv").read_text().splitlines()) == 2
+    runtime = json.loads((tmp_path / "run" / "runtime.json").read_text())
     assert runtime["deterministic_ops"] is True
