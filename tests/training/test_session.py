@@ -154,7 +154,7 @@ def test_kill_9_then_the_same_command_resumes(tmp_path):
         f"model.base_filters 4, this config has 8; ")
     assert (run / "history.csv").read_bytes() == history
 
-    again = cli(*args)
+    again = cli_here(*args)  # the same command (in this process: the kill was the other's)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "resuming after epoch" in again.stdout
     with (run / "history.csv").open() as f:

@@ -17,7 +17,7 @@ import pytest
 from tf_medseg.config import load_config
 from tf_medseg.errors import ConfigError
 
-from conftest import ROOT, tiny_overrides
+from conftest import ROOT, cli_here, tiny_overrides
 
 SPACE = ("tune.space={model.base_filters: [4, 8], "
          "train.learning_rate: {type: float, min: 1.0e-3, max: 1.0e-2, sampling: log}, "
@@ -170,8 +170,7 @@ def test_kill_9_then_the_same_command_resumes_the_search(tmp_path):
     first = _read_csv(folder / "results.csv")
     assert [r["status"] for r in first] == ["COMPLETED"]
 
-    again = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
-                           timeout=300)
+    again = cli_here(*args)  # the same command (in this process: the kill was the other's)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resuming after 1 finished trial(s)" in again.stdout
     assert "Trial 2/2 started" in again.stdout and "Trial 1/2 started" not in again.stdout
