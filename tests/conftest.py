@@ -230,10 +230,15 @@ def pytest_collection_modifyitems(config, items):
     """With pytest-xdist (``-n 2 --dist loadgroup``): the tests that read one trained fixture
     run on one worker, so that it is trained once: the shared tiny run and the tiny
     cross-validation made from it (about four minutes of tests: the other worker takes the
-    rest), the DICOM clinic's ball model."""
+    rest), the DICOM clinic's ball model.
+
+    The slow tests first (in their order): the workers take the next test as they finish, so
+    that the run ends on short tests, not on one worker's long one while the other waits (a
+    minute of the run, measured with every slow test in its file's place)."""
     for item in items:
         names = getattr(item, "fixturenames", ())
         if "tiny_cv" in names or "tiny_run" in names:
             item.add_marker(pytest.mark.xdist_group("tiny_run"))
         elif "ball_model" in names:
             item.add_marker(pytest.mark.xdist_group("ball_model"))
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
