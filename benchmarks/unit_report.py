@@ -61,8 +61,9 @@ def markdown(table_name: str, table: dict) -> str:
         folds = sorted(rows)
         values = list(rows.values())
         versus = ""
-        if peers and variant not in peers:
-            peer = results[peers[0]]
+        against = table["variants"][variant].get("versus") or (peers[0] if peers else None)
+        if against in results and variant not in peers:
+            peer = results[against]
             common = [k for k in folds if k in peer]
             if common and _budget(rows) == _budget(peer):  # a longer budget: not side by side
                 diff = np.mean([rows[k]["dice"] - peer[k]["dice"] for k in common])

@@ -93,11 +93,13 @@ def read_tables(path: Path = TABLES) -> dict:
                     or not all(isinstance(o, str) and "=" in o for o in v.get("set", []))
                     or v.get("side", "ours") not in ("ours", "peer")
                     or not isinstance(v.get("minutes", 10), (int, float))
-                    or v.get("rate_from", vname) not in table["variants"]):
+                    or v.get("rate_from", vname) not in table["variants"]
+                    or (v.get("versus") is not None and (table["variants"].get(
+                        v["versus"]) or {}).get("side") != "peer")):
                 raise MedsegError(f"{where}: variant {vname!r} must be a name of letters, "
                                   f"digits and _, with set (a list of KEY=VALUE), side (ours "
-                                  f"or peer), minutes (a number) and rate_from (a variant "
-                                  f"of the table)")
+                                  f"or peer), minutes (a number), rate_from (a variant "
+                                  f"of the table) and versus (a peer variant of the table)")
             v.setdefault("set", [])
             v.setdefault("side", "ours")
             v.setdefault("minutes", 10)

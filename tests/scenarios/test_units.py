@@ -96,3 +96,33 @@ def test_units_are_recorded_skipped_and_reported(tmp_path):
     bad = units(home, "run", "tiny", "--only", "nope")
     assert bad.returncode == 2 and bad.stderr.strip() == (
         "error: --only: table tiny has no variant 'nope' (there are base, long, base_longer)")
+
+
+def test_a_row_is_compared_with_the_peer_it_names(tmp_path, monkeypatch):
+    """``versus: PEER``: the "vs peer" column of a row with the wide augmentation compares it
+    with the peer trained with the same augmentation, not the table's first peer; a name that
+    is not a peer row of the table is refused in one line."""
+    from benchmarks import unit_report
+    from benchmarks import units as runner
+    from tf_medseg.errors import MedsegError
+    monkeypatch.setattr(runner, "RESULTS", tmp_path / "results")
+    dice = {"peer": [0.80, 0.70], "peer_wide": [0.85, 0.75], "ours": [0.86, 0.78],
+            "ours_wide": [0.90, 0.80]}
+    for variant, values in dice.items():
+        for fold, value in enumerate(values):
+            path = runner.result_path("t", variant, fold)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"dice": value, "dice_organ": value, "minutes": 1.0,
+                                        "steps": 10, "budget": {"budget_minutes": 5}}))
+    (tmp_path / "tables.yaml").write_text(yaml.safe_dump({"t": {"config": "c.yaml", "variants": {
+        "ours": {}, "ours_wide": {"versus": "peer_wide"}, "peer": {"side": "peer"},
+        "peer_wide": {"side": "peer"}}}}))
+    table = runner.read_tables(tmp_path / "tables.yaml")["t"]
+    rows = {line.split(" | ")[0][2:]: line for line in
+            unit_report.markdown("t", table).splitlines()[2:]}
+    assert "| +0.070 (2) |" in rows["ours"]  # against peer, the first
+    assert "| +0.050 (2) |" in rows["ours_wide"]  # against peer_wide, as it says
+    (tmp_path / "tables.yaml").write_text(yaml.safe_dump({"t": {"config": "c.yaml", "variants": {
+        "ours": {"versus": "ours"}}}}))
+    with pytest.raises(MedsegError, match=r"variant 'ours' must be .* versus \(a peer variant"):
+        runner.read_tables(tmp_path / "tables.yaml")
