@@ -251,10 +251,20 @@ def _context_first(volume: tf.Tensor, offsets: Sequence[int]) -> tf.Tensor:
     return tf.reshape(stacked, [shape[0], shape[4] * len(offsets), shape[2], shape[3]])
 
 
-@tf.function(jit_compile=True, reduce_retracing=True)
-def _decode(images: tf.Tensor, packed: tf.Tensor, num_classes: int):
-    """(B, C, h, w) float16, (B, h, w) packed -> channels-last float32 images, (B, h, w, K)
-    float32 masks, in one XLA pass (3D patches alike: (B, C, d, h, w), (B, d, h, w))."""
+def _channels_last(images: tf.Tensor, packed: tf.Tensor, num_classes: int):
     rank = len(images.shape)
     images = tf.transpose(tf.cast(images, tf.float32), [0, *range(2, rank), 1])
     return images, tf.cast(unpack_mask(packed, num_classes), tf.float32)
+
+
+# One XLA computation per rank: relaxed retracing generalises the shapes a function has seen,
+# and between a 2D batch and a 3D one that is a shape of unknown rank, which the permutation
+# cannot take (a process that had decoded 2D batches failed on its first 3D batch).
+_CHANNELS_LAST = {rank: tf.function(_channels_last, jit_compile=True, reduce_retracing=True)
+                  for rank in (4, 5)}
+
+
+def _decode(images: tf.Tensor, packed: tf.Tensor, num_classes: int):
+    """(B, C, h, w) float16, (B, h, w) packed -> channels-last float32 images, (B, h, w, K)
+    float32 masks, in one XLA pass (3D patches alike: (B, C, d, h, w), (B, d, h, w))."""
+    return _CHANNELS_LAST[len(images.shape)](images, packed, num_classes)
