@@ -10,7 +10,7 @@ import pytest
 
 from tf_medseg.config import load_config
 
-from conftest import ROOT, tiny_overrides
+from conftest import ROOT, cli_here, tiny_overrides
 
 # Before training, the third run builds another data set and draws from every global
 # generator, as a notebook or a script that did other work first would.
@@ -38,11 +38,10 @@ def _train(*args, prelude):
 
 
 @pytest.mark.slow
-def test_same_run_whether_the_records_were_built_or_reused(tmp_path, capsys):
+def test_same_run_whether_the_records_were_built_or_reused(tmp_path):
     """The first run builds the records (in this process, after whatever tests ran in it
     before); the second reuses them, in a new process that did other work first: the same
     history and metrics."""
-    from tf_medseg.cli import train_main
     base = tiny_overrides(tmp_path, own_records=True) + ["export.saved_model=false",
                                                           "train.epochs=1",
                                                           "train.overlay_slices=0"]
@@ -53,8 +52,9 @@ def test_same_run_whether_the_records_were_built_or_reused(tmp_path, capsys):
             stdout = _train(str(tmp_path / "other_tfds"), *args, prelude=_BUSY_PROCESS)
             assert "Preparing gi_phantom/c2_d1_s4_seed5" in stdout  # it built the other set
         else:
-            assert train_main(args) == 0
-            stdout = capsys.readouterr().out
+            proc = cli_here("train.py", *args)
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            stdout = proc.stdout
         assert ("Preparing gi_phantom/c4_d2_s12" in stdout) == (name == "built")
         outputs.append([(tmp_path / name / f).read_bytes()
                         for f in ("history.csv", "metrics.json")])
