@@ -84,7 +84,9 @@ def _describe(tp: Any) -> str:
     if origin is tuple:
         args = typing.get_args(tp)
         if len(args) == 2 and args[1] is Ellipsis:
-            return f"a list of {_describe(args[0])}s"
+            item = _describe(args[0])
+            return ("a list of lists of " + item.removeprefix("a list of ")
+                    if item.startswith("a list of ") else f"a list of {item}s")
         return f"a list of {len(args)} {_describe(args[0])}s"
     return {int: "integer", float: "number", str: "string", bool: "true/false",
             dict: "mapping"}.get(tp, str(tp))
