@@ -265,10 +265,13 @@ def _fused(images, masks, matrices, field, intensity, max_value, min_value, chan
     return _intensity(images, intensity, None, max_value, min_value), masks
 
 
-# XLA computations, each compiled once per batch shape.
-_fused_xla = tf.function(_fused, jit_compile=True, reduce_retracing=True)
-_geometry_xla = tf.function(_geometry, jit_compile=True, reduce_retracing=True)
-_intensity_xla = tf.function(_intensity, jit_compile=True, reduce_retracing=True)
+# XLA computations, each compiled once per batch shape (no Python control flow on tensors:
+# AutoGraph's conversion is skipped, as for every tf.function of tf_medseg).
+_fused_xla = tf.function(_fused, jit_compile=True, reduce_retracing=True, autograph=False)
+_geometry_xla = tf.function(_geometry, jit_compile=True, reduce_retracing=True,
+                            autograph=False)
+_intensity_xla = tf.function(_intensity, jit_compile=True, reduce_retracing=True,
+                             autograph=False)
 
 
 def _apply(images, masks, matrices, field, intensity, degraded, max_value, min_value,

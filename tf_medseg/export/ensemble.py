@@ -63,13 +63,14 @@ def export_ensemble(run_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
     dtype = tf.as_dtype(first.image_dtype)
     image = tf.TensorSpec([None, None, None, first.channels], dtype, name="image")
 
-    @tf.function(input_signature=[image])
+    @tf.function(input_signature=[image], autograph=False)
     def serving_default(image):
         return {"probabilities": mean([sig(m, "serving_default")(image=image)["probabilities"]
                                        for m in loaded])}
 
     @tf.function(input_signature=[tf.TensorSpec([None, *first.input_size, first.channels],
-                                                tf.float32, name="image")])
+                                                tf.float32, name="image")],
+                 autograph=False)
     def logits(image):
         outs = [sig(m, "logits")(image=image)["logits"] for m in loaded]
         if first.head == "softmax":
@@ -80,13 +81,15 @@ def export_ensemble(run_dir: str | os.PathLike, out: str | os.PathLike) -> Path:
 
     # Each member normalises with its own signature; the params come stacked, one per member.
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, first.modalities], dtype,
-                                                name="volume")])
+                                                name="volume")],
+                 autograph=False)
     def normalization(volume):
         return {"params": tf.stack([sig(m, "normalization")(volume=volume)["params"]
                                     for m in loaded])}
 
     @tf.function(input_signature=[image, tf.TensorSpec([n, 4, first.modalities], tf.float32,
-                                                       name="params")])
+                                                       name="params")],
+                 autograph=False)
     def serving_scaled(image, params):
         return {"probabilities": mean([
             sig(m, "serving_scaled")(image=image, params=params[i])["probabilities"]

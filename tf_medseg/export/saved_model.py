@@ -101,7 +101,7 @@ def _functions(model: keras.Model, contract: Contract) -> dict:
 
 def serving_functions(model: keras.Model, contract: Contract) -> dict:
     """The export's signatures as ``tf.function``s over the in-memory ``model``."""
-    return {name: tf.function(fn, input_signature=signature)
+    return {name: tf.function(fn, input_signature=signature, autograph=False)
             for name, (fn, signature) in _functions(model, contract).items()}
 
 
@@ -114,7 +114,8 @@ def export_saved_model(model: keras.Model, contract: Contract, out_dir: str | os
     archive = keras.export.ExportArchive()
     archive.track(model)
     for name, (fn, signature) in _functions(model, contract).items():
-        archive.add_endpoint(name=name, fn=tf.function(fn), input_signature=signature)
+        archive.add_endpoint(name=name, fn=tf.function(fn, autograph=False),
+                             input_signature=signature)
     metadata = {**contract.to_metadata(), **(extra_metadata or {})}
     with atomic_dir(out_dir) as tmp:  # with the permissions of the other outputs
         archive.write_out(str(tmp), verbose=False)

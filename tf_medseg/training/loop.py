@@ -73,10 +73,12 @@ class Trainer:
         with strategy.scope():
             self.optimizer.build(model.trainable_variables)
         jit = bool(model.jit_compile)
-        self._train = tf.function(self._train_replica, jit_compile=jit)
-        self._val = tf.function(self._val_replica, jit_compile=jit)
-        self._train_all = tf.function(self._distributed_train_step)
-        self.val_step = tf.function(self._distributed_val_step)
+        # The steps hold no Python control flow on tensors: AutoGraph's conversion (seconds of
+        # a process's first training) is skipped here, as for every tf.function of tf_medseg.
+        self._train = tf.function(self._train_replica, jit_compile=jit, autograph=False)
+        self._val = tf.function(self._val_replica, jit_compile=jit, autograph=False)
+        self._train_all = tf.function(self._distributed_train_step, autograph=False)
+        self.val_step = tf.function(self._distributed_val_step, autograph=False)
         # train.freeze_encoder_epochs: a second step function, traced with the backbone frozen
         # (not trainable: no gradients, batch norm in inference mode); the optimiser was built
         # above over every variable, so both steps share its state.
@@ -84,9 +86,9 @@ class Trainer:
         self.freeze_epochs = freeze_encoder_epochs if self.encoder is not None else 0
         self.frozen = False
         if self.encoder is not None:
-            replica_step = tf.function(self._train_replica, jit_compile=jit)
+            replica_step = tf.function(self._train_replica, jit_compile=jit, autograph=False)
             self._train_frozen = tf.function(
-                lambda batch: self._distributed_train_step(batch, replica_step))
+                lambda batch: self._distributed_train_step(batch, replica_step), autograph=False)
 
     def start_epoch(self, epoch: int) -> None:
         """Freeze the backbone for the first ``freeze_encoder_epochs`` epochs, then thaw it."""

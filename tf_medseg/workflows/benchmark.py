@@ -240,7 +240,8 @@ def _time_inference(model, images, jit: bool, seconds: float) -> float:
 
     from tf_medseg.models import main_output
     model = main_output(model)  # what inference runs (no deep-supervision heads)
-    forward = tf.function(lambda x: model(x, training=False), jit_compile=jit)
+    forward = tf.function(lambda x: model(x, training=False), jit_compile=jit,
+                          autograph=False)
     forward(images).numpy()  # compile
     start, count = time.perf_counter(), 0
     while time.perf_counter() - start < seconds:
