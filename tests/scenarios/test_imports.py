@@ -1,5 +1,6 @@
 """The package's import graph: no circles, imports only from a module's own stage or a lower one,
-no ``sys.path`` editing, every package installed.
+no ``sys.path`` editing, every package installed; and what every module must keep (at most 400
+lines, graph functions made without AutoGraph).
 
 Every ``import`` counts, including those inside functions (a lazy import still ties two
 modules together), and so do the builders the package loads by name
@@ -174,6 +175,34 @@ def test_no_module_is_over_400_lines():
     long = {str(p.relative_to(ROOT)): n for p in modules().values()
             if (n := len(p.read_text().splitlines())) > 400}
     assert long == {}
+
+
+def _tf_functions(tree: ast.AST):
+    """The ``tf.function`` of a module: (line, its call or None for a bare decorator)."""
+    def is_tf_function(node):
+        return (isinstance(node, ast.Attribute) and node.attr == "function"
+                and isinstance(node.value, ast.Name) and node.value.id == "tf")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and is_tf_function(node.func):
+            yield node.lineno, node
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield from ((d.lineno, None) for d in node.decorator_list if is_tf_function(d))
+
+
+def test_every_tf_function_is_made_without_autograph():
+    """None of the package's graph functions holds Python control flow on tensors, so none
+    pays AutoGraph's conversion (2.4 s of a process's first tiny training,
+    docs/measurements.md): a new one says ``autograph=False`` too (a Python ``if`` on a tensor
+    then fails loudly when traced, it is never silently converted)."""
+    found = []
+    for name, path in modules().items():
+        for line, call in _tf_functions(ast.parse(path.read_text())):
+            if call is None or not any(k.arg == "autograph" and isinstance(k.value, ast.Constant)
+                                       and k.value.value is False for k in call.keywords):
+                found.append(f"{path.relative_to(ROOT)}:{line}")
+    assert found == []
+    assert sum(1 for path in modules().values()
+               for _ in _tf_functions(ast.parse(path.read_text()))) >= 10  # the walk sees them
 
 
 def test_pyproject_installs_every_package_and_the_configs():

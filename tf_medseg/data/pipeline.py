@@ -260,8 +260,8 @@ def _channels_last(images: tf.Tensor, packed: tf.Tensor, num_classes: int):
 # One XLA computation per rank: relaxed retracing generalises the shapes a function has seen,
 # and between a 2D batch and a 3D one that is a shape of unknown rank, which the permutation
 # cannot take (a process that had decoded 2D batches failed on its first 3D batch).
-_CHANNELS_LAST = {rank: tf.function(_channels_last, jit_compile=True,
-                                         reduce_retracing=True, autograph=False)
+_CHANNELS_LAST = {rank: tf.function(_channels_last, jit_compile=True, reduce_retracing=True,
+                                    autograph=False)
                   for rank in (4, 5)}
 
 
