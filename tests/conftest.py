@@ -227,13 +227,13 @@ def kaggle_contract(config):
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    """With pytest-xdist (``-n 2 --dist loadgroup``): the tests that read one trained fixture
-    run on one worker, so that it is trained once: the shared tiny run and the tiny
-    cross-validation made from it (about four minutes of tests: the other worker takes the
+    """With pytest-xdist (``--dist loadgroup``, pytest.ini): the tests that read one trained
+    fixture run on one worker, so that it is trained once: the shared tiny run and the tiny
+    cross-validation made from it (about four minutes of tests: the other workers take the
     rest), the DICOM clinic's ball model.
 
     The slow tests first (in their order): the workers take the next test as they finish, so
-    that the run ends on short tests, not on one worker's long one while the other waits (a
+    that the run ends on short tests, not on one worker's long one while the others wait (a
     minute of the run, measured with every slow test in its file's place)."""
     for item in items:
         names = getattr(item, "fixturenames", ())

@@ -194,15 +194,12 @@ def test_every_tf_function_is_made_without_autograph():
     pays AutoGraph's conversion (2.4 s of a process's first tiny training,
     docs/measurements.md): a new one says ``autograph=False`` too (a Python ``if`` on a tensor
     then fails loudly when traced, it is never silently converted)."""
-    found = []
-    for name, path in modules().items():
-        for line, call in _tf_functions(ast.parse(path.read_text())):
+    made = [(f"{path.relative_to(ROOT)}:{line}", call) for path in modules().values()
+            for line, call in _tf_functions(ast.parse(path.read_text()))]
+    assert len(made) >= 10  # the walk sees them
+    assert [where for where, call in made
             if call is None or not any(k.arg == "autograph" and isinstance(k.value, ast.Constant)
-                                       and k.value.value is False for k in call.keywords):
-                found.append(f"{path.relative_to(ROOT)}:{line}")
-    assert found == []
-    assert sum(1 for path in modules().values()
-               for _ in _tf_functions(ast.parse(path.read_text()))) >= 10  # the walk sees them
+                                       and k.value.value is False for k in call.keywords)] == []
 
 
 def test_pyproject_installs_every_package_and_the_configs():
