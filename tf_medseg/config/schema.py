@@ -36,7 +36,7 @@ ENCODERS = ("none", "resnet50", "efficientnetv2b0", "efficientnetv2b1", "efficie
             "efficientnetv2b3", "convnext_tiny")
 
 
-NORMALIZATIONS = ("auto", "percentile", "zscore", "ct")
+NORMALIZATIONS = ("auto", "percentile", "zscore", "ct", "window")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,8 +52,7 @@ class DataConfig:
         None, "the data set's folder: the Kaggle folder holding train.csv and train/ "
               "(uwmgi), the folder holding dataset.json (nnunet, decathlon), the folder "
               "holding images/, masks/ and labels.json (folder), or of DICOM studies (dicom)")
-    data_dir: str = field(
-        "~/tensorflow_datasets", "where TFDS writes the prepared TFRecord shards")
+    data_dir: str = field("~/tensorflow_datasets", "where TFDS writes the prepared TFRecords")
     image_size: Union[tuple[int, int], tuple[int, int, int]] = field(
         (128, 128), "[height, width] the model sees: slices are resized to it (sampling: "
                     "resize) or patches of it are cut from them (sampling: patch); "
@@ -74,8 +73,7 @@ class DataConfig:
         min=0.0, max=1.0)
     context: tuple[int, ...] = field(
         (0,), "slice offsets stacked as channels: [0] is 2D, [-2, 0, 2] is 2.5D",
-        check=lambda v: (0 in v and len(set(v)) == len(v)
-                         and all(abs(o) <= MAX_OFFSET for o in v),
+        check=lambda v: (0 in v and len(set(v)) == len(v) and all(abs(o) <= MAX_OFFSET for o in v),
                          f"must contain 0, no repeats, offsets within +-{MAX_OFFSET}"))
     batch_size: int = field(16, "global batch size (split across replicas)", min=1)
     fold: Union[int, Literal["all"]] = field(
@@ -107,8 +105,12 @@ class DataConfig:
         "auto", "intensity normalisation, one method or one per channel: percentile (divide "
                 "each volume by its 99.5th percentile, clip to [0, 1.5]), zscore (each volume "
                 "to mean 0, sd 1), ct (nnU-Net's CT scheme: clip to the 0.5 and 99.5 "
-                "percentiles of the data set's foreground, z-score with its mean and sd) or "
-                "auto (ct for a channel named CT, else percentile)")
+                "percentiles of the data set's foreground, z-score with its mean and sd), "
+                "window (data.window) or auto (ct for a channel named CT, else percentile)")
+    window: Optional[tuple[float, float]] = field(
+        None, "the normalization: window channels' [low, high] in stored units, clipped to it "
+              "and mapped to [-1, 1]; a CT soft-tissue window in HU: [-160, 240]",
+        check=lambda v: (v[0] < v[1], "must be [low, high] with low < high"))
     spacing: Optional[Union[tuple[float, float], tuple[float, float, float]]] = field(
         None, "resample slices in-plane to this [row, column] pixel size in mm (images "
               "bicubic, masks nearest; before resizing to data.image_size), or with three "
@@ -349,17 +351,15 @@ class TuneConfig:
                                  "counts the trials it finished", min=1)
     executions_per_trial: int = field(
         1, "trainings per trial, with seeds train.seed, train.seed + 1, ... (the objective is "
-           "their mean): more tells noise from gain",
-        min=1)
-    epochs: Optional[int] = field(
-        None, "epochs per trial (hyperband: the most any trial gets); null takes train.epochs",
-        min=1)
+           "their mean): more tells noise from gain", min=1)
+    epochs: Optional[int] = field(None, "epochs per trial (hyperband: the most any trial gets); "
+                                        "null takes train.epochs", min=1)
     initial_points: Optional[int] = field(
         None, "bayesian: random trials before the Gaussian process picks the next; null "
               "takes KerasTuner's 3 per searched key", min=1)
     hyperband_factor: int = field(3, "hyperband: reduction factor between rounds", min=2)
-    seed: Optional[int] = field(None, "seed of the tuner's sampling; null takes train.seed",
-                                 min=0, max=MAX_SEED)
+    seed: Optional[int] = field(None, "seed of the tuner's sampling; null: train.seed", min=0,
+                                 max=MAX_SEED)
     space: dict = dataclasses.field(
         default_factory=dict,
         metadata={"doc": "search space: config key -> {type: choice, values: [...]}, "

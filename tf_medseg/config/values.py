@@ -85,6 +85,8 @@ def _describe(tp: Any) -> str:
         args = typing.get_args(tp)
         if len(args) == 2 and args[1] is Ellipsis:
             item = _describe(args[0])
+            if item.startswith("one of "):
+                return "a list, each " + item
             return ("a list of lists of " + item.removeprefix("a list of ")
                     if item.startswith("a list of ") else f"a list of {item}s")
         return f"a list of {len(args)} {_describe(args[0])}s"
@@ -198,6 +200,12 @@ def _check_cross(config: Config) -> None:
     if data.modality is not None and data.source != "dicom":
         raise ConfigError(f"data.modality: only for data.source dicom (the source is "
                           f"{data.source}); remove it")
+    norms = (data.normalization,) if isinstance(data.normalization, str) else data.normalization
+    if ("window" in norms) != (data.window is not None):
+        raise ConfigError("data.window: " + (
+            "data.normalization window needs it: [low, high] in the stored units (CT in HU: "
+            "[-160, 240] is a soft-tissue window)" if data.window is None else
+            "only for data.normalization: window (a channel clipped to it); remove it"))
     if data.source == "phantom" and data.phantom_cases < data.num_folds:
         raise ConfigError(f"data.phantom_cases: must be >= data.num_folds ({data.num_folds}) "
                           f"so that every fold has a case, got {data.phantom_cases}")

@@ -67,7 +67,8 @@ class DataSet:
         self.builder, self.config = builder, config
         self.metadata = builder.info.metadata
         self.labels: LabelSchema = normalization.resolve(
-            labels_of(builder), config.normalization, self.metadata.get("intensity_stats"))
+            labels_of(builder), config.normalization, self.metadata.get("intensity_stats"),
+            config.window)
         self.cases: list[int] = sorted(int(c) for c in self.metadata["cases"])
         self.scans: list[ScanInfo] = [
             ScanInfo(name, int(f["case"]), tuple(f["shape"]), tuple(f["spacing"]),

@@ -7,6 +7,8 @@ training, evaluation and the export's graph:
 * ``zscore``: each volume to mean 0 and sd 1;
 * ``ct``: nnU-Net's CT scheme: clip to the 0.5 and 99.5 percentiles of the data set's
   foreground, z-score with its mean and sd (statistics from the records' fingerprint);
+* ``window``: clip to a fixed window of stored values (``data.window``, e.g. a CT soft-tissue
+  window) and map it to [-1, 1]: the contrast of soft tissue is not spent on bone and air;
 * ``auto``: ``ct`` for a channel named CT, else ``percentile``.
 
 :func:`params` gives a volume's (4, C) [centre, scale, low, high]; :func:`apply` maps raw
@@ -27,13 +29,14 @@ CLIP = 1.5
 ZSCORE_LIMIT = 1e4  # z-scores are clipped to +-this (float16 holds them, nothing real is cut)
 
 
-def resolve(labels: LabelSchema, wanted, stats) -> LabelSchema:
+def resolve(labels: LabelSchema, wanted, stats, window=None) -> LabelSchema:
     """``labels`` with ``data.normalization`` (``wanted``) resolved to one method per channel
-    and the data set's foreground ``stats`` attached.
+    and the data set's foreground ``stats`` attached; a ``window`` channel's stats also hold
+    ``data.window`` (``window``: [low, high]), so that the export carries it.
 
     Raises:
         ConfigError: a list of methods whose length is not the number of channels; ct for a
-            channel without foreground statistics.
+            channel without foreground statistics; window without data.window.
     """
     methods = [wanted] * labels.num_channels if isinstance(wanted, str) else list(wanted)
     if len(methods) != labels.num_channels:
@@ -47,6 +50,12 @@ def resolve(labels: LabelSchema, wanted, stats) -> LabelSchema:
         if m == "ct" and not st:
             raise ConfigError(f"data.normalization: ct for channel {name} needs foreground "
                               f"statistics, and the data set has no labelled voxels")
+        if m == "window" and window is None:
+            raise ConfigError(f"data.normalization: window for channel {name} needs "
+                              f"data.window: [low, high] in the stored units (CT in HU: a "
+                              f"soft-tissue window is [-160, 240])")
+    stats = tuple(dict(st or {}, window=[float(v) for v in window]) if m == "window" else st
+                  for m, st in zip(methods, stats))
     return dataclasses.replace(labels, normalization=tuple(methods), stats=stats)
 
 
@@ -89,7 +98,8 @@ def params(image: tf.Tensor, labels: LabelSchema) -> tf.Tensor:
       integer images found by histogram (at least 1), for float images by ``top_k`` (the
       largest magnitude if the percentile is not positive);
     * zscore: the volume's mean and sd;
-    * ct: the data set's foreground mean and sd, clipped at its 0.5 and 99.5 percentiles.
+    * ct: the data set's foreground mean and sd, clipped at its 0.5 and 99.5 percentiles;
+    * window: centre and half width of the window, clipped to [-1, 1].
     """
     columns = []
     for c, method in enumerate(labels.normalization):
@@ -106,6 +116,10 @@ def params(image: tf.Tensor, labels: LabelSchema) -> tf.Tensor:
             mean, var = tf.nn.moments(tf.reshape(x, [-1]), axes=[0])
             columns.append(tf.stack([mean, tf.maximum(tf.sqrt(var), 1e-6), -ZSCORE_LIMIT,
                                      ZSCORE_LIMIT]))
+        elif method == "window":
+            low, high = labels.stats[c]["window"]
+            columns.append(tf.constant([(low + high) / 2, (high - low) / 2, -1.0, 1.0],
+                                       tf.float32))
         else:
             st = labels.stats[c]
             sd = max(st["sd"], 1e-6)
