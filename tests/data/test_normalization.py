@@ -1,5 +1,5 @@
 """Intensity normalisation: per-volume percentile (integer histogram and float top_k),
-z-score and CT, resolved per channel."""
+z-score, CT and a fixed window, resolved per channel."""
 
 import dataclasses
 
@@ -61,3 +61,36 @@ def test_resolve_names_the_key():
         normalization.resolve(KAGGLE, ["zscore", "zscore"], None)
     with pytest.raises(ConfigError, match="ct for channel MRI needs foreground statistics"):
         normalization.resolve(KAGGLE, "ct", None)
+
+
+def test_window_clips_to_the_configured_window_beside_ct():
+    labels = dataclasses.replace(KAGGLE, channels=("CT", "CT"))
+    stats = ({"mean": 1284.0, "sd": 452.0, "p0_5": 892.0, "p99_5": 2641.0},) * 2
+    resolved = normalization.resolve(labels, ["window", "ct"], stats, window=(840, 1240))
+    assert resolved.normalization == ("window", "ct")
+    assert resolved.stats[0]["window"] == [840.0, 1240.0]
+    assert "window" not in resolved.stats[1] and resolved.stats[0]["mean"] == 1284.0
+    # The window travels with the label schema (the export's contract).
+    assert type(resolved).from_dict(resolved.to_dict()).stats == resolved.stats
+    # Air, fat, parotid (HU -10), muscle (HU 50), bone: OpenKBP's HU + 1000.
+    raw = np.array([0.0, 900.0, 990.0, 1050.0, 2000.0])
+    image = tf.constant(np.stack([raw, raw], -1)[None, None], tf.float32)
+    out = normalization.apply(image, normalization.params(image, resolved)).numpy()[0, 0]
+    np.testing.assert_allclose(out[:, 0], [-1.0, -0.7, -0.25, 0.05, 1.0], atol=1e-6)
+    # Under ct the parotid and the muscle lie 0.13 apart; in the window 0.3 of a range of 2.
+    assert out[3, 1] - out[2, 1] == pytest.approx(60 / 452, rel=1e-4)
+
+
+def test_window_needs_its_key_and_only_with_it():
+    with pytest.raises(ConfigError, match="window for channel MRI needs data.window"):
+        normalization.resolve(KAGGLE, "window", None)
+    from tf_medseg.config import load_config
+    assert load_config("unet.yaml", ["data.normalization=window",
+                                     "data.window=[-160, 240]"]).data.window == (-160.0, 240.0)
+    for overrides, message in (
+            (["data.normalization=window"], "data.window: data.normalization window needs it"),
+            (["data.window=[-160, 240]"], "data.window: only for data.normalization: window"),
+            (["data.normalization=window", "data.window=[240, -160]"],
+             "data.window: must be .low, high. with low < high")):
+        with pytest.raises(ConfigError, match=f"^{message}"):
+            load_config("unet.yaml", overrides)

@@ -1,4 +1,5 @@
-"""The tf.data pipeline: 2.5D context, resizing, batches, shuffling and organ resampling."""
+"""The tf.data pipeline: 2.5D context, resizing, batches, shuffling, organ resampling and
+class-first slice draws."""
 
 import numpy as np
 import pytest
@@ -77,6 +78,41 @@ def test_training_order_is_shuffled_per_epoch_and_seeded(tmp_path):
 
 def test_organ_fraction_resamples_slices(tmp_path):
     overrides = tiny_overrides(tmp_path) + ["data.augment=false", "data.organ_fraction=1.0"]
+    config = load_config("tiny.yaml", overrides)
+    masks = [m for _, batch in pipeline.make_dataset(config, "train") for m in batch]
+    assert len(masks) == 2 * 2 * 12  # epoch length unchanged
+    assert all(bool(tf.reduce_any(m > 0)) for m in masks)
+
+
+def test_class_first_draws_balance_a_small_class():
+    # 40 slices: class 0 (bit 1) on 30 of them, class 1 (bit 2) on slice 7 only, 4 empty.
+    packed = np.zeros((40, 3, 3), np.uint8)
+    packed[:30, 0, 0] = 1
+    packed[7, 1, 1] |= 2
+    volume = tf.constant(np.arange(40, dtype=np.float32)[:, None, None, None]
+                         * np.ones((40, 2, 3, 3), np.float32))
+    counts = np.zeros(40)
+    for k in range(50):
+        drawn, masks = _in_tf_data(lambda v, m, s: pipeline.draw_slices(v, m, s, 1.0, 2),
+                                   volume, tf.constant(packed), tf.constant([k, 1], tf.int64))
+        index = drawn[:, 0, 0, 0].numpy().astype(int)
+        np.testing.assert_array_equal(masks.numpy(), packed[index])  # slices keep their masks
+        assert drawn.shape == (40, 2, 3, 3)  # as many slices as the scan has
+        counts += np.bincount(index, minlength=40)
+    # Class first: half the draws are class 1's one slice (1/40 of the scan), the rest class
+    # 0's slices; the empty slices are never drawn.
+    assert 0.4 < counts[7] / counts.sum() < 0.6
+    assert counts[30:].sum() == 0
+    # fraction 0: any slice, uniformly; a scan that shows no class keeps its slices.
+    drawn, _ = pipeline.draw_slices(volume, tf.constant(packed), tf.constant([3, 1]), 0.0, 2)
+    assert drawn[:, 0, 0, 0].numpy().max() >= 30
+    empty = tf.zeros((40, 3, 3), tf.uint8)
+    drawn, _ = pipeline.draw_slices(volume, empty, tf.constant([3, 1]), 1.0, 2)
+    np.testing.assert_array_equal(drawn[:, 0, 0, 0].numpy(), np.arange(40))
+
+
+def test_class_fraction_in_the_training_pipeline(tmp_path):
+    overrides = tiny_overrides(tmp_path) + ["data.augment=false", "data.class_fraction=1.0"]
     config = load_config("tiny.yaml", overrides)
     masks = [m for _, batch in pipeline.make_dataset(config, "train") for m in batch]
     assert len(masks) == 2 * 2 * 12  # epoch length unchanged

@@ -88,6 +88,9 @@ class DataConfig:
         None, "share of training slices that show an organ (slices resampled each epoch), "
               "in (0, 1]; null keeps the data's own share", min=0.0, max=1.0,
         check=lambda v: (v > 0, "must be > 0 (null keeps the data's own share)"))
+    class_fraction: Optional[float] = field(
+        None, "2D: share of a scan's training slices drawn class first (a class the scan "
+              "shows, then a slice of it: nnU-Net's); null: each once", min=0.0, max=1.0)
     augment: bool = field(True, "augment training batches as the augment: section says "
                                  "(affine, flips, elastic, contrast, brightness, gamma)")
     drop_case_days: tuple[str, ...] = field(
@@ -157,8 +160,7 @@ class AugmentConfig:
     elastic: float = field(0.0, "probability of an elastic deformation (0 turns it off)",
                             min=0.0, max=1.0)
     elastic_strength: float = field(
-        0.03, "elastic: largest displacement, as a fraction of the image size", min=0.0,
-        max=0.5)
+        0.03, "elastic: largest displacement, as a fraction of the image size", min=0.0, max=0.5)
     elastic_grid: int = field(5, "elastic: random control points per side (fewer = smoother)",
                                min=2, max=64)
     contrast: tuple[float, float] = field((0.85, 1.15), "[low, high] intensity factor",
@@ -301,11 +303,9 @@ class TrainConfig:
         "auto", "overlap losses of a class absent from a batch: skip (left out of the mean, as "
                 "nnU-Net), count (1 / (1 + FP)) or auto (count for the competition metric)")
     tversky_fn_weight: float = field(
-        0.7, "Tversky losses: weight of false negatives (alpha in Abraham & Khan 2019)",
-        min=0.0)
-    tversky_fp_weight: float = field(
-        0.3, "Tversky losses: weight of false positives (beta)",
-        min=0.0)
+        0.7, "Tversky losses: weight of false negatives (alpha in Abraham & Khan 2019)", min=0.0)
+    tversky_fp_weight: float = field(0.3, "Tversky losses: weight of false positives (beta)",
+                                     min=0.0)
     focal_tversky_gamma: float = field(
         4 / 3, "focal_tversky: the loss is (1 - Tversky index) ** (1 / gamma)", min=0.1,
         max=10.0)

@@ -200,6 +200,9 @@ def _check_cross(config: Config) -> None:
     if data.modality is not None and data.source != "dicom":
         raise ConfigError(f"data.modality: only for data.source dicom (the source is "
                           f"{data.source}); remove it")
+    if data.organ_fraction is not None and data.class_fraction is not None:
+        raise ConfigError("data.class_fraction: set it or data.organ_fraction, not both (the "
+                          "slices a scan shows its classes in are drawn class first)")
     norms = (data.normalization,) if isinstance(data.normalization, str) else data.normalization
     if ("window" in norms) != (data.window is not None):
         raise ConfigError("data.window: " + (
@@ -260,6 +263,8 @@ def _check_network(config: Config) -> None:
     if dims == 3:
         for key, ok, fix in (
                 ("data.organ_fraction", data.organ_fraction is None,
+                 "null (3D patches are centred on foreground by data.foreground_share)"),
+                ("data.class_fraction", data.class_fraction is None,
                  "null (3D patches are centred on foreground by data.foreground_share)"),
                 ("data.sampling", data.sampling == "patch", "patch (3D patches)"),
                 ("data.context", data.context == (0,), "[0] (a 3D network sees the "

@@ -118,6 +118,34 @@ def resample_organs(ds: tf.data.Dataset, fraction: float, length: int, seed: int
     return mixed.take(length)
 
 
+def draw_slices(volume: tf.Tensor, packed: tf.Tensor, seed: tf.Tensor, fraction: float,
+                num_classes: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """A scan's (D, ...) slices and (D, h, w) packed masks -> as many slices drawn anew: each,
+    with probability ``fraction``, class first (a class the scan shows, uniformly, then one of
+    the slices showing it, uniformly), else any slice; a scan showing no class keeps its
+    slices. Small organs are then as often in a batch as large ones (``data.class_fraction``;
+    nnU-Net draws its foreground patches so)."""
+    depth = tf.shape(packed, out_type=tf.int64)[0]
+    bits = tf.constant([1 << k for k in range(num_classes)], packed.dtype)
+    shows = tf.reduce_any(tf.bitwise.bitwise_and(packed[..., None], bits) > 0, axis=[1, 2])
+    any_shown = tf.reduce_any(shows)
+    # (K,) the classes this scan shows; every class drawable in a scan that shows none (its
+    # draws are not used), so that no draw falls outside the classes.
+    shown = tf.logical_or(tf.reduce_any(shows, axis=0), tf.logical_not(any_shown))
+    shows = tf.logical_or(shows, tf.logical_not(any_shown))
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 4)
+    # log(0) = -inf: an absent class, or a slice without the class, is never drawn.
+    classes = tf.random.stateless_categorical(
+        tf.math.log(tf.cast(shown, tf.float32))[None], tf.cast(depth, tf.int32), seeds[0])[0]
+    by_class = tf.math.log(tf.cast(tf.gather(tf.transpose(shows), classes), tf.float32))
+    class_first = tf.random.stateless_categorical(by_class, 1, seeds[1])[:, 0]
+    anywhere = tf.random.stateless_uniform([depth], seeds[2], 0, depth, tf.int64)
+    first = tf.random.stateless_uniform([depth], seeds[3]) < fraction
+    index = tf.where(first, class_first, anywhere)
+    index = tf.where(any_shown, index, tf.range(depth, dtype=tf.int64))
+    return tf.gather(volume, index), tf.gather(packed, index)
+
+
 def make_dataset(config: Config, split: str, *, dataset: DataSet | None = None,
                  batch_size: int | None = None, shuffle: bool | None = None,
                  augment_batches: bool | None = None, drop_remainder: bool = False,
@@ -192,6 +220,11 @@ def slice_patches(ds: tf.data.Dataset, config: Config, labels: LabelSchema, num_
     ds = ds.map(tf.autograph.experimental.do_not_convert(
         lambda volume, packed: (_context_first(volume, data.context), packed)),
         num_parallel_calls=tf.data.AUTOTUNE)
+    if split == "train" and data.class_fraction is not None:
+        draws = tf.data.Dataset.random(seed=seed + 2, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip(ds, draws).map(tf.autograph.experimental.do_not_convert(
+            lambda scan, s: draw_slices(*scan, s, data.class_fraction, labels.num_classes)),
+            num_parallel_calls=tf.data.AUTOTUNE)
     # Known length, so that Keras shows epoch progress and ends epochs without a warning.
     ds = ds.unbatch().apply(tf.data.experimental.assert_cardinality(num_slices))
     if split == "train" and data.organ_fraction is not None and 0 < num_organ < num_slices:
