@@ -9,6 +9,7 @@ in. One progress bar with a total.
 from __future__ import annotations
 
 import collections
+from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterator, Sequence
 
 from tqdm.auto import tqdm
@@ -46,6 +47,12 @@ def in_order(fn: Callable, jobs: Sequence[tuple], sizes: Sequence[int], *, desc:
                     submit()
                     yield job.result()
                     bar.update(size)
+            except BrokenProcessPool:
+                from tf_medseg.errors import DataError
+                raise DataError(
+                    f"{desc}: a reader process ended abruptly (killed, out of memory, or failed "
+                    f"while starting: its error is above; a script without if __name__ == "
+                    f"'__main__': runs again in every reader)") from None
             finally:  # on an error, do not wait for items nobody will write
                 for _, job in pending:
                     job.cancel()

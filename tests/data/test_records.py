@@ -13,6 +13,7 @@ import tensorflow_datasets as tfds
 
 from tf_medseg.config import DataConfig
 from tf_medseg.data import records
+from tf_medseg.errors import DataError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,3 +63,14 @@ def test_a_missing_kaggle_folder_is_one_line(tmp_path):
     with pytest.raises(DataError, match=r"data.root .*nowhere does not exist; set it to the "
                                         r"Kaggle folder"):
         records.get_builder(DataConfig(source="uwmgi", root=str(tmp_path / "nowhere")))
+
+
+def test_a_reader_re_running_the_script_refuses_to_wait(tmp_path, monkeypatch):
+    # What a spawned reader process is while it re-runs the user's script (CPython's own flag):
+    # waiting on the lock its parent holds would hang both for ever.
+    import multiprocessing
+    monkeypatch.setattr(multiprocessing.current_process(), "_inheriting", True, raising=False)
+    config = DataConfig(data_dir=str(tmp_path), phantom_cases=2, phantom_days=1, phantom_slices=8)
+    with pytest.raises(DataError, match="put the script's top-level code under if __name__"):
+        records.build_records(config)
+    assert not list(tmp_path.rglob("*.tfrecord*"))

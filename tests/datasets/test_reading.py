@@ -1,9 +1,12 @@
 """Reading in worker processes: results in the items' order whatever order workers finish in,
-and the fingerprint written into the metadata once every record is read."""
+the fingerprint written into the metadata once every record is read, and a reader that dies
+named in one line."""
 
 import numpy as np
+import pytest
 
 from tf_medseg.data.labels import LabelSchema
+from tf_medseg.errors import DataError
 from tf_medseg.resources import builders
 
 LABELS = LabelSchema(classes=("a",), exclusive=True, channels=("MR",), metric="volume",
@@ -12,6 +15,11 @@ LABELS = LabelSchema(classes=("a",), exclusive=True, channels=("MR",), metric="v
 
 def _square(n):  # module level: spawned workers import it
     return n * n
+
+
+def _die(n):  # a reader killed (out of memory, or a script re-run without a main guard)
+    import os
+    os._exit(3)
 
 
 def _record(name, n):
@@ -28,6 +36,13 @@ def test_in_order_keeps_the_order():
         out = list(reading.in_order(_square, [(n,) for n in range(9)], [1] * 9, desc="t",
                                     unit="item", workers=workers))
         assert out == [n * n for n in range(9)]
+
+
+def test_a_reader_that_dies_is_one_line():
+    reading = builders("reading")
+    with pytest.raises(DataError, match="^Reading 2 cases: a reader process ended abruptly"):
+        list(reading.in_order(_die, [(1,), (2,)], [1, 1], desc="Reading 2 cases", unit="case",
+                              workers=1))
 
 
 def test_records_fill_the_fingerprint():

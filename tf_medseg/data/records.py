@@ -9,7 +9,9 @@ runs find them and reuse them.
 A build killed at any point (even with kill -9) leaves nothing that is reused: TFDS writes into
 an ``incomplete.*`` folder and renames it only when complete. The next build takes a lock on the
 dataset's folder, removes such leftovers (they hold up to the size of the data set) and builds
-again; a second process preparing the same data meanwhile waits for the first.
+again; a second process preparing the same data meanwhile waits for the first, but a reader
+process re-running the user's script while it starts (a script without a main guard) is
+refused in one line: it would wait for ever on the lock of the parent that waits for it.
 
 Preparing leaves the process's random generators as it found them: whether a run built the
 records or found them changes nothing it draws.
@@ -18,6 +20,7 @@ records or found them changes nothing it draws.
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 import random
 import shutil
@@ -123,6 +126,13 @@ def build_records(config: DataConfig) -> tfds.core.DatasetBuilder:
     builder = get_builder(config)
     if builder.is_prepared():
         return builder
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        # A reader process re-running the user's script while it starts (spawn): it would
+        # wait for ever on the lock its parent holds while the parent waits for it.
+        raise DataError(f"{builder.info.full_name}: records are being prepared, and this is a "
+                        f"reader process starting up, re-running the script that asked for "
+                        f"them; put the script's top-level code under "
+                        f"if __name__ == '__main__':")
     config_dir = Path(builder.data_dir).parent  # data_dir/name/config/version
     with _exclusive(config_dir):
         if not builder.is_prepared():  # another process may have built it meanwhile
