@@ -178,5 +178,5 @@ def test_silent_class_warns_once(capsys):
         cb.on_epoch_end(epoch, {"val_dice_liver": 0.9, "val_dice_brainstem": dice})
     out = capsys.readouterr().out.strip().splitlines()
     assert out == ["warning: class brainstem has had validation Dice 0 for 3 epochs "
-                   "(epochs 2-4): the network predicts none of it; see docs/training.md "
-                   "(small organs)"]
+                   "(epochs 2-4): the network predicts none of it; a small organ: "
+                   "data.class_fraction (docs/training.md, small organs)"]

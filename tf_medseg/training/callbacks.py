@@ -178,10 +178,10 @@ class SilentClass(keras.callbacks.Callback):
             if epoch - first + 1 >= self.patience and name not in self.warned:
                 self.warned.add(name)
                 if self.verbose:
-                        print(f"warning: class {name} has had validation Dice 0 for "
+                    print(f"warning: class {name} has had validation Dice 0 for "
                           f"{epoch - first + 1} epochs (epochs {first + 1}-{epoch + 1}): the "
-                          f"network predicts none of it; see docs/training.md (small organs)",
-                          flush=True)
+                          f"network predicts none of it; a small organ: data.class_fraction "
+                          f"(docs/training.md, small organs)", flush=True)
 
 
 class NanGuard(keras.callbacks.Callback):
