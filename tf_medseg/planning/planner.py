@@ -313,6 +313,8 @@ def _choices_3d(choices_2d: list, net: Network, axis: int, target, scans, budget
                f"until a batch of {MIN_BATCH} fits {budget[1]}"),
         Choice("data.batch_size", net.batch, _batch_why(net, budget[0])),
         Choice("data.context", [0], "a 3D network sees the neighbouring slices itself"),
+        Choice("data.class_fraction", None, "3D patches are centred on a class drawn first "
+                                            "(data.foreground_share), not slices"),
         Choice("model.dims", 3, "a 3D U-Net (plan.dims 3)"),
         Choice("model.depth", net.depth,
                f"poolings until each axis is at least {MIN_EDGE} voxels or too coarse to "
