@@ -126,8 +126,7 @@ def draw_slices(volume: tf.Tensor, packed: tf.Tensor, seed: tf.Tensor, fraction:
     slices. Small organs are then as often in a batch as large ones (``data.class_fraction``;
     nnU-Net draws its foreground patches so)."""
     depth = tf.shape(packed, out_type=tf.int64)[0]
-    bits = tf.constant([1 << k for k in range(num_classes)], packed.dtype)
-    shows = tf.reduce_any(tf.bitwise.bitwise_and(packed[..., None], bits) > 0, axis=[1, 2])
+    shows = tf.reduce_any(unpack_mask(packed, num_classes) > 0, axis=[1, 2])  # (D, K)
     any_shown = tf.reduce_any(shows)
     # (K,) the classes this scan shows; every class drawable in a scan that shows none (its
     # draws are not used), so that no draw falls outside the classes.
