@@ -154,9 +154,10 @@ def test_the_schedule_ends_where_the_budget_does_and_a_resumed_run_repeats_it(tm
 def test_a_budget_that_fits_train_epochs_trains_them_all(tmp_path, monkeypatch, capsys):
     """... and a machine busy with other work while the steps were timed is said so, its load
     average kept in budget.json."""
+    from tf_medseg.data import workers
     from tf_medseg.training import callbacks
     fake_clock(monkeypatch, 1.0)
-    cores = callbacks._cores()
+    cores = workers.cores()
     monkeypatch.setattr(callbacks, "load_average", lambda: 2.0 * cores)
     train(budgeted(tmp_path, "capped", "train.epochs=3", "train.schedule=linear"), verbose=1)
     plan = json.loads((tmp_path / "capped" / "budget.json").read_text())

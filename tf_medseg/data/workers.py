@@ -21,10 +21,18 @@ from tf_medseg.errors import ConfigError
 ENV = "TF_MEDSEG_WORKERS"
 
 
+def cores() -> int:
+    """The CPU cores this process may run on (its affinity: a container's or ``taskset``'s
+    share, not the whole machine's ``os.cpu_count()``)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
 def count(jobs: int, cap: int, requested: int | None = None) -> int:
     """Worker processes for ``jobs`` jobs: ``requested`` (a caller's argument), else
-    ``TF_MEDSEG_WORKERS``, else one per core up to ``cap``; at most ``jobs``; 0 means the
-    calling process."""
+    ``TF_MEDSEG_WORKERS``, else one per core this process may use (:func:`cores`) up to
+    ``cap``; at most ``jobs``; 0 means the calling process."""
     if requested is None:
         value = os.environ.get(ENV, "").strip()
         if value:
@@ -37,7 +45,7 @@ def count(jobs: int, cap: int, requested: int | None = None) -> int:
                                   f"processes (0: work in this process); unset it for one "
                                   f"per CPU core")
         else:
-            requested = min(cap, os.cpu_count() or 1)
+            requested = min(cap, cores())
     return max(0, min(requested, jobs))
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_medseg.config import Config, improves
+from tf_medseg.data import workers
 from tf_medseg.training.checkpoints import BestCheckpoint, HistoryLog, best_record
 
 
@@ -34,12 +35,6 @@ def load_average() -> float | None:
         return round(os.getloadavg()[0], 2)
     except (AttributeError, OSError):
         return None
-
-
-def _cores() -> int:
-    """The cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-        os.cpu_count() or 1)
 
 
 def budget_recorder(folder: Path):
@@ -124,7 +119,7 @@ class TimeBudget(keras.callbacks.Callback):
                 "measured_epochs": self.measured,
                 # the rate is this machine's now: other work on it while the epochs were timed
                 # makes fewer of them fit (a training's own threads load it up to its cores)
-                "load_average": load_average(), "cores": _cores()}
+                "load_average": load_average(), "cores": workers.cores()}
         return plan
 
     def _announce(self, plan: dict, epoch: int) -> None:
