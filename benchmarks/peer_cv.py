@@ -99,8 +99,10 @@ def train_peer(config, out: Path) -> dict:
 
 def run(args) -> dict:
     from tf_medseg.config import load_config
+    from tf_medseg.planning.planner import planned_config
     from tf_medseg.training import train
-    base = load_config(args.config, args.set)
+    # data.plan auto or data.image_size auto: both sides train the same planned config
+    base = planned_config(load_config(args.config, args.set))
     folds = args.folds if args.folds is not None else list(range(base.data.num_folds))
     out = Path(args.out).expanduser()
     sides = ["ours", "peer"] if args.side == "both" else [args.side]

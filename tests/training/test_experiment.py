@@ -71,3 +71,11 @@ def test_val_steps_takes_every_kth_validation_batch(experiment, tmp_path):
     wide = experiment.configured(load_config("tiny.yaml", tiny_overrides(tmp_path) + [
         "data.context=[-1,0,1]", f"train.val_steps={len(batches)}"]))
     assert len(list(wide.datasets(strategy)[1])) == len(batches)
+
+
+def test_an_unsized_config_is_refused_in_one_line(tmp_path):
+    from tf_medseg.errors import ConfigError
+    config = load_config("tiny.yaml", tiny_overrides(tmp_path) + ["data.image_size=auto"])
+    with pytest.raises(ConfigError, match=r"^data.image_size: auto is sized from the data set "
+                                          r"by tf_medseg.planning.planner.planned_config"):
+        Experiment(config)

@@ -35,7 +35,6 @@ from tf_medseg.config.sections import EvalConfig, ExportConfig, PlanConfig, Pred
 ENCODERS = ("none", "resnet50", "efficientnetv2b0", "efficientnetv2b1", "efficientnetv2b2",
             "efficientnetv2b3", "convnext_tiny")
 
-
 NORMALIZATIONS = ("auto", "percentile", "zscore", "ct", "window")
 
 
@@ -53,10 +52,11 @@ class DataConfig:
               "(uwmgi), the folder holding dataset.json (nnunet, decathlon), the folder "
               "holding images/, masks/ and labels.json (folder), or of DICOM studies (dicom)")
     data_dir: str = field("~/tensorflow_datasets", "where TFDS writes the prepared TFRecords")
-    image_size: Union[tuple[int, int], tuple[int, int, int]] = field(
-        (128, 128), "[height, width] the model sees: slices are resized to it (sampling: "
-                    "resize) or patches of it are cut from them (sampling: patch); "
-                    "model.dims 3: [slices, height, width] of a 3D patch", min=1)
+    image_size: Union[Literal["auto"], tuple[int, int], tuple[int, int, int]] = field(
+        (128, 128), "[height, width] the model sees: slices resized to it (sampling: resize) "
+                    "or patches of it cut from them (patch); model.dims 3: [slices, height, "
+                    "width]; auto (resize): square, the median slice's longer side rounded up "
+                    "to a multiple of 2^model.depth, at most 128 (docs/data.md)", min=1)
     plan: Literal["none", "auto"] = field(
         "none", "none (the config as written) or auto (before training, cross-validation, "
                 "tuning, evaluation or a benchmark, the keys python -m tf_medseg plan would "

@@ -245,7 +245,7 @@ def _check_cross(config: Config) -> None:
 def _check_network(config: Config) -> None:
     """model.batch_norm against model.norm; model.dims against data.image_size and the 3D
     restrictions; model.strides and model.kernels against model.depth; data.image_size
-    divisible by the pooling."""
+    divisible by the pooling (auto: sized so, from the data, by the planner)."""
     data, model = config.data, config.model
     size, dims = data.image_size, model.dims
     if model.deep_supervision and model.depth < 3:
@@ -254,7 +254,11 @@ def _check_network(config: Config) -> None:
     if not model.batch_norm and model.norm not in ("batch", "none"):
         raise ConfigError(f"model.batch_norm: false turns normalisation off, but model.norm is "
                           f"{model.norm}; leave model.batch_norm out and set model.norm")
-    if len(size) != dims:
+    if size == "auto" and data.plan != "auto" and (dims != 2 or data.sampling != "resize"):
+        raise ConfigError(f"data.image_size: auto sizes the slices of data.sampling resize for "
+                          f"a 2D network; give the {'patch' if dims == 2 else '3D patch'} "
+                          f"size, or let data.plan: auto plan it")
+    if size != "auto" and len(size) != dims:
         shape = "[height, width]" if dims == 2 else "[slices, height, width]"
         raise ConfigError(f"data.image_size: model.dims {dims} needs {shape}, got {list(size)}")
     if data.spacing is not None and len(data.spacing) == 3 and dims == 2:
@@ -281,7 +285,7 @@ def _check_network(config: Config) -> None:
                               f"{model.depth}, model.dims {dims}), got "
                               f"{[list(v) for v in value]}")
     divisor = [math.prod(level[a] for level in strides) for a in range(dims)]
-    if any(n % d for n, d in zip(size, divisor)):
+    if size != "auto" and any(n % d for n, d in zip(size, divisor)):
         shown = str(divisor[0]) if len(set(divisor)) == 1 else "x".join(map(str, divisor))
         what = ("2**model.depth" if model.strides is None else "the product of model.strides")
         raise ConfigError(f"data.image_size: {'x'.join(map(str, size))} must be divisible by "

@@ -342,17 +342,26 @@ def _batch_why(net: Network, budget: float) -> str:
 def planned_config(config: Config, dataset=None, verbose: bool = True) -> Config:
     """``config`` itself, or with ``data.plan: auto`` the config with the planned keys of its
     data set (:func:`make_plan`, the records built first if they are not there) in place of
-    its own. Planning a planned config changes nothing, so a resumed run, a fold or a trial
-    plans the same.
+    its own; with ``data.image_size: auto`` alone, the size
+    (:func:`tf_medseg.planning.resize.slice_size`). Planning a planned config changes
+    nothing, so a resumed run, a fold or a trial plans the same.
 
     Raises:
         ConfigError: a ``tune.space`` key that the plan sets (the plan would override the
             trial's value).
     """
-    if config.data.plan != "auto":
-        return config
     from tf_medseg.config import from_dict
     from tf_medseg.data.dataset import DataSet
+    if config.data.plan != "auto":
+        if config.data.image_size != "auto":
+            return config
+        from tf_medseg.planning.resize import slice_size
+        size, why = slice_size(dataset or DataSet.open(config.data), config)
+        if verbose:
+            print(f"data.image_size auto: {_times(size)} ({why})", flush=True)
+        values = config.to_dict()
+        values["data"]["image_size"] = list(size)
+        return from_dict(values)
     result = make_plan(dataset or DataSet.open(config.data), config)
     searched = sorted(set(config.tune.space) & set(result.values))
     if searched:

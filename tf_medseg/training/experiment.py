@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from tf_medseg.config import Config
 from tf_medseg.data.dataset import DataSet
+from tf_medseg.errors import ConfigError
 from tf_medseg.export.contract import Contract, roi_names
 
 
@@ -39,6 +40,10 @@ class Experiment:
     """One config and its data set (see the module docstring)."""
 
     def __init__(self, config: Config, dataset: DataSet | None = None):
+        if config.data.image_size == "auto":
+            raise ConfigError("data.image_size: auto is sized from the data set by "
+                              "tf_medseg.planning.planner.planned_config(config); pass its "
+                              "result (train, cv, tune and benchmark do so)")
         self.config = config
         # The records are built (or found) here, once; a fold or a trial reuses them.
         self.dataset = (DataSet.open(config.data) if dataset is None
