@@ -15,10 +15,11 @@ from tf_medseg.errors import ConfigError
     ("train.epochs=true", r"train\.epochs: expected integer"),
     ("model.name=unnet", r"model\.name: expected one of unet, attention_unet, got 'unnet'; "
                          r"did you mean unet\?"),
-    ("data.image_size=[64]", r"data\.image_size: expected a list of 2 integers"),
+    ("data.image_size=[64]", r"data\.image_size: expected auto or a list of 2 integers or a "
+                             r"list of 3 integers, got \[64\]$"),
     ("data.context=[-1,1]", r"data\.context: must contain 0"),
     ("data.fold=5", r"data\.fold: must be < data\.num_folds \(5\) or all"),
-    ("data.fold=every", r"data\.fold: expected integer or one of all, got 'every'"),
+    ("data.fold=every", r"data\.fold: expected integer or all, got 'every'"),
     ("train.epochs=1000000000000000000000", r"train\.epochs: must be at most 2,147,483,647"),
     ("data.shuffle_buffer=100000000000000000000", r"data\.shuffle_buffer: must be at most"),
     ("train.warmup_epochs=1e308", r"train\.warmup_epochs: must be <= 100000"),

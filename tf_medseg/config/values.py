@@ -76,8 +76,8 @@ def _build_section(cls: type, values: dict, section: str) -> Any:
 def _describe(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is Literal:
-        return "one of " + ", ".join(str(a).lower() if isinstance(a, bool) else str(a)
-                                     for a in typing.get_args(tp))
+        names = [str(a).lower() if isinstance(a, bool) else str(a) for a in typing.get_args(tp)]
+        return names[0] if len(names) == 1 else "one of " + ", ".join(names)
     if origin in (typing.Union, types.UnionType):
         return " or ".join("null" if a is type(None) else _describe(a)
                            for a in typing.get_args(tp))
