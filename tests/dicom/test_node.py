@@ -34,7 +34,9 @@ def _client(ae_title: str, port: int, contexts):
     ae = AE(ae_title=ae_title)
     for context in contexts:
         ae.add_requested_context(context)
-    ae.acse_timeout = ae.network_timeout = 10
+    # 30 s, as dcmtk's storescu: a loaded machine (the node contouring beside a busy test
+    # run) answered a C-STORE in over 10 s once
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
     return ae.associate("127.0.0.1", port, ae_title="NODE")
 
 
@@ -97,6 +99,7 @@ def test_the_node_contours_each_series_once_and_never_loses_one(tiny_export, tmp
         # series b arrives while a is contoured (a is complete 1.5 s after its last image)
         time.sleep(1.7)
         assoc = _client("SCANNER", node_port, [MRImageStorage])
+        assert assoc.is_established, log.read_text()[-2000:]
         for path in sorted((tmp_path / "scanner" / "b").iterdir()):
             assert assoc.send_c_store(pydicom.dcmread(path)).Status == 0
         assoc.release()
