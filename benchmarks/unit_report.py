@@ -80,7 +80,9 @@ def markdown(table_name: str, table: dict) -> str:
 
 
 def plot(table_name: str, table: dict, out: Path) -> bool:
-    """Mean Dice against training minutes, one point per configuration (matplotlib)."""
+    """Mean Dice against training minutes, one point per configuration (matplotlib), a line
+    from a longer budget to the configuration whose step rate it took (``rate_from``), a
+    legend in place of labels; a point far below the rest drawn on the lower edge (v)."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -88,31 +90,38 @@ def plot(table_name: str, table: dict, out: Path) -> bool:
     except ImportError:
         print("matplotlib is not installed: no plot (pip install matplotlib)", flush=True)
         return False
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    any_point = False
+    points = {}
     for variant, spec in table["variants"].items():
         rows = list(recorded(table_name, variant).values())
-        if not rows:
-            continue
-        any_point = True
-        x = _mean(rows, "train_minutes")
-        x = x if np.isfinite(x) else _mean(rows, "minutes")
-        y = _mean(rows, "dice")
-        dice = [r["dice"] for r in rows if r.get("dice") is not None]
-        ax.errorbar([x], [y], yerr=[np.std(dice, ddof=1)] if len(dice) > 1 else None,
-                    fmt="s" if spec["side"] == "peer" else "o", capsize=3)
-        ax.annotate(f"{variant} ({len(rows)})", (x, y), fontsize=7, xytext=(4, 3),
-                    textcoords="offset points")
-    if not any_point:
-        plt.close(fig)
+        if rows:
+            x = _mean(rows, "train_minutes")
+            dice = [r["dice"] for r in rows if r.get("dice") is not None]
+            points[variant] = (x if np.isfinite(x) else _mean(rows, "minutes"),
+                               _mean(rows, "dice"), np.std(dice, ddof=1) if len(dice) > 1
+                               else 0.0, len(rows), spec)
+    if not points:
         return False
+    ys = [p[1] for p in points.values()]
+    floor = min(y for y in ys if y >= np.median(ys) - 0.1) - 0.01
+    fig, ax = plt.subplots(figsize=(9, 4.8), dpi=110)
+    colours = [plt.get_cmap("tab20")(i) for i in range(20)]
+    for i, (variant, (x, y, sd, n, spec)) in enumerate(points.items()):
+        colour, below = colours[i % len(colours)], y < floor
+        marker = "v" if below else ("s" if spec["side"] == "peer" else "o")
+        source = points.get(spec.get("rate_from"))
+        if source is not None and abs(source[0] - x) > 1:  # a longer budget, not a twin
+            ax.plot([source[0], x], [max(source[1], floor), max(y, floor)], color=colour,
+                    alpha=0.4, lw=1)
+        ax.errorbar([x], [max(y, floor)], yerr=None if below or not sd else [sd],
+                    fmt=marker, color=colour, capsize=3,
+                    label=f"{variant} ({n}): {y:.3f}" + (", below the axis" if below else ""))
+    ax.set_ylim(bottom=floor - 0.005)
     ax.set_xlabel("training minutes per fold, as the budget planned them (this CPU)")
-    ax.margins(x=0.25, y=0.15)
     ax.set_ylabel("mean 3-D Dice over the folds recorded")
-    ax.set_title(f"{table_name}: what a budget buys (folds recorded in brackets, bars: sd "
-                 f"of folds)",
-                 fontsize=10)
+    ax.set_title(f"{table_name}: what a budget buys (folds in brackets; squares: the peer; "
+                 f"bars: sd of folds)", fontsize=9, loc="left")
     ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     tmp = out.with_suffix(".tmp.png")
     fig.savefig(tmp)
