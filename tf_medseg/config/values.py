@@ -277,19 +277,26 @@ def _check_network(config: Config) -> None:
                 ("model.upsampling", model.upsampling == "transpose", "transpose")):
             if not ok:
                 raise ConfigError(f"{key}: model.dims 3 needs {fix}")
-    strides = model.strides or ((2,) * dims,) * model.depth
     for key, value, count in (("model.strides", model.strides, model.depth),
                               ("model.kernels", model.kernels, model.depth + 1)):
         if value is not None and (len(value) != count or any(len(v) != dims for v in value)):
             raise ConfigError(f"{key}: needs {count} entries of {dims} values (model.depth "
                               f"{model.depth}, model.dims {dims}), got "
                               f"{[list(v) for v in value]}")
-    divisor = [math.prod(level[a] for level in strides) for a in range(dims)]
+    divisor = pooling(model, dims)
     if size != "auto" and any(n % d for n, d in zip(size, divisor)):
         shown = str(divisor[0]) if len(set(divisor)) == 1 else "x".join(map(str, divisor))
         what = ("2**model.depth" if model.strides is None else "the product of model.strides")
         raise ConfigError(f"data.image_size: {'x'.join(map(str, size))} must be divisible by "
                           f"{what} = {shown}")
+
+
+def pooling(model, dims: int) -> list[int]:
+    """Per axis, how many times ``model`` (a :class:`ModelConfig`) pools a ``dims``-D input
+    (the product of ``model.strides``, else 2**``model.depth``): each side of the input must
+    be a multiple of it."""
+    strides = model.strides or ((2,) * dims,) * model.depth
+    return [math.prod(level[a] for level in strides) for a in range(dims)]
 
 
 def describe_keys() -> list[tuple[str, str, str, str]]:

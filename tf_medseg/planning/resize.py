@@ -17,16 +17,10 @@ import math
 import numpy as np
 
 from tf_medseg.config import Config
+from tf_medseg.config.values import pooling
 from tf_medseg.data import geometry
 
 MAX_SIDE = 128  # auto's largest side: every resize row of the tables was measured at 128
-
-
-def pooling(config: Config) -> int:
-    """The multiple a side of a 2D network's input must be: its pooling on both axes."""
-    strides = config.model.strides or ((2, 2),) * config.model.depth
-    rows, cols = (math.prod(level[a] for level in strides) for a in (0, 1))
-    return math.lcm(rows, cols)
 
 
 def slice_size(dataset, config: Config) -> tuple[tuple[int, int], str]:
@@ -36,7 +30,7 @@ def slice_size(dataset, config: Config) -> tuple[tuple[int, int], str]:
     sides = [max(geometry.planar_sizes(s.shape, s.spacing, dataset.axis(s), spacing)[2])
              for s in dataset.scans]
     median = float(np.median(sides))
-    unit = pooling(config)
+    unit = math.lcm(*pooling(config.model, 2))  # a square side both axes' pooling divide
     cap = max(unit, MAX_SIDE // unit * unit)
     side = min(cap, max(unit, math.ceil(median / unit) * unit))
     why = (f"the median slice's longer side, {median:g} pixels"
