@@ -126,3 +126,19 @@ def test_a_row_is_compared_with_the_peer_it_names(tmp_path, monkeypatch):
         "ours": {"versus": "ours"}}}}))
     with pytest.raises(MedsegError, match=r"variant 'ours' must be .* versus \(a peer variant"):
         runner.read_tables(tmp_path / "tables.yaml")
+
+
+def test_every_declared_variant_loads_as_a_config():
+    """The shipped ``benchmarks/tables.yaml``: each variant's overrides on its table's config
+    load (a misspelt key or value is caught here, not minutes into a unit), each with a time
+    budget, and a longer budget's rate_from names a row of the same network."""
+    from benchmarks import units as runner
+    from tf_medseg.config import load_config
+    tables = runner.read_tables(ROOT / "benchmarks" / "tables.yaml")
+    for name, table in tables.items():
+        for variant in table["variants"]:
+            config = load_config(str(ROOT / table["config"]), runner.overrides(table, variant))
+            assert config.train.max_minutes, (name, variant)
+            source = table["variants"][variant].get("rate_from")
+            if source:
+                assert table["variants"][source]["side"] == table["variants"][variant]["side"]
