@@ -24,7 +24,8 @@ other folds train the same epochs and schedule (``train.epochs``, no budget), so
 of a row are alike and a unit that shares the machine with other work takes longer instead of
 training less (``--measure``: every unit plans its own). A variant with ``rate_from: OTHER``
 (the same configuration on a longer budget) plans nothing: its epochs are what its budget fits
-at the step rate OTHER's first unit measured. Each unit writes
+at the step rate OTHER's first unit measured; one with ``members: [A, B]`` averages
+their models (:mod:`benchmarks.ensembles`). Each unit writes
 ``benchmarks/results/TABLE/VARIANT/fold_K.json``: per class 3-D Dice and HD95, the minutes
 (training and in all), the epochs and steps trained, the time budget's plan, the config's
 digest, the commit and the machine. With ``--commit`` each result file is committed on its own
@@ -103,6 +104,8 @@ def read_tables(path: Path = TABLES) -> dict:
             v.setdefault("set", [])
             v.setdefault("side", "ours")
             v.setdefault("minutes", 10)
+        from benchmarks.ensembles import check
+        check(where, table)  # members: [A, B] (benchmarks/ensembles.py)
     return raw
 
 
@@ -218,6 +221,9 @@ def run_unit(table_name: str, variant: str, fold: int, measure: bool = False) ->
     from tf_medseg.training import train
     table = table_of(read_tables(), table_name)
     spec = table["variants"][variant]
+    if spec.get("members"):  # an ensemble of other rows' units: scored, not trained
+        from benchmarks.ensembles import score_unit
+        return score_unit(table_name, table, variant, fold)
     base = load_config(str(ROOT / table["config"]) if not Path(table["config"]).is_absolute()
                        else table["config"], overrides(table, variant))
     run_dir = RUNS / table_name / variant / f"fold_{fold}"

@@ -33,10 +33,12 @@ def test_units_are_recorded_skipped_and_reported(tmp_path):
         "config": "configs/tiny.yaml", "folds": [0, 1],
         "set": [*common, "train.epochs=20", "train.max_minutes=0.05",
                 "train.overlay_slices=0", "export.saved_model=false"],
-        "variants": {"base": {"minutes": 2},
+        "variants": {"base": {"set": ["export.saved_model=true"], "minutes": 2},
                      "long": {"minutes": 500},
-                     "base_longer": {"set": ["train.max_minutes=0.15"], "rate_from": "base",
-                                     "minutes": 2}}}}, sort_keys=False))
+                     "base_longer": {"set": ["export.saved_model=true", "train.max_minutes=0.15"],
+                                     "rate_from": "base", "minutes": 2},
+                     "both": {"members": ["base", "base_longer"], "minutes": 1}}}},
+        sort_keys=False))
     (home / "measurements.md").write_text(
         "# M\n\nbefore\n<!-- units:tiny -->\nold\n<!-- /units:tiny -->\nafter\n")
 
@@ -81,6 +83,32 @@ def test_units_are_recorded_skipped_and_reported(tmp_path):
     assert made["overrides"][-1] == "train.max_minutes=0.15"  # the variant's own settings last
     assert not (home / "runs" / "tiny" / "base_longer" / "fold_0" / "budget.json").exists()
 
+    # an ensemble row trains nothing: it scores the mean of its members' exports of the fold
+    both = units(home, "run", "tiny", "--folds", "0", "--only", "both")
+    made_both = home / "results" / "tiny" / "both" / "fold_0.json"
+    assert both.returncode == 0 and made_both.is_file(), (both.stdout + both.stderr)[-3000:]
+    ens = json.loads(made_both.read_text())
+    assert ens["members"] == ["base", "base_longer"] and 0 <= ens["dice"] <= 1
+    assert ens["steps"] == rows["base"]["steps"] + made["steps"]
+    assert ens["train_minutes"] == round(rows["base"]["train_minutes"] + made["train_minutes"], 2)
+    assert ens["budget"] == {"budget_minutes": 0.05 + 0.15}
+    assert not (home / "runs" / "tiny" / "both").exists()
+    from benchmarks.ensembles import MeanOf
+    from tf_medseg.config import load_config
+    from tf_medseg.data.dataset import DataSet
+    from tf_medseg.inference.predictor import Predictor
+    runs = [home / "runs" / "tiny" / v / "fold_0" for v in ("base", "base_longer")]
+    example = next(iter(DataSet.open(load_config(str(runs[0] / "config.yaml")).data)
+                        .records("val")))
+    image, spacing = example["image"].numpy(), example["spacing"].numpy()
+    alone = [Predictor.load(r / "saved_model").probabilities(image, spacing) for r in runs]
+    mean = MeanOf([Predictor.load(r / "saved_model") for r in runs]).probabilities(image, spacing)
+    np.testing.assert_allclose(mean, (alone[0] + alone[1]) / 2, atol=1e-6)
+    missing = units(home, "unit", "tiny", "both", "1")  # base_longer has no fold 1
+    assert missing.returncode == 2 and missing.stderr.strip() == (
+        "error: tiny both fold 1: member base_longer has no unit on fold 1; run it first (the "
+        "runner does, declared before both)")
+
     report = units(home, "tiny", module="benchmarks.unit_report")
     assert report.returncode == 0, report.stderr[-2000:]
     doc = (home / "measurements.md").read_text()
@@ -95,7 +123,7 @@ def test_units_are_recorded_skipped_and_reported(tmp_path):
 
     bad = units(home, "run", "tiny", "--only", "nope")
     assert bad.returncode == 2 and bad.stderr.strip() == (
-        "error: --only: table tiny has no variant 'nope' (there are base, long, base_longer)")
+        "error: --only: table tiny has no variant 'nope' (there are base, long, base_longer, both)")
 
 
 def test_a_row_is_compared_with_the_peer_it_names(tmp_path, monkeypatch):
@@ -125,6 +153,11 @@ def test_a_row_is_compared_with_the_peer_it_names(tmp_path, monkeypatch):
     (tmp_path / "tables.yaml").write_text(yaml.safe_dump({"t": {"config": "c.yaml", "variants": {
         "ours": {"versus": "ours"}}}}))
     with pytest.raises(MedsegError, match=r"variant 'ours' must be .* versus \(a peer variant"):
+        runner.read_tables(tmp_path / "tables.yaml")
+    (tmp_path / "tables.yaml").write_text(yaml.safe_dump({"t": {"config": "c.yaml", "variants": {
+        "ours": {}, "both": {"members": ["ours", "later"]}, "later": {}}}}, sort_keys=False))
+    with pytest.raises(MedsegError, match=r"variant 'both': members must list two or more "
+                                          r"different variants of ours declared before it"):
         runner.read_tables(tmp_path / "tables.yaml")
 
 
