@@ -18,6 +18,8 @@ from __future__ import annotations
 import datetime
 import json
 import time
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -70,20 +72,20 @@ class MeanOf:
         return self.predictors[0].masks(probs, threshold)
 
 
-def score_unit(table_name: str, table: dict, variant: str, fold: int) -> dict:
-    """Score ``variant``'s members' exports of ``fold`` together and write its result file."""
-    from benchmarks import units
+def score_unit(table_name: str, variant: str, fold: int, members: dict, runs: Path,
+               path: Path, stamp: Callable[[], dict]) -> dict:
+    """Score ``variant``'s ``members`` ({variant: its recorded row of ``fold``, or None}; their
+    run folders under ``runs``) together, and write the result to ``path`` with ``stamp()`` (the
+    commit and the machine, asked for once the members are found)."""
     from tf_medseg.config import load_config
     from tf_medseg.data.dataset import DataSet
     from tf_medseg.evaluation.evaluate import evaluate
     from tf_medseg.files import atomic_write
     from tf_medseg.inference.predictor import Predictor
-    members = table["variants"][variant]["members"]
     where = f"{table_name} {variant} fold {fold}"
     rows, configs, exports = [], [], []
-    for member in members:
-        row = units.recorded(table_name, member).get(fold)
-        run_dir = units.RUNS / table_name / member / f"fold_{fold}"
+    for member, row in members.items():
+        run_dir = runs / member / f"fold_{fold}"
         if row is None:
             raise MedsegError(f"{where}: member {member} has no unit on fold {fold}; run it "
                               f"first (the runner does, declared before {variant})")
@@ -91,7 +93,7 @@ def score_unit(table_name: str, table: dict, variant: str, fold: int) -> dict:
             raise MedsegError(
                 f"{where}: member {member} has no export in {run_dir / 'saved_model'} (set "
                 f"export.saved_model=true on it; runs/ does not outlive a session: delete "
-                f"{units.result_path(table_name, member, fold)} to train it again)")
+                f"{path.parent.parent / member / path.name} to train it again)")
         rows.append(row)
         configs.append(load_config(str(run_dir / "config.yaml")))
         exports.append(run_dir / "saved_model")
@@ -112,16 +114,15 @@ def score_unit(table_name: str, table: dict, variant: str, fold: int) -> dict:
     budgets = [(r.get("budget") or {}).get("budget_minutes") for r in rows]
     row = {
         "table": table_name, "variant": variant, "fold": fold, "side": "ours",
-        "members": members, "config_digest": [r["config_digest"] for r in rows],
+        "members": list(members), "config_digest": [r["config_digest"] for r in rows],
         **{k: v for k, v in result.items()
            if k.startswith(("dice", "hd95", "sdice")) and "pooled" not in k},
         "minutes": round((time.perf_counter() - start) / 60, 2),
         "train_minutes": total("train_minutes"), "steps": total("steps"),
         "budget": {"budget_minutes": sum(budgets)} if None not in budgets else None,
-        **units.git_state(), "machine": units.machine(),
+        **stamp(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    path = units.result_path(table_name, variant, fold)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, json.dumps(row, indent=2) + "\n")
     return row

@@ -8,7 +8,6 @@ each recorded in a result file committed to the repository the moment it lands.
         [--folds K ...] [--commit] [--dry-run]
     python -m benchmarks.units status [TABLE ...]
     python -m benchmarks.unit_report [TABLE ...]      # docs/measurements.md + docs/*.png
-
 The tables and their variants are declared in ``benchmarks/tables.yaml`` (a base config, the
 folds, and per variant its ``--set`` overrides, its side (``ours`` or ``peer``:
 keras-unet-collection's ``unet_2d``, ``pip install keras-unet-collection``) and an estimate
@@ -223,7 +222,9 @@ def run_unit(table_name: str, variant: str, fold: int, measure: bool = False) ->
     spec = table["variants"][variant]
     if spec.get("members"):  # an ensemble of other rows' units: scored, not trained
         from benchmarks.ensembles import score_unit
-        return score_unit(table_name, table, variant, fold)
+        rows = {m: recorded(table_name, m).get(fold) for m in spec["members"]}
+        return score_unit(table_name, variant, fold, rows, RUNS / table_name, result_path(
+            table_name, variant, fold), lambda: {**git_state(), "machine": machine()})
     base = load_config(str(ROOT / table["config"]) if not Path(table["config"]).is_absolute()
                        else table["config"], overrides(table, variant))
     run_dir = RUNS / table_name / variant / f"fold_{fold}"
@@ -368,8 +369,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="what", required=True)
     r = sub.add_parser("run", help="run the units not recorded yet that fit the budget")
     r.add_argument("table")
-    r.add_argument("--budget-minutes", type=float, help="start only units expected to end "
-                                                        "within this many minutes from now")
+    r.add_argument("--budget-minutes", type=float, help="start only units ending within N min")
     r.add_argument("--only", nargs="+", help="these variants only")
     r.add_argument("--folds", nargs="+", type=int, help="these folds only")
     r.add_argument("--commit", action="store_true", help="commit each result file as it lands")
