@@ -23,6 +23,7 @@ from typing import Callable
 
 import numpy as np
 
+from benchmarks.folds import unit_figures
 from tf_medseg.errors import MedsegError
 
 
@@ -115,8 +116,7 @@ def score_unit(table_name: str, variant: str, fold: int, members: dict, runs: Pa
     row = {
         "table": table_name, "variant": variant, "fold": fold, "side": "ours",
         "members": list(members), "config_digest": [r["config_digest"] for r in rows],
-        **{k: v for k, v in result.items()
-           if k.startswith(("dice", "hd95", "sdice")) and "pooled" not in k},
+        **unit_figures(result),
         "minutes": round((time.perf_counter() - start) / 60, 2),
         "train_minutes": total("train_minutes"), "steps": total("steps"),
         "budget": {"budget_minutes": sum(budgets)} if None not in budgets else None,

@@ -1,5 +1,5 @@
-"""What the cross-validation benchmarks share (``peer_cv``, ``ablation``): a fold's config,
-the figures kept of its result, and the command-line wrapper."""
+"""What the cross-validation benchmarks share (``peer_cv``, ``ablation``, ``units``): a fold's
+config, the figures kept of its result, and the command-line wrapper."""
 
 from __future__ import annotations
 
@@ -13,6 +13,13 @@ def fold_config(base, fold: int, run_dir):
     return dataclasses.replace(
         base, data=dataclasses.replace(base.data, fold=fold),
         train=dataclasses.replace(base.train, keep="last", run_dir=str(run_dir)))
+
+
+def unit_figures(result: dict) -> dict:
+    """The figures a unit's result file keeps of a scoring: per class and mean 3-D Dice, HD95
+    and surface Dice (not the pooled Dice)."""
+    return {k: v for k, v in result.items()
+            if k.startswith(("dice", "hd95", "sdice")) and "pooled" not in k}
 
 
 def fold_row(result: dict, seconds: float) -> dict:

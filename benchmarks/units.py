@@ -53,7 +53,7 @@ from typing import Sequence
 
 import numpy as np
 
-from benchmarks.folds import command, fold_config
+from benchmarks.folds import command, fold_config, unit_figures
 from tf_medseg.errors import MedsegError
 from tf_medseg.files import atomic_write
 
@@ -262,8 +262,7 @@ def run_unit(table_name: str, variant: str, fold: int, measure: bool = False) ->
         "table": table_name, "variant": variant, "fold": fold, "side": spec["side"],
         "overrides": overrides(table, variant), "config": table["config"],
         "config_digest": config.digest(),
-        **{k: v for k, v in result.items()
-           if k.startswith(("dice", "hd95", "sdice")) and "pooled" not in k},
+        **unit_figures(result),
         "minutes": round(minutes, 2),
         # the budget's measure: epochs x (steps at the measured rate + validation)
         "train_minutes": round(len(history) * budget["seconds_per_epoch"] / 60, 2)

@@ -101,8 +101,9 @@ def test_units_are_recorded_skipped_and_reported(tmp_path):
     example = next(iter(DataSet.open(load_config(str(runs[0] / "config.yaml")).data)
                         .records("val")))
     image, spacing = example["image"].numpy(), example["spacing"].numpy()
-    alone = [Predictor.load(r / "saved_model").probabilities(image, spacing) for r in runs]
-    mean = MeanOf([Predictor.load(r / "saved_model") for r in runs]).probabilities(image, spacing)
+    members = [Predictor.load(r / "saved_model") for r in runs]
+    alone = [p.probabilities(image, spacing) for p in members]
+    mean = MeanOf(members).probabilities(image, spacing)
     np.testing.assert_allclose(mean, (alone[0] + alone[1]) / 2, atol=1e-6)
     missing = units(home, "unit", "tiny", "both", "1")  # base_longer has no fold 1
     assert missing.returncode == 2 and missing.stderr.strip() == (
