@@ -7,7 +7,9 @@ fold K scores, on fold K's validation scans, the mean of the probabilities that 
 its members' units on fold K give (``runs/units/TABLE/MEMBER/fold_K/saved_model``; a member
 variant sets ``export.saved_model=true``). The members are declared before it, so that one
 ``run`` trains them first. An export lives in ``runs/``, which does not outlive a session: the
-ensemble's unit must run in the sitting that trained its members' units of that fold.
+ensemble's unit must run in the sitting that trained its members' units of that fold, so a
+``run`` that selects an ensemble goes fold by fold (the members and the ensemble of fold 0, then
+of fold 1, ...).
 
 Its result file has the members' figures summed where a sum is what the row costs: the
 training minutes and budget (the plot's axis), the steps; ``minutes`` is the scoring alone.
@@ -15,15 +17,13 @@ training minutes and budget (the plot's axis), the steps; ``minutes`` is the sco
 
 from __future__ import annotations
 
-import datetime
-import json
 import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from benchmarks.folds import unit_figures
+from benchmarks.records import write_result
 from tf_medseg.errors import MedsegError
 
 
@@ -74,14 +74,13 @@ class MeanOf:
 
 
 def score_unit(table_name: str, variant: str, fold: int, members: dict, runs: Path,
-               path: Path, stamp: Callable[[], dict]) -> dict:
+               path: Path) -> dict:
     """Score ``variant``'s ``members`` ({variant: its recorded row of ``fold``, or None}; their
-    run folders under ``runs``) together, and write the result to ``path`` with ``stamp()`` (the
-    commit and the machine, asked for once the members are found)."""
+    run folders under ``runs``) together, and write the result to ``path`` (stamped with the
+    commit and the machine by :func:`benchmarks.records.write_result`)."""
     from tf_medseg.config import load_config
     from tf_medseg.data.dataset import DataSet
     from tf_medseg.evaluation.evaluate import evaluate
-    from tf_medseg.files import atomic_write
     from tf_medseg.inference.predictor import Predictor
     where = f"{table_name} {variant} fold {fold}"
     rows, configs, exports = [], [], []
@@ -120,9 +119,5 @@ def score_unit(table_name: str, variant: str, fold: int, members: dict, runs: Pa
         "minutes": round((time.perf_counter() - start) / 60, 2),
         "train_minutes": total("train_minutes"), "steps": total("steps"),
         "budget": {"budget_minutes": sum(budgets)} if None not in budgets else None,
-        **stamp(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, json.dumps(row, indent=2) + "\n")
-    return row
+    return write_result(path, row)

@@ -17,7 +17,8 @@ from typing import Sequence
 import numpy as np
 
 from benchmarks.folds import command
-from benchmarks.units import DOC, read_tables, recorded, table_of
+from benchmarks.records import DOC, recorded
+from benchmarks.units import read_tables, table_of
 from tf_medseg.errors import MedsegError
 from tf_medseg.files import atomic_write
 

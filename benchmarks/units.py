@@ -24,11 +24,12 @@ of a row are alike and a unit that shares the machine with other work takes long
 training less (``--measure``: every unit plans its own). A variant with ``rate_from: OTHER``
 (the same configuration on a longer budget) plans nothing: its epochs are what its budget fits
 at the step rate OTHER's first unit measured; one with ``members: [A, B]`` averages
-their models (:mod:`benchmarks.ensembles`). Each unit writes
-``benchmarks/results/TABLE/VARIANT/fold_K.json``: per class 3-D Dice and HD95, the minutes
-(training and in all), the epochs and steps trained, the time budget's plan, the config's
-digest, the commit and the machine. With ``--commit`` each result file is committed on its own
-as soon as it is written.
+their models (:mod:`benchmarks.ensembles`). The units go variant by variant in declared
+order, each over the folds; where an ensemble is selected, fold by fold (its members, then it).
+Each unit writes ``benchmarks/results/TABLE/VARIANT/fold_K.json``: per class 3-D Dice and
+HD95, the minutes (training and in all), the epochs and steps trained, the time budget's plan,
+the config's digest, the commit and the machine (:mod:`benchmarks.records`). With ``--commit``
+each result file is committed on its own as soon as it is written.
 
 ``benchmarks.unit_report`` regenerates every table of ``docs/measurements.md`` between its markers
 ``<!-- units:TABLE -->`` and ``<!-- /units:TABLE -->`` from the committed files alone (means
@@ -41,10 +42,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
@@ -54,18 +52,16 @@ from typing import Sequence
 import numpy as np
 
 from benchmarks.folds import command, fold_config, unit_figures
+from benchmarks.records import (
+    ROOT,
+    RUNS,
+    TABLES,
+    commit_result,
+    recorded,
+    result_path,
+    write_result,
+)
 from tf_medseg.errors import MedsegError
-from tf_medseg.files import atomic_write
-
-ROOT = Path(__file__).resolve().parents[1]
-# Where the tables, results, runs and the document are; TF_MEDSEG_UNITS_DIR moves them all
-# under one folder (tables.yaml, results/, runs/, measurements.md there: the tests' way).
-_HOME = os.environ.get("TF_MEDSEG_UNITS_DIR")
-TABLES = Path(_HOME) / "tables.yaml" if _HOME else ROOT / "benchmarks" / "tables.yaml"
-RESULTS = Path(_HOME) / "results" if _HOME else ROOT / "benchmarks" / "results"
-RUNS = Path(_HOME) / "runs" if _HOME else ROOT / "runs" / "units"
-DOC = Path(_HOME) / "measurements.md" if _HOME else ROOT / "docs" / "measurements.md"
-
 
 # Tables --------------------------------------------------------------------------------
 
@@ -114,22 +110,6 @@ def table_of(tables: dict, name: str) -> dict:
     return tables[name]
 
 
-def result_path(table: str, variant: str, fold: int) -> Path:
-    return RESULTS / table / variant / f"fold_{fold}.json"
-
-
-def recorded(table: str, variant: str) -> dict[int, dict]:
-    """The committed (or at least written) results of one variant, by fold."""
-    out = {}
-    for path in sorted((RESULTS / table / variant).glob("fold_*.json")):
-        try:
-            out[int(path.stem.split("_")[1])] = json.loads(path.read_text())
-        except (ValueError, OSError) as exc:
-            raise MedsegError(f"{path}: damaged result ({exc}); delete it to measure the unit "
-                              f"again") from None
-    return out
-
-
 def expected_minutes(table: str, variant: str, declared: float) -> float:
     """What one unit of ``variant`` is expected to take: the median of its recorded units
     (with 10% to spare), else the declared estimate."""
@@ -142,32 +122,6 @@ def overrides(table: dict, variant: str) -> list[str]:
 
 
 # One unit ------------------------------------------------------------------------------
-
-def git_state() -> dict:
-    def git(*args):
-        try:
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
-                                  timeout=30).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-    return {"commit": git("rev-parse", "HEAD") or None,
-            "dirty": bool(git("status", "--porcelain", "--", "tf_medseg", "benchmarks",
-                              "configs"))}
-
-
-def machine() -> dict:
-    cpu = ""
-    try:
-        cpu = next((line.split(":", 1)[1].strip() for line in
-                    Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name")), "")
-    except OSError:
-        pass
-    from tf_medseg.training import resolve_runtime
-    policy, jit = resolve_runtime()
-    return {"cpu": cpu or platform.processor(), "cores": os.cpu_count(), "precision": policy,
-            "jit_compile": jit}
-
 
 def planned_unit(table: str, variant: str, fold: int) -> dict | None:
     """The recorded unit of ``variant`` whose time budget fixes the steps of its other folds:
@@ -223,8 +177,8 @@ def run_unit(table_name: str, variant: str, fold: int, measure: bool = False) ->
     if spec.get("members"):  # an ensemble of other rows' units: scored, not trained
         from benchmarks.ensembles import score_unit
         rows = {m: recorded(table_name, m).get(fold) for m in spec["members"]}
-        return score_unit(table_name, variant, fold, rows, RUNS / table_name, result_path(
-            table_name, variant, fold), lambda: {**git_state(), "machine": machine()})
+        return score_unit(table_name, variant, fold, rows, RUNS / table_name,
+                          result_path(table_name, variant, fold))
     base = load_config(str(ROOT / table["config"]) if not Path(table["config"]).is_absolute()
                        else table["config"], overrides(table, variant))
     run_dir = RUNS / table_name / variant / f"fold_{fold}"
@@ -270,53 +224,27 @@ def run_unit(table_name: str, variant: str, fold: int, measure: bool = False) ->
         "epochs": len(history), "steps_per_epoch": steps_per_epoch,
         "steps": len(history) * steps_per_epoch if steps_per_epoch else None,
         "budget": budget or None, "seed": config.train.seed,
-        **git_state(), "machine": machine(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    path = result_path(table_name, variant, fold)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, json.dumps(row, indent=2) + "\n")
-    return row
+    return write_result(result_path(table_name, variant, fold), row)
 
 
 # The runner ----------------------------------------------------------------------------
 
 def pending(table_name: str, table: dict, only, folds) -> list[tuple[str, int]]:
-    """The units not recorded yet, fold by fold within each variant, in declared order."""
+    """The units not recorded yet, in declared order: fold by fold within each variant, or,
+    where an ensemble row is among them, variant by variant within each fold (its members'
+    exports of a fold live only in the sitting that trained them)."""
     names = only or list(table["variants"])
     unknown = [v for v in names if v not in table["variants"]]
     if unknown:
         raise MedsegError(f"--only: table {table_name} has no variant {unknown[0]!r} (there "
                           f"are {', '.join(table['variants'])})")
     folds = folds if folds is not None else table["folds"]
-    return [(v, k) for v in names for k in folds if not result_path(table_name, v, k).is_file()]
-
-
-def commit_result(path: Path, row: dict) -> None:
-    """Commit ``path`` alone (whatever else is staged or changed stays as it is)."""
-    try:
-        rel = path.relative_to(ROOT)
-    except ValueError:
-        print(f"warning: {path} is outside the repository: not committed", flush=True)
-        return
-    message = (f"units: {row['table']} {row['variant']} fold {row['fold']}: Dice "
-               f"{row.get('dice', float('nan')):.3f} in {row['minutes']:.1f} min")
-    for attempt in range(5):  # another git command may hold the index for a moment
-        status = subprocess.run(["git", "status", "--porcelain", "--", str(rel)], cwd=ROOT,
-                                capture_output=True, text=True)
-        if status.returncode == 0 and not status.stdout.strip():
-            print(f"{rel}: committed already", flush=True)
-            return
-        add = subprocess.run(["git", "add", "--", str(rel)], cwd=ROOT, capture_output=True,
-                             text=True)
-        done = add.returncode == 0 and subprocess.run(
-            ["git", "commit", "-q", "-m", message, "--", str(rel)], cwd=ROOT,
-            capture_output=True, text=True).returncode == 0
-        if done:
-            print(f"committed {rel}", flush=True)
-            return
-        time.sleep(2 + attempt * 3)
-    print(f"warning: could not commit {rel}; commit it by hand", flush=True)
+    declared = list(table["variants"])  # an ensemble's members are declared before it
+    units = [(v, k) for v in sorted(set(names), key=declared.index) for k in folds]
+    if any(table["variants"][v].get("members") for v in names):
+        units.sort(key=lambda unit: unit[1])  # stable: declared order within a fold
+    return [(v, k) for v, k in units if not result_path(table_name, v, k).is_file()]
 
 
 def run(args) -> list:

@@ -131,15 +131,15 @@ def test_a_row_is_compared_with_the_peer_it_names(tmp_path, monkeypatch):
     """``versus: PEER``: the "vs peer" column of a row with the wide augmentation compares it
     with the peer trained with the same augmentation, not the table's first peer; a name that
     is not a peer row of the table is refused in one line."""
-    from benchmarks import unit_report
+    from benchmarks import records, unit_report
     from benchmarks import units as runner
     from tf_medseg.errors import MedsegError
-    monkeypatch.setattr(runner, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(records, "RESULTS", tmp_path / "results")
     dice = {"peer": [0.80, 0.70], "peer_wide": [0.85, 0.75], "ours": [0.86, 0.78],
             "ours_wide": [0.90, 0.80]}
     for variant, values in dice.items():
         for fold, value in enumerate(values):
-            path = runner.result_path("t", variant, fold)
+            path = records.result_path("t", variant, fold)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({"dice": value, "dice_organ": value, "minutes": 1.0,
                                         "steps": 10, "budget": {"budget_minutes": 5}}))
@@ -155,6 +155,15 @@ def test_a_row_is_compared_with_the_peer_it_names(tmp_path, monkeypatch):
         "ours": {"versus": "ours"}}}}))
     with pytest.raises(MedsegError, match=r"variant 'ours' must be .* versus \(a peer variant"):
         runner.read_tables(tmp_path / "tables.yaml")
+    # the units left, variant by variant; fold by fold where an ensemble needs its members'
+    # exports of the fold from the same sitting
+    (tmp_path / "tables.yaml").write_text(yaml.safe_dump({"t": {"config": "c.yaml", "variants": {
+        "ours": {}, "a": {}, "b": {}, "ab": {"members": ["a", "b"]}}}}, sort_keys=False))
+    table = runner.read_tables(tmp_path / "tables.yaml")["t"]
+    assert runner.pending("t", table, ["a", "ours"], [1, 2]) == [
+        ("ours", 2), ("a", 1), ("a", 2)]  # ours fold 1 is recorded (above)
+    assert runner.pending("t", table, ["ab", "b", "a"], [0, 1]) == [
+        ("a", 0), ("b", 0), ("ab", 0), ("a", 1), ("b", 1), ("ab", 1)]
     (tmp_path / "tables.yaml").write_text(yaml.safe_dump({"t": {"config": "c.yaml", "variants": {
         "ours": {}, "both": {"members": ["ours", "later"]}, "later": {}}}}, sort_keys=False))
     with pytest.raises(MedsegError, match=r"variant 'both': members must list two or more "
