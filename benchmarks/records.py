@@ -68,10 +68,11 @@ def machine() -> dict:
             "jit_compile": jit}
 
 
-def write_result(path: Path, row: dict) -> dict:
-    """Write a unit's ``row`` to ``path`` in one step, stamped with the commit, the machine and
-    the date; returns the stamped row."""
-    row = {**row, **git_state(), "machine": machine(),
+def write_result(path: Path, row: dict, code: dict | None = None) -> dict:
+    """Write a unit's ``row`` to ``path`` in one step, stamped with ``code`` (the commit the unit
+    started from: :func:`git_state` then; now where None), the machine and the date; returns
+    the stamped row."""
+    row = {**row, **(code or git_state()), "machine": machine(),
            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, json.dumps(row, indent=2) + "\n")

@@ -57,6 +57,7 @@ from benchmarks.records import (
     RUNS,
     TABLES,
     commit_result,
+    git_state,
     recorded,
     result_path,
     write_result,
@@ -172,6 +173,7 @@ def run_unit(table_name: str, variant: str, fold: int, measure: bool = False) ->
     from tf_medseg.config import load_config
     from tf_medseg.planning.planner import planned_config
     from tf_medseg.training import train
+    code = git_state()  # the code the unit trains with, whatever lands while it does
     table = table_of(read_tables(), table_name)
     spec = table["variants"][variant]
     if spec.get("members"):  # an ensemble of other rows' units: scored, not trained
@@ -225,7 +227,7 @@ def run_unit(table_name: str, variant: str, fold: int, measure: bool = False) ->
         "steps": len(history) * steps_per_epoch if steps_per_epoch else None,
         "budget": budget or None, "seed": config.train.seed,
     }
-    return write_result(result_path(table_name, variant, fold), row)
+    return write_result(result_path(table_name, variant, fold), row, code)
 
 
 # The runner ----------------------------------------------------------------------------
