@@ -67,6 +67,11 @@ class TimeBudget(keras.callbacks.Callback):
     """
 
     MEASURED_EPOCHS = 2
+    # Fewer optimiser steps than this in a budget is warned of: in docs/measurements.md every
+    # unit under 300 steps scored far below its table's 2D recipe (planned 3D on CHAOS, 102
+    # steps: 0.11; on head-and-neck CT, 100: 0.00; planned 2D on CHAOS, 220: 0.53), while
+    # planned 3D on the hippocampus came within 0.03 of it at 300.
+    FEW_STEPS = 300
 
     def __init__(self, minutes: float, epochs: int, steps_per_epoch: int, *,
                  planned: dict | None = None, record=None, verbose: int = 1):
@@ -138,6 +143,13 @@ class TimeBudget(keras.callbacks.Callback):
                       f"average {load:g} on {cores} cores): fewer epochs fit than on a quiet "
                       f"machine; to repeat a quiet run's length, set train.epochs to its "
                       f"budget.json's epochs and train.max_minutes to null", flush=True)
+            if plan["steps"] < self.FEW_STEPS and not plan["capped_by_train_epochs"]:
+                print(f"warning: train.max_minutes {self.seconds / 60:g} fits only "
+                      f"{plan['steps']} optimiser steps at {per_step:.3g} s a step here; "
+                      f"every measured training under {self.FEW_STEPS} steps stayed far "
+                      f"below the 2D recipe (docs/measurements.md): raise train.max_minutes "
+                      f"or train cheaper steps (plan.dims 2, a smaller data.image_size)",
+                      flush=True)
             if epochs == epoch + 1 < self.epochs:
                 print(f"warning: train.max_minutes {self.seconds / 60:g} fits only the "
                       f"{epochs} epoch(s) trained so far: the schedule ends early in its "
