@@ -173,7 +173,6 @@ def run_unit(table_name: str, variant: str, fold: int, measure: bool = False) ->
     from tf_medseg.config import load_config
     from tf_medseg.planning.planner import planned_config
     from tf_medseg.training import train
-    code = git_state()  # the code the unit trains with, whatever lands while it does
     table = table_of(read_tables(), table_name)
     spec = table["variants"][variant]
     if spec.get("members"):  # an ensemble of other rows' units: scored, not trained
@@ -181,6 +180,7 @@ def run_unit(table_name: str, variant: str, fold: int, measure: bool = False) ->
         rows = {m: recorded(table_name, m).get(fold) for m in spec["members"]}
         return score_unit(table_name, variant, fold, rows, RUNS / table_name,
                           result_path(table_name, variant, fold))
+    code = git_state()  # the code the unit trains with, whatever lands while it does
     base = load_config(str(ROOT / table["config"]) if not Path(table["config"]).is_absolute()
                        else table["config"], overrides(table, variant))
     run_dir = RUNS / table_name / variant / f"fold_{fold}"
