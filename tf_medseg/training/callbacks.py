@@ -69,8 +69,8 @@ class TimeBudget(keras.callbacks.Callback):
     MEASURED_EPOCHS = 2
     # Fewer optimiser steps than this in a budget is warned of: in docs/measurements.md every
     # unit under 300 steps scored far below its table's 2D recipe (planned 3D on CHAOS, 102
-    # steps: 0.11; on head-and-neck CT, 100: 0.00; planned 2D on CHAOS, 220: 0.53), while
-    # planned 3D on the hippocampus came within 0.03 of it at 300.
+    # steps: 0.085 over 5 folds; head-and-neck CT, 100: 0.00; planned 2D on CHAOS, 220: 0.53),
+    # while planned 3D on the hippocampus came within 0.03 of it at 300.
     FEW_STEPS = 300
 
     def __init__(self, minutes: float, epochs: int, steps_per_epoch: int, *,
