@@ -39,10 +39,13 @@ def check(where: str, table: dict) -> None:
         if (not isinstance(members, list) or len(members) < 2 or len(set(members)) < len(members)
                 or any(m not in earlier or table["variants"][m].get("side", "ours") != "ours"
                        or table["variants"][m].get("members") for m in members)
-                or v.get("set") or v.get("side", "ours") != "ours" or v.get("rate_from")):
+                or v.get("set") or v.get("side", "ours") != "ours" or v.get("rate_from")
+                or any(not set(v["folds"]) <= set(table["variants"][m]["folds"])
+                       for m in members)):
             raise MedsegError(f"{where}: variant {vname!r}: members must list two or more "
                               f"different variants of ours declared before it (not "
-                              f"ensembles), and an ensemble has no set, side or rate_from")
+                              f"ensembles) on its folds, and an ensemble has no set, side or "
+                              f"rate_from")
 
 
 class MeanOf:

@@ -58,7 +58,14 @@ def markdown(table_name: str, table: dict) -> str:
             "vs peer, same folds",
             "HD95 mm", "minutes a fold (training)", "steps"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for variant, rows in results.items():
+    probes = [v for v in results if set(table["variants"][v]["folds"]) < set(table["folds"])]
+    for variant in [v for v in results if v not in probes] + probes:
+        if variant == (probes or [None])[0]:  # the probes under a head of their own
+            lines += ["", f"Probes, each declared on fewer folds than the table's "
+                      f"{len(table['folds'])} to answer one question (`folds` in "
+                      f"tables.yaml); their means are not over the folds of the rows above:",
+                      "", *lines[:2]]
+        rows = results[variant]
         folds = sorted(rows)
         values = list(rows.values())
         versus = ""
@@ -113,14 +120,15 @@ def plot(table_name: str, table: dict, out: Path) -> bool:
         if source is not None and abs(source[0] - x) > 1:  # a longer budget, not a twin
             ax.plot([source[0], x], [max(source[1], floor), max(y, floor)], color=colour,
                     alpha=0.4, lw=1)
+        probe = set(spec["folds"]) < set(table["folds"])  # drawn hollow
         ax.errorbar([x], [max(y, floor)], yerr=None if below or not sd else [sd],
-                    fmt=marker, color=colour, capsize=3,
+                    fmt=marker, color=colour, capsize=3, mfc="none" if probe else colour,
                     label=f"{variant} ({n}): {y:.3f}" + (", below the axis" if below else ""))
     ax.set_ylim(bottom=floor - 0.005)
     ax.set_xlabel("training minutes per fold, as the budget planned them (this CPU)")
     ax.set_ylabel("mean 3-D Dice over the folds recorded")
     ax.set_title(f"{table_name}: what a budget buys (folds in brackets; squares: the peer; "
-                 f"bars: sd of folds)", fontsize=9, loc="left")
+                 f"hollow: probes; bars: sd of folds)", fontsize=9, loc="left")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()

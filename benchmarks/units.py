@@ -24,8 +24,10 @@ of a row are alike and a unit that shares the machine with other work takes long
 training less (``--measure``: every unit plans its own). A variant with ``rate_from: OTHER``
 (the same configuration on a longer budget) plans nothing: its epochs are what its budget fits
 at the step rate OTHER's first unit measured; one with ``members: [A, B]`` averages
-their models (:mod:`benchmarks.ensembles`). The units go variant by variant in declared
-order, each over the folds; where an ensemble is selected, fold by fold (its members, then it).
+their models (:mod:`benchmarks.ensembles`); one with ``folds: [K, ...]`` is a probe, run and
+reported on those folds only (under its table's rows, not among them). The units go variant
+by variant in declared order, each over the folds; where an ensemble is selected, fold by fold
+(its members, then it).
 Each unit writes ``benchmarks/results/TABLE/VARIANT/fold_K.json``: per class 3-D Dice and
 HD95, the minutes (training and in all), the epochs and steps trained, the time budget's plan,
 the config's digest, the commit and the machine (:mod:`benchmarks.records`). With ``--commit``
@@ -92,17 +94,27 @@ def read_tables(path: Path = TABLES) -> dict:
                     or not isinstance(v.get("minutes", 10), (int, float))
                     or v.get("rate_from", vname) not in table["variants"]
                     or (v.get("versus") is not None and (table["variants"].get(
-                        v["versus"]) or {}).get("side") != "peer")):
+                        v["versus"]) or {}).get("side") != "peer")
+                    or not _folds_of(v.get("folds", table["folds"]), table["folds"])):
                 raise MedsegError(f"{where}: variant {vname!r} must be a name of letters, "
                                   f"digits and _, with set (a list of KEY=VALUE), side (ours "
                                   f"or peer), minutes (a number), rate_from (a variant "
-                                  f"of the table) and versus (a peer variant of the table)")
+                                  f"of the table), versus (a peer variant of the table) and "
+                                  f"folds (some of the table's {table['folds']})")
+            v.setdefault("folds", list(table["folds"]))
             v.setdefault("set", [])
             v.setdefault("side", "ours")
             v.setdefault("minutes", 10)
         from benchmarks.ensembles import check
         check(where, table)  # members: [A, B] (benchmarks/ensembles.py)
     return raw
+
+
+def _folds_of(folds, table_folds) -> bool:
+    """Whether a variant's ``folds`` (a probe declared on fewer folds than its table) is a
+    non-empty list of the table's folds."""
+    return (isinstance(folds, list) and bool(folds)
+            and all(isinstance(k, int) and k in table_folds for k in folds))
 
 
 def table_of(tables: dict, name: str) -> dict:
@@ -241,9 +253,10 @@ def pending(table_name: str, table: dict, only, folds) -> list[tuple[str, int]]:
     if unknown:
         raise MedsegError(f"--only: table {table_name} has no variant {unknown[0]!r} (there "
                           f"are {', '.join(table['variants'])})")
-    folds = folds if folds is not None else table["folds"]
     declared = list(table["variants"])  # an ensemble's members are declared before it
-    units = [(v, k) for v in sorted(set(names), key=declared.index) for k in folds]
+    units = [(v, k) for v in sorted(set(names), key=declared.index)
+             for k in (folds if folds is not None else table["folds"])
+             if k in table["variants"][v]["folds"]]  # a probe: only the folds it declares
     if any(table["variants"][v].get("members") for v in names):
         units.sort(key=lambda unit: unit[1])  # stable: declared order within a fold
     return [(v, k) for v, k in units if not result_path(table_name, v, k).is_file()]
@@ -288,7 +301,7 @@ def status(args) -> None:
         table = table_of(tables, name)
         for variant, spec in table["variants"].items():
             have = sorted(recorded(name, variant))
-            print(f"{name} {variant}: folds {have or 'none'} of {table['folds']}; a unit "
+            print(f"{name} {variant}: folds {have or 'none'} of {spec['folds']}; a unit "
                   f"~{expected_minutes(name, variant, spec['minutes']):.0f} min")
 
 

@@ -151,6 +151,27 @@ def test_a_row_is_compared_with_the_peer_it_names(tmp_path, monkeypatch):
             unit_report.markdown("t", table).splitlines()[2:]}
     assert "| +0.070 (2) |" in rows["ours"]  # against peer, the first
     assert "| +0.050 (2) |" in rows["ours_wide"]  # against peer_wide, as it says
+    # a probe (declared on fewer folds): run on its folds only, reported under the rows
+    (tmp_path / "tables.yaml").write_text(yaml.safe_dump({"t": {"config": "c.yaml", "folds": [0, 1],
+        "variants": {"ours": {}, "probe": {"folds": [1]}, "peer": {"side": "peer"}}}},
+        sort_keys=False))
+    table = runner.read_tables(tmp_path / "tables.yaml")["t"]
+    assert runner.pending("t", table, None, None) == [("probe", 1)]
+    assert runner.pending("t", table, ["probe"], [0]) == []
+    path = records.result_path("t", "probe", 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"dice": 0.5, "dice_organ": 0.5, "minutes": 1.0, "steps": 10,
+                                "budget": {"budget_minutes": 5}}))
+    lines = unit_report.markdown("t", table).splitlines()
+    assert [line.split(" | ")[0] for line in lines if line.startswith("| ")] == [
+        "| configuration", "| ours", "| peer", "| configuration", "| probe"]
+    assert lines[5].startswith("Probes, each declared on fewer folds than the table's 2")
+    assert "| probe | 1 | 0.500 | **0.500** | -0.200 (1) |" in lines[-1]
+    (tmp_path / "tables.yaml").write_text(yaml.safe_dump({"t": {"config": "c.yaml", "variants": {
+        "ours": {"folds": [5]}}}}))
+    with pytest.raises(MedsegError, match=r"variant 'ours' must be .* folds \(some of the "
+                                          r"table's \[0, 1, 2, 3, 4\]\)"):
+        runner.read_tables(tmp_path / "tables.yaml")
     (tmp_path / "tables.yaml").write_text(yaml.safe_dump({"t": {"config": "c.yaml", "variants": {
         "ours": {"versus": "ours"}}}}))
     with pytest.raises(MedsegError, match=r"variant 'ours' must be .* versus \(a peer variant"):
@@ -169,6 +190,10 @@ def test_a_row_is_compared_with_the_peer_it_names(tmp_path, monkeypatch):
     with pytest.raises(MedsegError, match=r"variant 'both': members must list two or more "
                                           r"different variants of ours declared before it"):
         runner.read_tables(tmp_path / "tables.yaml")
+    (tmp_path / "tables.yaml").write_text(yaml.safe_dump({"t": {"config": "c.yaml", "variants": {
+        "a": {"folds": [0]}, "b": {}, "ab": {"members": ["a", "b"]}}}}, sort_keys=False))
+    with pytest.raises(MedsegError, match=r"variant 'ab': .* \(not ensembles\) on its folds"):
+        runner.read_tables(tmp_path / "tables.yaml")  # a has no unit on folds 1-4
 
 
 def test_every_declared_variant_loads_as_a_config():
