@@ -45,6 +45,12 @@ def _budget(rows: dict):
     return budget.get("budget_minutes")
 
 
+def is_probe(table: dict, variant: str) -> bool:
+    """Whether ``variant`` is declared on fewer folds than its table (``folds`` in
+    tables.yaml): reported apart, drawn hollow."""
+    return set(table["variants"][variant]["folds"]) < set(table["folds"])
+
+
 def markdown(table_name: str, table: dict) -> str:
     """The table of one declared table, from its result files."""
     results = {v: recorded(table_name, v) for v in table["variants"]}
@@ -57,14 +63,9 @@ def markdown(table_name: str, table: dict) -> str:
     head = ["configuration", "folds", *classes, "mean Dice ± sd of folds",
             "vs peer, same folds",
             "HD95 mm", "minutes a fold (training)", "steps"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    probes = [v for v in results if set(table["variants"][v]["folds"]) < set(table["folds"])]
-    for variant in [v for v in results if v not in probes] + probes:
-        if variant == (probes or [None])[0]:  # the probes under a head of their own
-            lines += ["", f"Probes, each declared on fewer folds than the table's "
-                      f"{len(table['folds'])} to answer one question (`folds` in "
-                      f"tables.yaml); their means are not over the folds of the rows above:",
-                      "", *lines[:2]]
+    header = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def row(variant: str) -> str:
         rows = results[variant]
         folds = sorted(rows)
         values = list(rows.values())
@@ -83,7 +84,15 @@ def markdown(table_name: str, table: dict) -> str:
                  _cell(_mean(values, 'hd95')),
                  f"{_mean(values, 'minutes'):.1f} ({_cell(_mean(values, 'train_minutes'))})",
                  f"{_mean(values, 'steps'):.0f}"]
-        lines.append("| " + " | ".join(cells) + " |")
+        return "| " + " | ".join(cells) + " |"
+
+    probes = [v for v in results if is_probe(table, v)]
+    lines = [*header, *(row(v) for v in results if v not in probes)]
+    if probes:  # under a head of their own
+        lines += ["", f"Probes, each declared on fewer folds than the table's "
+                  f"{len(table['folds'])} to answer one question (`folds` in tables.yaml); "
+                  f"their means are not over the folds of the rows above:", "", *header,
+                  *(row(v) for v in probes)]
     return "\n".join(lines) + "\n"
 
 
@@ -120,9 +129,9 @@ def plot(table_name: str, table: dict, out: Path) -> bool:
         if source is not None and abs(source[0] - x) > 1:  # a longer budget, not a twin
             ax.plot([source[0], x], [max(source[1], floor), max(y, floor)], color=colour,
                     alpha=0.4, lw=1)
-        probe = set(spec["folds"]) < set(table["folds"])  # drawn hollow
         ax.errorbar([x], [max(y, floor)], yerr=None if below or not sd else [sd],
-                    fmt=marker, color=colour, capsize=3, mfc="none" if probe else colour,
+                    fmt=marker, color=colour, capsize=3,
+                    mfc="none" if is_probe(table, variant) else colour,
                     label=f"{variant} ({n}): {y:.3f}" + (", below the axis" if below else ""))
     ax.set_ylim(bottom=floor - 0.005)
     ax.set_xlabel("training minutes per fold, as the budget planned them (this CPU)")
